@@ -1,0 +1,28 @@
+//! # ct3d-volume
+//!
+//! Everything ct3d does to a CT scan before a network sees it, with no deep-learning dependency
+//! so that it builds and tests in seconds:
+//!
+//! - [`nifti_io`]: read and write NIfTI-1 files (`.nii`, `.nii.gz`, `.hdr`/`.img`) into a [`Volume`];
+//! - [`preprocess`]: the Keras example's `process_scan` (HU window, 90° rotation, linear zoom),
+//!   number for number with scipy;
+//! - [`spline`]: scipy.ndimage-exact B-spline prefiltering, affine rotation and zoom;
+//! - [`augment`]: the example's random-angle rotation, seedable and thread-count independent;
+//! - [`synth`]: synthetic phantom chest CTs (the project's test and demo data);
+//! - [`dataset`] and [`cache`]: class-folder datasets and the content-addressed `prepare` cache;
+//! - [`atomic`]: write-to-temp-then-rename helpers used by every output.
+//!
+//! Axis order everywhere is nibabel's `get_fdata()` order, `[x, y, z]`, stored with `x` varying
+//! fastest (the NIfTI on-disk order), so no transpose happens on read or write.
+
+pub mod atomic;
+pub mod augment;
+pub mod cache;
+pub mod dataset;
+pub mod nifti_io;
+pub mod preprocess;
+pub mod spline;
+pub mod synth;
+pub mod volume;
+
+pub use volume::{Affine, Volume};
