@@ -1,0 +1,10 @@
+//! # ct3d
+//!
+//! The parts of ct3d above single volumes: dataset splits, metrics, and (as they land) training,
+//! evaluation, prediction and reports. The `ct3d` binary is a thin command-line layer over this
+//! library and over `ct3d-volume`.
+
+pub mod callbacks;
+pub mod history;
+pub mod metrics;
+pub mod split;

@@ -1,0 +1,216 @@
+//! End-to-end tests of the volume commands through the real `ct3d` binary: the happy paths, and
+//! every kind of bad input the product contract names (one-line error naming the file, non-zero
+//! exit, no panic, no partial output).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn ct3d(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ct3d"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the ct3d binary runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Asserts a clean failure: non-zero exit, no panic, a single `error:` line mentioning `needle`.
+fn assert_clean_failure(out: &Output, needle: &str) {
+    let err = stderr(out);
+    assert!(!out.status.success(), "expected failure, stderr: {err}");
+    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    let error_lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(error_lines.len(), 1, "one error line expected, got: {err}");
+    assert!(error_lines[0].contains(needle), "{needle:?} not in {err:?}");
+}
+
+/// Writes a small synthetic dataset with the CLI itself and returns its folder.
+fn synth_dataset(dir: &Path, normal: usize, abnormal: usize) -> PathBuf {
+    let data = dir.join("data");
+    let out = ct3d(&[
+        "synth",
+        "--out",
+        data.to_str().unwrap(),
+        "--normal",
+        &normal.to_string(),
+        "--abnormal",
+        &abnormal.to_string(),
+        "--seed",
+        "7",
+        "--size-xy",
+        "64",
+    ]);
+    assert!(out.status.success(), "synth failed: {}", stderr(&out));
+    data
+}
+
+fn first_scan(data: &Path, class: &str) -> PathBuf {
+    let mut scans: Vec<PathBuf> = fs::read_dir(data.join(class))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    scans.sort();
+    scans.remove(0)
+}
+
+#[test]
+fn synth_info_preprocess_rotate_prepare() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth_dataset(dir.path(), 2, 2);
+    let scan = first_scan(&data, "CT-23");
+
+    let out = ct3d(&["info", scan.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("int16"), "{text}");
+    assert!(text.contains("64 × 64 ×"), "{text}");
+
+    let pre = dir.path().join("pre.nii.gz");
+    let out = ct3d(&[
+        "preprocess",
+        scan.to_str().unwrap(),
+        "-o",
+        pre.to_str().unwrap(),
+        "--size",
+        "32,32,16",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = ct3d(&["info", pre.to_str().unwrap()]);
+    assert!(stdout(&out).contains("32 × 32 × 16"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("float32"), "{}", stdout(&out));
+
+    let rotated = dir.path().join("rot.nii");
+    let out = ct3d(&[
+        "rotate",
+        pre.to_str().unwrap(),
+        "-o",
+        rotated.to_str().unwrap(),
+        "--angle",
+        "-10",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(rotated.exists());
+
+    let cache = dir.path().join("cache");
+    let args = [
+        "prepare",
+        "--data",
+        data.to_str().unwrap(),
+        "--cache",
+        cache.to_str().unwrap(),
+        "--size",
+        "32,32,16",
+    ];
+    let first = ct3d(&args);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(stdout(&first).contains("4 scans"), "{}", stdout(&first));
+    let second = ct3d(&args);
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert!(stdout(&second).contains("4 from cache"), "{}", stdout(&second));
+}
+
+#[test]
+fn missing_file_and_directory_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.nii.gz");
+    assert_clean_failure(&ct3d(&["info", missing.to_str().unwrap()]), "nope.nii.gz");
+    let out = dir.path().join("out.nii.gz");
+    assert_clean_failure(
+        &ct3d(&["preprocess", dir.path().to_str().unwrap(), "-o", out.to_str().unwrap()]),
+        dir.path().to_str().unwrap(),
+    );
+    assert!(!out.exists(), "no output may be left behind");
+}
+
+#[test]
+fn garbage_files_are_refused_without_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("random.nii", (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect()),
+        ("picture.nii", b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".repeat(40)),
+        ("short.nii", vec![0x5c, 0x01, 0, 0, 1, 2, 3]),
+        ("broken.nii.gz", vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3, 4, 5]),
+        ("empty.nii", Vec::new()),
+    ];
+    for (name, bytes) in cases {
+        let path = dir.path().join(name);
+        fs::write(&path, bytes).unwrap();
+        let out_path = dir.path().join(format!("{name}.out.nii.gz"));
+        let out = ct3d(&["preprocess", path.to_str().unwrap(), "-o", out_path.to_str().unwrap()]);
+        assert_clean_failure(&out, name);
+        assert!(!out_path.exists(), "{name}: output left behind");
+    }
+    let leftovers: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+#[test]
+fn bad_flags_are_usage_errors() {
+    let out = ct3d(&["preprocess", "a.nii", "-o", "b.nii", "--size", "128,128"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("W,H,D"), "{}", stderr(&out));
+    let out = ct3d(&["preprocess", "a.nii", "-o", "b.nii", "--hu-window", "400,-1000"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+#[test]
+fn prepare_refuses_one_class_and_empty_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth_dataset(dir.path(), 1, 0);
+    let cache = dir.path().join("cache");
+    let out = ct3d(&[
+        "prepare",
+        "--data",
+        data.to_str().unwrap(),
+        "--cache",
+        cache.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&out, "CT-23");
+
+    let empty = dir.path().join("empty");
+    fs::create_dir(&empty).unwrap();
+    let out = ct3d(&[
+        "prepare",
+        "--data",
+        empty.to_str().unwrap(),
+        "--cache",
+        cache.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&out, "empty");
+}
+
+#[test]
+fn prepare_names_a_bad_scan_and_skip_bad_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth_dataset(dir.path(), 2, 2);
+    fs::write(data.join("CT-0").join("zz_broken.nii.gz"), b"not a scan at all").unwrap();
+    let cache = dir.path().join("cache");
+    let base = [
+        "prepare",
+        "--data",
+        data.to_str().unwrap(),
+        "--cache",
+        cache.to_str().unwrap(),
+        "--size",
+        "16,16,8",
+    ];
+    assert_clean_failure(&ct3d(&base), "zz_broken.nii.gz");
+    let mut with_skip = base.to_vec();
+    with_skip.push("--skip-bad");
+    let out = ct3d(&with_skip);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("zz_broken.nii.gz"), "skipped file must be listed: {}", stdout(&out));
+}
