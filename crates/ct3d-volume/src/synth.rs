@@ -13,10 +13,12 @@
 //! Body size, fat, field of view, lung size and noise level vary per scan, so the classes differ by
 //! local texture, not by global mean intensity: a classifier has to find the opacities.
 //!
-//! Generation is deterministic: a scan depends only on its `u64` seed, never on the thread count.
-//! The anatomy is drawn from one RNG stream, the opacities from another and each slice's noise from
-//! its own stream, so the same seed gives the same anatomy and noise in both classes (the abnormal
-//! scan differs only where [`Tissue::GroundGlass`] is) and slices render in parallel.
+//! Generation is deterministic: a scan depends only on its config and `u64` seed, never on the
+//! thread count, and only IEEE-exact arithmetic (`+ − × ÷ √`, no `sin`/`exp` from the platform's
+//! libm) is used, so the same seed gives the same bits on every platform. The anatomy is drawn from
+//! one RNG stream, the opacities from another and each slice's noise from its own stream, so the
+//! same seed gives the same anatomy and noise in both classes (the abnormal scan differs only where
+//! [`Tissue::GroundGlass`] is) and slices render in parallel.
 //!
 //! # Geometry
 //! Voxel axes point to the patient's Left, Posterior and Superior (`[x, y, z]` = L, P, S, the
@@ -365,12 +367,27 @@ impl Rng {
         range.start() + ((u128::from(self.next_u64()) * u128::from(span)) >> 64) as usize
     }
 
-    /// A random unit vector.
+    /// A random unit vector (by rejection from the cube: no trigonometry, see module docs).
     fn direction(&mut self) -> [f64; 3] {
-        let z = self.uniform(-1.0, 1.0);
-        let phi = self.uniform(0.0, std::f64::consts::TAU);
-        let r = (1.0 - z * z).sqrt();
-        [r * phi.cos(), r * phi.sin(), z]
+        loop {
+            let p = [0, 1, 2].map(|_| self.uniform(-1.0, 1.0));
+            let r2 = dot(p, p);
+            if r2 > 1e-6 && r2 <= 1.0 {
+                return scale(p, 1.0 / r2.sqrt());
+            }
+        }
+    }
+
+    /// A random point on the unit circle, `(cos, sin)` of a uniform angle.
+    fn unit_circle(&mut self) -> (f64, f64) {
+        loop {
+            let (c, s) = (self.uniform(-1.0, 1.0), self.uniform(-1.0, 1.0));
+            let r2 = c * c + s * s;
+            if r2 > 1e-6 && r2 <= 1.0 {
+                let r = r2.sqrt();
+                return (c / r, s / r);
+            }
+        }
     }
 
     /// Approximately standard-normal (Irwin–Hall sum of four 16-bit uniforms): one RNG call per
@@ -446,7 +463,7 @@ impl Lung {
                 self.above
             };
         let s = if z < self.z_center {
-            (1.0 - t.powi(4)).max(0.0).sqrt()
+            (1.0 - t * t * t * t).max(0.0).sqrt()
         } else {
             (1.0 - t * t).max(0.0).sqrt()
         };
@@ -698,12 +715,13 @@ impl Anatomy {
                 // Spread over both sides, skipping the sternum (anterior) and the spine (posterior).
                 let side = if i % 2 == 0 { 1.0 } else { -1.0 };
                 let along = (i / 2) as f64 / rib_count.div_ceil(2) as f64;
-                let angle = -1.25 + 2.5 * along + rng.uniform(-0.08, 0.08);
+                let sin = (-0.95 + 1.9 * along + rng.uniform(-0.05, 0.05)).clamp(-0.97, 0.97);
+                let cos = (1.0 - sin * sin).sqrt();
                 let radius = 5.0 * bone_scale + 1.0;
                 Rib {
                     section: Ellipse {
-                        cx: rib_ring.cx + side * rib_ring.rx * angle.cos(),
-                        cy: rib_ring.cy + rib_ring.ry * angle.sin(),
+                        cx: rib_ring.cx + side * rib_ring.rx * cos,
+                        cy: rib_ring.cy + rib_ring.ry * sin,
                         rx: radius * 1.4,
                         ry: radius,
                     },
@@ -1020,7 +1038,7 @@ fn vessels(rng: &mut Rng, lung: &Lung, side: usize) -> Vec<Segment> {
 /// 0.75 and radii by 0.72 per generation, and branch directions jitter around their parent's.
 fn vessel_trees(rng: &mut Rng, lung: &Lung, hilum: [f64; 3], sign: f64) -> Vec<Segment> {
     const TRUNKS: usize = 6;
-    const GENERATIONS: i32 = 5;
+    const GENERATIONS: usize = 5;
     // Lengths sum to the trunk's reach: Σ 0.75^g for g < 5 ≈ 3.05.
     const LENGTH_SUM: f64 = 3.05;
     let s = lung.section;
@@ -1039,9 +1057,8 @@ fn vessel_trees(rng: &mut Rng, lung: &Lung, hilum: [f64; 3], sign: f64) -> Vec<S
         let reach = sub(target, hilum);
         let length0 = dot(reach, reach).sqrt() / LENGTH_SUM;
         let mut frontier = vec![(hilum, normalize(reach))];
-        for generation in 0..GENERATIONS {
-            let length = length0 * 0.75f64.powi(generation);
-            let radius = radius0 * 0.72f64.powi(generation);
+        let (mut length, mut radius) = (length0, radius0);
+        for _ in 0..GENERATIONS {
             let mut next = Vec::with_capacity(frontier.len() * 2);
             for (start, dir) in frontier {
                 let end = add(start, scale(dir, length));
@@ -1056,6 +1073,8 @@ fn vessel_trees(rng: &mut Rng, lung: &Lung, hilum: [f64; 3], sign: f64) -> Vec<S
                 }
             }
             frontier = next;
+            length *= 0.75;
+            radius *= 0.72;
         }
     }
     segments
@@ -1074,17 +1093,17 @@ fn ground_glass(rng: &mut Rng, lungs: &[Lung; 2]) -> Vec<Lesion> {
         let z = lung.z_center + t * if t < 0.0 { lung.below } else { lung.above };
         let s = lung.profile(z).unwrap_or(0.5);
         let rho = rng.uniform(0.40, 0.85);
-        let theta = rng.uniform(0.0, std::f64::consts::TAU);
+        let (cos, sin) = rng.unit_circle();
         let center = [
-            lung.section.cx + rho * theta.cos() * lung.section.rx * s,
-            lung.section.cy + rho * theta.sin() * lung.section.ry * s,
+            lung.section.cx + rho * cos * lung.section.rx * s,
+            lung.section.cy + rho * sin * lung.section.ry * s,
             z,
         ];
         let size = rng.uniform(12.0, 32.0);
         let hu = rng.uniform(-520.0, -330.0);
         for _ in 0..rng.integer_in(&(1..=3)) {
             let offset = scale(rng.direction(), rng.uniform(0.0, 0.6) * size);
-            let angle = rng.uniform(0.0, std::f64::consts::PI);
+            let (cos, sin) = rng.unit_circle();
             let radii = [
                 size * rng.uniform(0.6, 1.0),
                 size * rng.uniform(0.6, 1.0),
@@ -1095,8 +1114,8 @@ fn ground_glass(rng: &mut Rng, lungs: &[Lung; 2]) -> Vec<Lesion> {
                 shape: Ellipsoid {
                     center: add(center, offset),
                     radii,
-                    cos: angle.cos(),
-                    sin: angle.sin(),
+                    cos,
+                    sin,
                 },
                 hu: hu + rng.uniform(-25.0, 25.0),
             });

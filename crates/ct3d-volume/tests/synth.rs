@@ -501,3 +501,30 @@ fn noise_free_config_gives_flat_tissues() {
         "fat is one value without noise"
     );
 }
+
+/// FNV-1a over the voxel bits and the spacing.
+fn fingerprint(volume: &Volume) -> u64 {
+    let words = volume
+        .data()
+        .iter()
+        .map(|v| u64::from(v.to_bits()))
+        .chain(volume.spacing.iter().map(|s| s.to_bits()));
+    words.fold(0xcbf2_9ce4_8422_2325, |h, w| {
+        (h ^ w).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Phantoms are the project's demo and test data: the same seed must give the same scan on every
+/// platform and release. If the generator is changed on purpose, update these values.
+#[test]
+fn phantom_fingerprints_are_stable() {
+    let config = PhantomConfig {
+        shape_xy: 48,
+        depth: 6..=9,
+        ..PhantomConfig::default()
+    };
+    let normal = generate_phantom(&config, ScanClass::Normal, 1234).unwrap();
+    let abnormal = generate_phantom(&config, ScanClass::Abnormal, 1234).unwrap();
+    assert_eq!(fingerprint(&normal), 0x5a72_9c60_1b7f_0b09);
+    assert_eq!(fingerprint(&abnormal), 0xda73_5bca_3839_4b09);
+}
