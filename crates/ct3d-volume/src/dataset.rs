@@ -1,1 +1,241 @@
-//! (stub: being written)
+//! Class-folder datasets: `dir/CT-0/*.nii.gz` (label 0) and `dir/CT-23/*.nii.gz` (label 1).
+//!
+//! This is the layout the seed example unpacks MosMedData into, and the one `ct3d demo` writes its
+//! phantoms in. A scan is any regular file (or link to one) named `*.nii`, `*.nii.gz` or `*.hdr`
+//! (an Analyze-style pair is listed once, by its header; extensions match case-insensitively).
+//! Hidden files, such as the temporary files of an interrupted atomic write, and every other
+//! extension are ignored. Items are listed negative class first, each class sorted by file name,
+//! so a listing never depends on the order the filesystem returns.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// The seed's negative (normal) class folder.
+pub const DEFAULT_NEGATIVE_CLASS: &str = "CT-0";
+
+/// The seed's positive (abnormal) class folder.
+pub const DEFAULT_POSITIVE_CLASS: &str = "CT-23";
+
+/// One scan and its label.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DatasetItem {
+    /// The scan file (the class folder joined with its name).
+    pub path: PathBuf,
+    /// 0 for the negative class, 1 for the positive class.
+    pub label: u8,
+}
+
+/// A binary dataset read from two class folders.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dataset {
+    root: PathBuf,
+    class_names: [String; 2],
+    items: Vec<DatasetItem>,
+}
+
+/// Why a dataset folder could not be listed. Displays as one line naming the folder.
+#[derive(Debug, thiserror::Error)]
+pub enum DatasetError {
+    /// The dataset folder does not exist.
+    #[error("{}: dataset folder not found", path.display())]
+    Missing {
+        /// The folder asked for.
+        path: PathBuf,
+    },
+    /// The dataset folder or a class folder is a file.
+    #[error("{}: not a folder", path.display())]
+    NotADirectory {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The dataset folder has no sub-folders at all.
+    #[error("{}: no class folders in it (expected {negative}/ and {positive}/)", path.display())]
+    NoClasses {
+        /// The dataset folder.
+        path: PathBuf,
+        /// The negative class folder name.
+        negative: String,
+        /// The positive class folder name.
+        positive: String,
+    },
+    /// One class folder is missing.
+    #[error(
+        "{}: class folder {class}/ not found (folders present: {})",
+        path.display(),
+        present.join(", ")
+    )]
+    MissingClass {
+        /// The dataset folder.
+        path: PathBuf,
+        /// The missing class.
+        class: String,
+        /// The sub-folders that do exist, sorted.
+        present: Vec<String>,
+    },
+    /// A class folder holds no scans.
+    #[error("{}: class folder has no scans (*.nii, *.nii.gz or *.hdr)", path.display())]
+    EmptyClass {
+        /// The class folder.
+        path: PathBuf,
+    },
+    /// Both classes were given the same folder.
+    #[error("{}: negative and positive class are both {name}/", path.display())]
+    SameClass {
+        /// The dataset folder.
+        path: PathBuf,
+        /// The repeated class name.
+        name: String,
+    },
+    /// A folder could not be read.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The folder.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+}
+
+impl Dataset {
+    /// Lists `dir/<negative>/` (label 0) and `dir/<positive>/` (label 1); the seed's folders are
+    /// [`DEFAULT_NEGATIVE_CLASS`] and [`DEFAULT_POSITIVE_CLASS`].
+    pub fn from_class_folders(
+        dir: &Path,
+        negative: &str,
+        positive: &str,
+    ) -> Result<Self, DatasetError> {
+        if negative == positive {
+            return Err(DatasetError::SameClass {
+                path: dir.to_owned(),
+                name: negative.to_owned(),
+            });
+        }
+        require_dir(dir, true)?;
+        let present = subfolders(dir)?;
+        if present.is_empty() {
+            return Err(DatasetError::NoClasses {
+                path: dir.to_owned(),
+                negative: negative.to_owned(),
+                positive: positive.to_owned(),
+            });
+        }
+        let mut items = Vec::new();
+        for (label, class) in [(0u8, negative), (1u8, positive)] {
+            let class_dir = dir.join(class);
+            if !class_dir.exists() {
+                return Err(DatasetError::MissingClass {
+                    path: dir.to_owned(),
+                    class: class.to_owned(),
+                    present,
+                });
+            }
+            require_dir(&class_dir, false)?;
+            let scans = list_scans(&class_dir)?;
+            if scans.is_empty() {
+                return Err(DatasetError::EmptyClass { path: class_dir });
+            }
+            items.extend(scans.into_iter().map(|path| DatasetItem { path, label }));
+        }
+        Ok(Self {
+            root: dir.to_owned(),
+            class_names: [negative.to_owned(), positive.to_owned()],
+            items,
+        })
+    }
+
+    /// The dataset folder as given.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The class folder names, by label: `[negative, positive]`.
+    pub fn class_names(&self) -> [&str; 2] {
+        [&self.class_names[0], &self.class_names[1]]
+    }
+
+    /// All scans: label 0 first, each class sorted by file name.
+    pub fn items(&self) -> &[DatasetItem] {
+        &self.items
+    }
+
+    /// Number of scans.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Always false for a dataset built by [`Dataset::from_class_folders`] (empty classes are an
+    /// error).
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Number of scans per label: `[negative, positive]`.
+    pub fn class_counts(&self) -> [usize; 2] {
+        let positive = self.items.iter().filter(|item| item.label == 1).count();
+        [self.items.len() - positive, positive]
+    }
+}
+
+/// True for the file names the dataset lists as scans.
+pub fn is_scan_file_name(name: &str) -> bool {
+    if name.starts_with('.') {
+        return false;
+    }
+    let lower = name.to_ascii_lowercase();
+    [".nii", ".nii.gz", ".hdr"]
+        .iter()
+        .any(|ext| lower.len() > ext.len() && lower.ends_with(ext))
+}
+
+fn require_dir(path: &Path, is_root: bool) -> Result<(), DatasetError> {
+    match fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(DatasetError::NotADirectory {
+            path: path.to_owned(),
+        }),
+        Err(e) if is_root && e.kind() == io::ErrorKind::NotFound => Err(DatasetError::Missing {
+            path: path.to_owned(),
+        }),
+        Err(source) => Err(DatasetError::Io {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Names of the non-hidden sub-folders of `dir`, sorted.
+fn subfolders(dir: &Path) -> Result<Vec<String>, DatasetError> {
+    let io_error = |source| DatasetError::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut names = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_error)? {
+        let entry = entry.map_err(io_error)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with('.') && entry.path().is_dir() {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// The scan files of one class folder, sorted by file name.
+fn list_scans(class_dir: &Path) -> Result<Vec<PathBuf>, DatasetError> {
+    let io_error = |source| DatasetError::Io {
+        path: class_dir.to_owned(),
+        source,
+    };
+    let mut names = Vec::new();
+    for entry in fs::read_dir(class_dir).map_err(io_error)? {
+        let entry = entry.map_err(io_error)?;
+        let name = entry.file_name();
+        if is_scan_file_name(&name.to_string_lossy()) && entry.path().is_file() {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names.into_iter().map(|name| class_dir.join(name)).collect())
+}
