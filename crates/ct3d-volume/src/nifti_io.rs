@@ -972,6 +972,9 @@ fn read_header_block(stream: &mut Stream) -> Result<NiftiHeader, ReadError> {
         let sizeof_hdr = i32::from_le_bytes([block[0], block[1], block[2], block[3]]);
         let reason = if sizeof_hdr == 540 || sizeof_hdr.swap_bytes() == 540 {
             "this is NIfTI-2, which ct3d does not read; convert it to NIfTI-1".to_owned()
+        } else if &block[128..132] == b"DICM" {
+            "this is a DICOM file; convert the series to NIfTI first (e.g. with dcm2niix)"
+                .to_owned()
         } else {
             format!("header size field is {sizeof_hdr}, expected 348")
         };

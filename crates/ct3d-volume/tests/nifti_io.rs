@@ -361,6 +361,14 @@ fn not_nifti_at_all() {
         "{err}"
     );
 
+    let mut dicom = vec![0u8; 600];
+    dicom[128..132].copy_from_slice(b"DICM");
+    let err = read_error(dir.path(), "slice.dcm", &dicom);
+    assert!(
+        matches!(err, ReadError::NotNifti { .. }) && err.to_string().contains("DICOM"),
+        "{err}"
+    );
+
     let mut nifti2 = valid_nii();
     nifti2[field::SIZEOF_HDR..4].copy_from_slice(&540i32.to_le_bytes());
     let err = read_error(dir.path(), "two.nii", &nifti2);
