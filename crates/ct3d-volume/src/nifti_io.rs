@@ -491,6 +491,7 @@ pub fn read_volume(path: &Path) -> Result<Volume, ReadError> {
     data_stream.skip_to(layout.vox_offset, voxel_bytes)?;
 
     let mut data = vec![0.0f32; layout.voxel_count];
+    advise_huge_pages(&mut data);
     read_voxels(
         &mut data_stream,
         &mut data,
@@ -512,6 +513,35 @@ pub fn read_volume(path: &Path) -> Result<Volume, ReadError> {
     };
     Ok(volume)
 }
+
+/// Asks Linux to back the 2 MiB-aligned part of `buffer` with transparent huge pages, as numpy
+/// does for its large arrays. Faulting in a fresh 50 MB buffer 4 KiB at a time costs about
+/// 20 ms (a third of a typical read); huge pages remove most of that. The advice is optional:
+/// where it is refused or THP is off, nothing changes.
+#[cfg(target_os = "linux")]
+fn advise_huge_pages(buffer: &mut [f32]) {
+    const HUGE_PAGE: usize = 2 << 20;
+    let start = buffer.as_mut_ptr() as usize;
+    let end = start + std::mem::size_of_val(buffer);
+    let (aligned_start, aligned_end) = (
+        start.next_multiple_of(HUGE_PAGE),
+        end / HUGE_PAGE * HUGE_PAGE,
+    );
+    if aligned_end > aligned_start {
+        // SAFETY: the range lies inside `buffer`, which this function borrows mutably, and
+        // MADV_HUGEPAGE only changes how the kernel backs the pages, never their contents.
+        unsafe {
+            libc::madvise(
+                aligned_start as *mut libc::c_void,
+                aligned_end - aligned_start,
+                libc::MADV_HUGEPAGE,
+            );
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn advise_huge_pages(_buffer: &mut [f32]) {}
 
 /// Inflates or reads the next `out.len()` voxels of `stream` and converts them into `out`, one
 /// cache-sized chunk at a time.
