@@ -2,9 +2,16 @@
 
 use std::path::Path;
 
+use std::time::Instant;
+
 use anyhow::{Context, Result, bail};
+use ct3d_volume::cache::{self, PrepareEvent, PrepareOptions};
+use ct3d_volume::dataset::{DEFAULT_NEGATIVE_CLASS, DEFAULT_POSITIVE_CLASS, Dataset};
 use ct3d_volume::nifti_io::{self, OutputDtype};
 use ct3d_volume::preprocess::{self, PreprocessConfig};
+use ct3d_volume::synth::{self, PhantomConfig};
+
+use crate::progress;
 
 /// Parses `W,H,D` (e.g. `128,128,64`) into a size in voxels.
 pub fn parse_size(text: &str) -> Result<[usize; 3], String> {
@@ -111,18 +118,102 @@ pub fn prepare(
     skip_bad: bool,
     jobs: Option<usize>,
 ) -> Result<()> {
-    let _ = (data, cache, negative, positive, config, skip_bad, jobs);
-    bail!("prepare: not wired yet")
+    config.validate()?;
+    let dataset = Dataset::from_class_folders(data, negative, positive)?;
+    let options = PrepareOptions {
+        config: config.clone(),
+        skip_bad,
+        verify_entries: false,
+    };
+    let started = Instant::now();
+    let bar = progress::bar(dataset.len() as u64, "prepare");
+    let run = || {
+        cache::prepare_default(&dataset, cache, &options, |event| match event {
+            PrepareEvent::Started { .. } => {}
+            PrepareEvent::Hit { .. } | PrepareEvent::Processed { .. } => bar.inc(1),
+            PrepareEvent::Failed { source, .. } => {
+                bar.println(format!("skipped {}", source.display()));
+                bar.inc(1);
+            }
+        })
+    };
+    let prepared = match jobs {
+        Some(n) => rayon::ThreadPoolBuilder::new()
+            .num_threads(n.max(1))
+            .build()
+            .context("starting worker threads")?
+            .install(run),
+        None => run(),
+    }?;
+    bar.finish_and_clear();
+    let [n_neg, n_pos] = dataset.class_counts();
+    let [neg, pos] = dataset.class_names();
+    let stats = &prepared.stats;
+    println!(
+        "prepared {} scans ({n_neg} {neg}, {n_pos} {pos}) into {} in {:.1}s: {} computed, {} from cache, {} failed",
+        prepared.items.len(),
+        cache.display(),
+        started.elapsed().as_secs_f64(),
+        stats.computed,
+        stats.hits,
+        stats.failed,
+    );
+    if !prepared.failures.is_empty() {
+        println!("skipped (unreadable) scans:");
+        for failure in &prepared.failures {
+            println!("  {}", failure.error);
+        }
+    }
+    if prepared.items.is_empty() {
+        bail!("no scan of {} could be prepared", data.display());
+    }
+    Ok(())
 }
 
 pub fn synth(out: &Path, normal: usize, abnormal: usize, seed: u64, size_xy: usize) -> Result<()> {
-    let _ = (out, normal, abnormal, seed, size_xy);
-    bail!("synth: not wired yet")
+    let config = PhantomConfig {
+        shape_xy: size_xy,
+        ..PhantomConfig::default()
+    };
+    let started = Instant::now();
+    let bar = progress::bar((normal + abnormal) as u64, "synth");
+    let paths = synth::write_dataset(
+        out,
+        normal,
+        abnormal,
+        seed,
+        &config,
+        |path, volume| nifti_io::write_volume(path, volume, OutputDtype::I16),
+        || bar.inc(1),
+    )?;
+    bar.finish_and_clear();
+    println!(
+        "wrote {} phantom scans ({normal} CT-0, {abnormal} CT-23, seed {seed}) to {} in {:.1}s",
+        paths.len(),
+        out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 pub fn demo(out: &Path) -> Result<()> {
-    let _ = out;
-    bail!("demo: not wired yet")
+    let data = out.join("data");
+    let cache = out.join("cache");
+    println!("ct3d demo: synthetic phantoms → preprocessing cache, in {}", out.display());
+    synth(&data, 10, 10, 0, 128)?;
+    prepare(
+        &data,
+        &cache,
+        DEFAULT_NEGATIVE_CLASS,
+        DEFAULT_POSITIVE_CLASS,
+        &PreprocessConfig {
+            size: [64, 64, 32],
+            ..PreprocessConfig::default()
+        },
+        false,
+        None,
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]
