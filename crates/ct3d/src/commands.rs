@@ -42,12 +42,19 @@ pub fn parse_window(text: &str) -> Result<[f32; 2], String> {
     };
     let (lo, hi) = (parse(lo)?, parse(hi)?);
     if lo >= hi {
-        return Err(format!("the window's MIN ({lo}) must be below its MAX ({hi})"));
+        return Err(format!(
+            "the window's MIN ({lo}) must be below its MAX ({hi})"
+        ));
     }
     Ok([lo, hi])
 }
 
 pub fn info(scans: &[std::path::PathBuf]) -> Result<()> {
+    if let [scan] = scans {
+        print_info(scan, &nifti_io::read_volume(scan)?);
+        return Ok(());
+    }
+    // With several scans, report each unreadable one and keep going, like `ls` does.
     let mut failed = 0usize;
     for (i, scan) in scans.iter().enumerate() {
         if i > 0 {
@@ -77,11 +84,19 @@ fn print_info(scan: &Path, volume: &ct3d_volume::Volume) {
         println!("  datatype     {dtype}");
     }
     println!("  spacing      {sx:.4} × {sy:.4} × {sz:.4} mm");
-    println!("  field        {:.1} × {:.1} × {:.1} mm", x as f64 * sx, y as f64 * sy, z as f64 * sz);
+    println!(
+        "  field        {:.1} × {:.1} × {:.1} mm",
+        x as f64 * sx,
+        y as f64 * sy,
+        z as f64 * sz
+    );
     println!("  orientation  {codes}");
     match volume.stats() {
         Some(s) => {
-            println!("  values       min {:.1}, max {:.1}, mean {:.3} (HU for raw scans)", s.min, s.max, s.mean);
+            println!(
+                "  values       min {:.1}, max {:.1}, mean {:.3} (HU for raw scans)",
+                s.min, s.max, s.mean
+            );
             if s.non_finite > 0 {
                 println!("  warning      {} voxels are NaN or infinite", s.non_finite);
             }
@@ -94,7 +109,11 @@ pub fn preprocess(scan: &Path, output: &Path, config: &PreprocessConfig) -> Resu
     let volume = preprocess::process_file(scan, config)?;
     nifti_io::write_volume(output, &volume, OutputDtype::F32)?;
     let [x, y, z] = volume.shape();
-    println!("{} → {} ({x}×{y}×{z}, float32 in [0, 1])", scan.display(), output.display());
+    println!(
+        "{} → {} ({x}×{y}×{z}, float32 in [0, 1])",
+        scan.display(),
+        output.display()
+    );
     Ok(())
 }
 
@@ -105,7 +124,11 @@ pub fn rotate(input: &Path, output: &Path, angle: f64) -> Result<()> {
     let volume = nifti_io::read_volume(input)?;
     let rotated = ct3d_volume::augment::rotate_augment(&volume, angle as f32);
     nifti_io::write_volume(output, &rotated, OutputDtype::F32)?;
-    println!("{} → {} (rotated {angle}°, clipped to [0, 1])", input.display(), output.display());
+    println!(
+        "{} → {} (rotated {angle}°, clipped to [0, 1])",
+        input.display(),
+        output.display()
+    );
     Ok(())
 }
 
@@ -199,7 +222,10 @@ pub fn synth(out: &Path, normal: usize, abnormal: usize, seed: u64, size_xy: usi
 pub fn demo(out: &Path) -> Result<()> {
     let data = out.join("data");
     let cache = out.join("cache");
-    println!("ct3d demo: synthetic phantoms → preprocessing cache, in {}", out.display());
+    println!(
+        "ct3d demo: synthetic phantoms → preprocessing cache, in {}",
+        out.display()
+    );
     synth(&data, 10, 10, 0, 128)?;
     prepare(
         &data,

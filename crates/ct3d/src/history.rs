@@ -73,7 +73,10 @@ pub fn from_csv(text: &str, path: &Path) -> Result<Vec<EpochRecord>, HistoryPars
         }
         let fields: Vec<&str> = line.split(',').collect();
         if fields.len() != 7 {
-            return Err(err(i + 1, format!("expected 7 fields, found {}", fields.len())));
+            return Err(err(
+                i + 1,
+                format!("expected 7 fields, found {}", fields.len()),
+            ));
         }
         let num = |k: usize| -> Result<f64, HistoryParseError> {
             fields[k]
@@ -103,7 +106,13 @@ pub fn from_csv(text: &str, path: &Path) -> Result<Vec<EpochRecord>, HistoryPars
 pub fn keras_line(record: &EpochRecord, epochs: usize) -> String {
     format!(
         "Epoch {}/{} - {:.0}s - loss: {:.4} - acc: {:.4} - val_loss: {:.4} - val_acc: {:.4}",
-        record.epoch, epochs, record.seconds, record.loss, record.acc, record.val_loss, record.val_acc
+        record.epoch,
+        epochs,
+        record.seconds,
+        record.loss,
+        record.acc,
+        record.val_loss,
+        record.val_acc
     )
 }
 
@@ -133,9 +142,13 @@ mod tests {
 
     #[test]
     fn bad_csv_names_file_and_line() {
-        let text = format!("{HISTORY_HEADER}\n1,0.5,0.5,0.5,0.5,0.0001,3\n2,x,0.5,0.5,0.5,0.0001,3\n");
+        let text =
+            format!("{HISTORY_HEADER}\n1,0.5,0.5,0.5,0.5,0.0001,3\n2,x,0.5,0.5,0.5,0.0001,3\n");
         let e = from_csv(&text, Path::new("run/history.csv")).unwrap_err();
-        assert_eq!(e.to_string(), "run/history.csv: line 3: \"x\" is not a number");
+        assert_eq!(
+            e.to_string(),
+            "run/history.csv: line 3: \"x\" is not a number"
+        );
         assert!(from_csv("nope\n", Path::new("h.csv")).is_err());
     }
 

@@ -43,13 +43,21 @@ const KERAS_EPSILON: f64 = 1e-7;
 /// Computes all metrics from probabilities in [0, 1] and labels in {0, 1}. Panics if the slices
 /// differ in length (a programming error, not input data).
 pub fn binary_metrics(probabilities: &[f32], labels: &[u8]) -> BinaryMetrics {
-    assert_eq!(probabilities.len(), labels.len(), "one label per probability");
+    assert_eq!(
+        probabilities.len(),
+        labels.len(),
+        "one label per probability"
+    );
     let mut confusion = Confusion::default();
     let mut loss = 0.0;
     for (&p, &y) in probabilities.iter().zip(labels) {
         let p = f64::from(p).clamp(KERAS_EPSILON, 1.0 - KERAS_EPSILON);
         let positive_label = y != 0;
-        loss -= if positive_label { p.ln() } else { (1.0 - p).ln() };
+        loss -= if positive_label {
+            p.ln()
+        } else {
+            (1.0 - p).ln()
+        };
         match (positive_label, p > 0.5) {
             (false, false) => confusion.true_negative += 1,
             (false, true) => confusion.false_positive += 1,
@@ -95,7 +103,11 @@ pub fn roc_auc(scores: &[f32], labels: &[u8]) -> Option<f64> {
         }
         // Ranks are 1-based; tied scores share the mean of their ranks.
         let mean_rank = (start + 1 + end) as f64 / 2.0;
-        positive_rank_sum += mean_rank * order[start..end].iter().filter(|&&i| labels[i] != 0).count() as f64;
+        positive_rank_sum += mean_rank
+            * order[start..end]
+                .iter()
+                .filter(|&&i| labels[i] != 0)
+                .count() as f64;
         start = end;
     }
     let u = positive_rank_sum - (positives * (positives + 1)) as f64 / 2.0;
@@ -157,12 +169,22 @@ mod tests {
             for (j, &sj) in scores.iter().enumerate() {
                 if labels[i] == 1 && labels[j] == 0 {
                     pairs += 1.0;
-                    wins += if si > sj { 1.0 } else if si == sj { 0.5 } else { 0.0 };
+                    wins += if si > sj {
+                        1.0
+                    } else if si == sj {
+                        0.5
+                    } else {
+                        0.0
+                    };
                 }
             }
         }
         let auc = roc_auc(&scores, &labels).unwrap();
-        assert!((auc - wins / pairs).abs() < 1e-12, "{auc} vs {}", wins / pairs);
+        assert!(
+            (auc - wins / pairs).abs() < 1e-12,
+            "{auc} vs {}",
+            wins / pairs
+        );
     }
 
     #[test]
@@ -176,13 +198,23 @@ mod tests {
         let m = binary_metrics(&[0.1, 0.6, 0.4, 0.9, 0.8], &[0, 0, 1, 1, 1]);
         assert_eq!(
             m.confusion,
-            Confusion { true_negative: 1, false_positive: 1, false_negative: 1, true_positive: 2 }
+            Confusion {
+                true_negative: 1,
+                false_positive: 1,
+                false_negative: 1,
+                true_positive: 2
+            }
         );
         assert!((m.accuracy - 0.6).abs() < 1e-12);
         assert!((m.sensitivity.unwrap() - 2.0 / 3.0).abs() < 1e-12);
         assert!((m.specificity.unwrap() - 0.5).abs() < 1e-12);
-        let expected_loss = -((0.9f64).ln() + (0.4f64).ln() + (0.4f64).ln() + (0.9f64).ln() + (0.8f64).ln()) / 5.0;
-        assert!((m.loss - expected_loss).abs() < 1e-6, "{} vs {expected_loss}", m.loss);
+        let expected_loss =
+            -((0.9f64).ln() + (0.4f64).ln() + (0.4f64).ln() + (0.9f64).ln() + (0.8f64).ln()) / 5.0;
+        assert!(
+            (m.loss - expected_loss).abs() < 1e-6,
+            "{} vs {expected_loss}",
+            m.loss
+        );
     }
 
     #[test]

@@ -35,7 +35,10 @@ pub fn split_per_class(
     class_names: [&str; 2],
     train_fraction: f64,
 ) -> Result<Split, SplitError> {
-    let mut split = Split { train: Vec::new(), validation: Vec::new() };
+    let mut split = Split {
+        train: Vec::new(),
+        validation: Vec::new(),
+    };
     for class in 0..2u8 {
         let members: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == class).collect();
         let n_train = ((members.len() as f64) * train_fraction + 1e-9).floor() as usize;

@@ -115,7 +115,11 @@ fn synth_info_preprocess_rotate_prepare() {
     assert!(stdout(&first).contains("4 scans"), "{}", stdout(&first));
     let second = ct3d(&args);
     assert!(second.status.success(), "{}", stderr(&second));
-    assert!(stdout(&second).contains("4 from cache"), "{}", stdout(&second));
+    assert!(
+        stdout(&second).contains("4 from cache"),
+        "{}",
+        stdout(&second)
+    );
 }
 
 #[test]
@@ -125,7 +129,12 @@ fn missing_file_and_directory_are_named() {
     assert_clean_failure(&ct3d(&["info", missing.to_str().unwrap()]), "nope.nii.gz");
     let out = dir.path().join("out.nii.gz");
     assert_clean_failure(
-        &ct3d(&["preprocess", dir.path().to_str().unwrap(), "-o", out.to_str().unwrap()]),
+        &ct3d(&[
+            "preprocess",
+            dir.path().to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ]),
         dir.path().to_str().unwrap(),
     );
     assert!(!out.exists(), "no output may be left behind");
@@ -135,17 +144,30 @@ fn missing_file_and_directory_are_named() {
 fn garbage_files_are_refused_without_output() {
     let dir = tempfile::tempdir().unwrap();
     let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("random.nii", (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect()),
+        (
+            "random.nii",
+            (0..4096u32)
+                .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+                .collect(),
+        ),
         ("picture.nii", b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".repeat(40)),
         ("short.nii", vec![0x5c, 0x01, 0, 0, 1, 2, 3]),
-        ("broken.nii.gz", vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3, 4, 5]),
+        (
+            "broken.nii.gz",
+            vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3, 4, 5],
+        ),
         ("empty.nii", Vec::new()),
     ];
     for (name, bytes) in cases {
         let path = dir.path().join(name);
         fs::write(&path, bytes).unwrap();
         let out_path = dir.path().join(format!("{name}.out.nii.gz"));
-        let out = ct3d(&["preprocess", path.to_str().unwrap(), "-o", out_path.to_str().unwrap()]);
+        let out = ct3d(&[
+            "preprocess",
+            path.to_str().unwrap(),
+            "-o",
+            out_path.to_str().unwrap(),
+        ]);
         assert_clean_failure(&out, name);
         assert!(!out_path.exists(), "{name}: output left behind");
     }
@@ -162,7 +184,14 @@ fn bad_flags_are_usage_errors() {
     let out = ct3d(&["preprocess", "a.nii", "-o", "b.nii", "--size", "128,128"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("W,H,D"), "{}", stderr(&out));
-    let out = ct3d(&["preprocess", "a.nii", "-o", "b.nii", "--hu-window", "400,-1000"]);
+    let out = ct3d(&[
+        "preprocess",
+        "a.nii",
+        "-o",
+        "b.nii",
+        "--hu-window",
+        "400,-1000",
+    ]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
 
@@ -196,7 +225,11 @@ fn prepare_refuses_one_class_and_empty_folders() {
 fn prepare_names_a_bad_scan_and_skip_bad_continues() {
     let dir = tempfile::tempdir().unwrap();
     let data = synth_dataset(dir.path(), 2, 2);
-    fs::write(data.join("CT-0").join("zz_broken.nii.gz"), b"not a scan at all").unwrap();
+    fs::write(
+        data.join("CT-0").join("zz_broken.nii.gz"),
+        b"not a scan at all",
+    )
+    .unwrap();
     let cache = dir.path().join("cache");
     let base = [
         "prepare",
@@ -212,5 +245,9 @@ fn prepare_names_a_bad_scan_and_skip_bad_continues() {
     with_skip.push("--skip-bad");
     let out = ct3d(&with_skip);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("zz_broken.nii.gz"), "skipped file must be listed: {}", stdout(&out));
+    assert!(
+        stdout(&out).contains("zz_broken.nii.gz"),
+        "skipped file must be listed: {}",
+        stdout(&out)
+    );
 }
