@@ -6,6 +6,7 @@
 //! `(seed, epoch, sample index)` ([`angle_for`]): the same run gives the same augmentations on any
 //! number of threads, and any sample of any epoch can be reproduced on its own.
 
+use crate::rng::splitmix64;
 use crate::{Volume, spline};
 
 /// The seed's rotation angles in degrees: `angles = [-20, -10, -5, 5, 10, 20]`.
@@ -19,14 +20,6 @@ pub fn angle_for(seed: u64, epoch: u64, index: u64) -> f32 {
     // Multiply-high maps the 64-bit hash onto the choices without modulo bias worth the name.
     let choice = ((u128::from(hash) * SEED_ANGLES.len() as u128) >> 64) as usize;
     SEED_ANGLES[choice]
-}
-
-/// SplitMix64's step and output mix: a bijection on `u64` with full avalanche.
-fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// The seed's `scipy_rotate` for a given angle: [`spline::rotate_planes`] of `volume` (values in

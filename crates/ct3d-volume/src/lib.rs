@@ -7,6 +7,7 @@
 //! - [`preprocess`]: the Keras example's `process_scan` (HU window, 90° rotation, linear zoom),
 //!   number for number with scipy;
 //! - [`spline`]: scipy.ndimage-exact B-spline prefiltering, affine rotation and zoom;
+//! - [`rng`]: SplitMix64 and seed derivation, the one source of randomness;
 //! - [`augment`]: the example's random-angle rotation, seedable and thread-count independent;
 //! - [`synth`]: synthetic phantom chest CTs (the project's test and demo data);
 //! - [`dataset`] and [`cache`]: class-folder datasets and the content-addressed `prepare` cache;
@@ -21,6 +22,7 @@ pub mod cache;
 pub mod dataset;
 pub mod nifti_io;
 pub mod preprocess;
+pub mod rng;
 pub mod spline;
 pub mod synth;
 pub mod volume;

@@ -33,6 +33,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use crate::Volume;
+use crate::rng::{SplitMix64, mix64};
 use crate::volume::Affine;
 
 /// Hounsfield units of air outside the body.
@@ -325,31 +326,25 @@ where
 // ---------------------------------------------------------------------------------------------
 // Random numbers
 
-/// SplitMix64's output function: a bijective 64-bit mixer.
-fn mix64(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// SplitMix64: tiny, fast, and good enough for phantoms; one independent stream per seed.
+/// Phantom randomness: the shared SplitMix64 plus the draws the geometry needs.
 struct Rng {
-    state: u64,
+    inner: SplitMix64,
 }
 
 impl Rng {
     fn new(seed: u64) -> Self {
-        Self { state: mix64(seed) }
+        Self {
+            inner: SplitMix64::new(mix64(seed)),
+        }
     }
 
     fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        mix64(self.state)
+        self.inner.next_u64()
     }
 
     /// Uniform in `[0, 1)`.
     fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+        self.inner.next_f64()
     }
 
     /// Uniform in `[lo, hi)` (or exactly `lo` when `lo == hi`).

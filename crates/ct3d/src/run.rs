@@ -1,0 +1,533 @@
+//! The run folder: everything a training run leaves behind, and the commit protocol that lets a
+//! run killed at any moment (even `kill -9` mid-write) resume exactly.
+//!
+//! ```text
+//! RUN/
+//!   config.json                    every hyper-parameter, the data files with hashes, seed, version
+//!   history.csv                    one row per completed epoch
+//!   best.safetensors               weights of the epoch with the lowest val_loss (Keras names)
+//!   last.safetensors               weights after the last completed epoch
+//!   optimizer.safetensors          Adam moments and iteration count after that epoch
+//!   state.json                     the commit point: epochs done, callback state, checkpoint names
+//!   checkpoints/epoch-NNNN.*       the files state.json points to
+//! ```
+//!
+//! Each epoch writes its weights and optimizer state under new names in `checkpoints/`, then
+//! atomically replaces `state.json` (the commit), then refreshes the friendly copies
+//! (`last`/`best`/`optimizer.safetensors`) and deletes checkpoints nothing points to. A crash
+//! before the commit leaves the previous state intact; a crash after it is repaired on resume by
+//! redoing the idempotent copy step.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use ct3d_model::{AdamConfig, ExponentialDecay, ModelConfig};
+use ct3d_volume::atomic::write_bytes_atomic;
+use ct3d_volume::preprocess::PreprocessConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::callbacks::CallbackState;
+use crate::history::EpochRecord;
+
+/// Class folder names and the words the prediction sentences use for them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Classes {
+    /// Folder of label-0 scans (seed: `CT-0`).
+    pub negative_folder: String,
+    /// Folder of label-1 scans (seed: `CT-23`).
+    pub positive_folder: String,
+    /// What label 0 is called in sentences (seed: "normal").
+    pub negative_name: String,
+    /// What label 1 is called in sentences (seed: "abnormal").
+    pub positive_name: String,
+}
+
+impl Default for Classes {
+    fn default() -> Self {
+        Self {
+            negative_folder: "CT-0".into(),
+            positive_folder: "CT-23".into(),
+            negative_name: "normal".into(),
+            positive_name: "abnormal".into(),
+        }
+    }
+}
+
+/// Every hyper-parameter of a training run; [`Default`] is the Keras example's setting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Maximum number of epochs (seed: 100).
+    pub epochs: usize,
+    /// Volumes per training step (seed: 2).
+    pub batch_size: usize,
+    /// Learning-rate schedule (seed: 1e-4 × 0.96 every 100 000 steps, staircase).
+    pub schedule: ExponentialDecay,
+    /// Adam's constants (Keras: β1 0.9, β2 0.999, ε 1e-7).
+    pub adam: AdamConfig,
+    /// Early-stopping patience on `val_acc`, in epochs (seed: 15).
+    pub patience: usize,
+    /// Fraction of each class used for training, in sorted file-name order (seed: 0.7).
+    pub train_fraction: f64,
+    /// Apply the random-rotation augmentation to training volumes (seed: yes).
+    pub augment: bool,
+    /// Seed of initialisation, shuffling, augmentation and dropout.
+    pub seed: u64,
+    /// Preprocessing of raw scans; its `size` is the model's input size.
+    pub preprocess: PreprocessConfig,
+    /// The architecture (its `input` always equals `preprocess.size`).
+    pub model: ModelConfig,
+    /// Which folders are which class.
+    pub classes: Classes,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 100,
+            batch_size: 2,
+            schedule: ExponentialDecay::default(),
+            adam: AdamConfig::default(),
+            patience: 15,
+            train_fraction: 0.7,
+            augment: true,
+            seed: 0,
+            preprocess: PreprocessConfig::default(),
+            model: ModelConfig::default(),
+            classes: Classes::default(),
+        }
+    }
+}
+
+/// A training configuration that cannot run.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    /// A numeric option out of range.
+    #[error("{option} {reason}")]
+    OutOfRange {
+        /// The option's name as the CLI spells it.
+        option: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The model or preprocessing settings are inconsistent.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl TrainConfig {
+    /// Checks everything once, so no function deeper down re-checks or panics.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let range = |option, ok: bool, reason: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError::OutOfRange {
+                    option,
+                    reason: reason.to_owned(),
+                })
+            }
+        };
+        range("--epochs", self.epochs >= 1, "must be at least 1")?;
+        range("--batch-size", self.batch_size >= 1, "must be at least 1")?;
+        range(
+            "--split",
+            self.train_fraction > 0.0 && self.train_fraction < 1.0,
+            "must be strictly between 0 and 1",
+        )?;
+        range(
+            "--learning-rate",
+            self.schedule.initial.is_finite() && self.schedule.initial > 0.0,
+            "must be a positive number",
+        )?;
+        self.preprocess
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        if self.model.input != self.preprocess.size {
+            return Err(ConfigError::Invalid(format!(
+                "the model input {:?} differs from the preprocessing size {:?}",
+                self.model.input, self.preprocess.size
+            )));
+        }
+        self.model
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+}
+
+/// Which part of the data a file belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SplitPart {
+    /// Used for training.
+    Train,
+    /// Used for validation.
+    Validation,
+}
+
+/// One scan of the run's data, as recorded in `config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataFile {
+    /// Path of the scan as given (absolute or relative to where `train` ran).
+    pub path: PathBuf,
+    /// 0 (negative) or 1 (positive).
+    pub label: u8,
+    /// SHA-256 of the file's bytes, hex.
+    pub sha256: String,
+    /// Train or validation.
+    pub split: SplitPart,
+}
+
+/// `config.json`: what the run was, enough to reproduce it or to preprocess new scans the same way.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// ct3d's version that created the run.
+    pub ct3d_version: String,
+    /// The device the run trained on (`cpu`, `cuda`, `vulkan`).
+    pub device: String,
+    /// The data folder.
+    pub data_root: PathBuf,
+    /// The preprocessing cache folder.
+    pub cache: PathBuf,
+    /// Hyper-parameters.
+    pub train: TrainConfig,
+    /// Every scan with its label, hash and split.
+    pub files: Vec<DataFile>,
+}
+
+/// `state.json`: the commit point of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunState {
+    /// Epochs completed and committed.
+    pub completed_epochs: usize,
+    /// Optimizer steps taken so far.
+    pub steps: u64,
+    /// Checkpoint and early-stopping state after the last completed epoch.
+    pub callbacks: CallbackState,
+    /// The history so far (also in `history.csv`).
+    pub history: Vec<EpochRecord>,
+    /// Weights after the last completed epoch, relative to the run folder.
+    pub last_weights: Option<String>,
+    /// Optimizer state after the last completed epoch, relative to the run folder.
+    pub last_optimizer: Option<String>,
+    /// Weights of the best epoch so far, relative to the run folder.
+    pub best_weights: Option<String>,
+    /// Why training ended, once it has (`"completed"`, `"early stopping"`).
+    pub finished: Option<String>,
+}
+
+impl RunState {
+    /// The state of a run that has not finished an epoch.
+    pub fn new(patience: usize) -> Self {
+        Self {
+            completed_epochs: 0,
+            steps: 0,
+            callbacks: CallbackState::new(patience),
+            history: Vec::new(),
+            last_weights: None,
+            last_optimizer: None,
+            best_weights: None,
+            finished: None,
+        }
+    }
+}
+
+/// A run folder problem. Displays as one line naming the path.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The folder exists and neither resuming nor overwriting was asked for.
+    #[error(
+        "{0}: the run folder already exists; pass --resume to continue it or --force to start over"
+    )]
+    Exists(PathBuf),
+    /// `--resume` on a folder that holds no run.
+    #[error("{0}: nothing to resume (no state.json); start a new run without --resume")]
+    NothingToResume(PathBuf),
+    /// A file of the run could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A JSON file of the run is damaged.
+    #[error("{path}: not a valid ct3d run file ({reason})")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// The parser's complaint.
+        reason: String,
+    },
+}
+
+/// Paths inside a run folder.
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    root: PathBuf,
+}
+
+impl RunDir {
+    /// The run folder at `root` (nothing is touched).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// Prepares a folder for a new run: refuses an existing one unless `force`, in which case its
+    /// run files are removed (other files are left alone).
+    pub fn create(root: &Path, force: bool) -> Result<Self, RunError> {
+        let dir = Self::new(root);
+        if root.exists() {
+            if !force {
+                return Err(RunError::Exists(root.to_owned()));
+            }
+            for name in [
+                "config.json",
+                "history.csv",
+                "best.safetensors",
+                "last.safetensors",
+                "optimizer.safetensors",
+                "state.json",
+            ] {
+                remove_if_exists(&root.join(name))?;
+            }
+            let checkpoints = dir.checkpoints();
+            if checkpoints.exists() {
+                fs::remove_dir_all(&checkpoints).map_err(|source| RunError::Io {
+                    path: checkpoints.clone(),
+                    source,
+                })?;
+            }
+        }
+        fs::create_dir_all(dir.checkpoints()).map_err(|source| RunError::Io {
+            path: dir.checkpoints(),
+            source,
+        })?;
+        Ok(dir)
+    }
+
+    /// The folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `config.json`.
+    pub fn config(&self) -> PathBuf {
+        self.root.join("config.json")
+    }
+
+    /// `state.json`.
+    pub fn state(&self) -> PathBuf {
+        self.root.join("state.json")
+    }
+
+    /// `history.csv`.
+    pub fn history(&self) -> PathBuf {
+        self.root.join("history.csv")
+    }
+
+    /// `best.safetensors`.
+    pub fn best_weights(&self) -> PathBuf {
+        self.root.join("best.safetensors")
+    }
+
+    /// `last.safetensors`.
+    pub fn last_weights(&self) -> PathBuf {
+        self.root.join("last.safetensors")
+    }
+
+    /// `optimizer.safetensors`.
+    pub fn optimizer(&self) -> PathBuf {
+        self.root.join("optimizer.safetensors")
+    }
+
+    /// `checkpoints/`.
+    pub fn checkpoints(&self) -> PathBuf {
+        self.root.join("checkpoints")
+    }
+
+    /// Relative names of epoch `epoch`'s weight and optimizer checkpoints.
+    pub fn epoch_checkpoint_names(epoch: usize) -> (String, String) {
+        (
+            format!("checkpoints/epoch-{epoch:04}.safetensors"),
+            format!("checkpoints/epoch-{epoch:04}.optimizer.safetensors"),
+        )
+    }
+
+    /// Writes `config.json` atomically.
+    pub fn write_config(&self, config: &RunConfig) -> Result<(), RunError> {
+        write_json(&self.config(), config)
+    }
+
+    /// Reads `config.json`.
+    pub fn read_config(&self) -> Result<RunConfig, RunError> {
+        read_json(&self.config())
+    }
+
+    /// Reads `state.json`; a folder without one holds no resumable run.
+    pub fn read_state(&self) -> Result<RunState, RunError> {
+        if !self.state().exists() {
+            return Err(RunError::NothingToResume(self.root.clone()));
+        }
+        read_json(&self.state())
+    }
+
+    /// Commits `state` (atomically replacing `state.json`), then refreshes the friendly copies
+    /// and `history.csv` and prunes unreferenced checkpoints. Calling it again with the same
+    /// state repairs a folder whose previous call was interrupted after the commit.
+    pub fn commit(&self, state: &RunState) -> Result<(), RunError> {
+        write_json(&self.state(), state)?;
+        self.refresh_copies(state)
+    }
+
+    /// Brings `last`/`best`/`optimizer.safetensors` and `history.csv` in line with `state` and
+    /// deletes checkpoints that `state` does not reference.
+    pub fn refresh_copies(&self, state: &RunState) -> Result<(), RunError> {
+        let copies = [
+            (&state.last_weights, self.last_weights()),
+            (&state.best_weights, self.best_weights()),
+            (&state.last_optimizer, self.optimizer()),
+        ];
+        for (source, target) in copies {
+            if let Some(name) = source {
+                copy_atomic(&self.root.join(name), &target)?;
+            }
+        }
+        let csv = crate::history::to_csv(&state.history);
+        write_bytes_atomic(&self.history(), csv.as_bytes()).map_err(|source| RunError::Io {
+            path: self.history(),
+            source,
+        })?;
+        let keep: Vec<PathBuf> = [&state.last_weights, &state.best_weights, &state.last_optimizer]
+            .into_iter()
+            .flatten()
+            .map(|name| self.root.join(name))
+            .collect();
+        let checkpoints = self.checkpoints();
+        let entries = fs::read_dir(&checkpoints).map_err(|source| RunError::Io {
+            path: checkpoints.clone(),
+            source,
+        })?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if !keep.contains(&path) {
+                remove_if_exists(&path)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn copy_atomic(from: &Path, to: &Path) -> Result<(), RunError> {
+    let bytes = fs::read(from).map_err(|source| RunError::Io {
+        path: from.to_owned(),
+        source,
+    })?;
+    write_bytes_atomic(to, &bytes).map_err(|source| RunError::Io {
+        path: to.to_owned(),
+        source,
+    })
+}
+
+fn remove_if_exists(path: &Path) -> Result<(), RunError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(RunError::Io {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), RunError> {
+    let mut text = serde_json::to_string_pretty(value).map_err(|e| RunError::Corrupt {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    text.push('\n');
+    write_bytes_atomic(path, text.as_bytes()).map_err(|source| RunError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, RunError> {
+    let text = fs::read_to_string(path).map_err(|source| RunError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| RunError::Corrupt {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn existing_folder_needs_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("run");
+        RunDir::create(&root, false).unwrap();
+        let err = RunDir::create(&root, false).unwrap_err();
+        assert!(err.to_string().contains("--resume"), "{err}");
+        fs::write(root.join("notes.txt"), "mine").unwrap();
+        fs::write(root.join("state.json"), "{}").unwrap();
+        RunDir::create(&root, true).unwrap();
+        assert!(root.join("notes.txt").exists(), "unrelated files survive --force");
+        assert!(!root.join("state.json").exists());
+    }
+
+    #[test]
+    fn commit_copies_and_prunes() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::create(&dir.path().join("run"), false).unwrap();
+        let mut state = RunState::new(15);
+        for epoch in 1..=3 {
+            let (w, o) = RunDir::epoch_checkpoint_names(epoch);
+            fs::write(run.root().join(&w), format!("w{epoch}")).unwrap();
+            fs::write(run.root().join(&o), format!("o{epoch}")).unwrap();
+            state.completed_epochs = epoch;
+            state.last_weights = Some(w.clone());
+            state.last_optimizer = Some(o);
+            if epoch == 2 {
+                state.best_weights = Some(w);
+            }
+            run.commit(&state).unwrap();
+        }
+        assert_eq!(fs::read_to_string(run.last_weights()).unwrap(), "w3");
+        assert_eq!(fs::read_to_string(run.best_weights()).unwrap(), "w2");
+        assert_eq!(fs::read_to_string(run.optimizer()).unwrap(), "o3");
+        let mut left: Vec<_> = fs::read_dir(run.checkpoints())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "epoch-0002.safetensors",
+                "epoch-0003.optimizer.safetensors",
+                "epoch-0003.safetensors"
+            ]
+        );
+        assert_eq!(run.read_state().unwrap(), state);
+    }
+
+    #[test]
+    fn resume_without_state_is_explained() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = RunDir::new(dir.path()).read_state().unwrap_err();
+        assert!(err.to_string().contains("nothing to resume"), "{err}");
+    }
+
+    #[test]
+    fn corrupt_state_is_reported_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("state.json"), "{ truncated").unwrap();
+        let err = RunDir::new(dir.path()).read_state().unwrap_err();
+        assert!(err.to_string().contains("state.json"), "{err}");
+    }
+}
