@@ -510,19 +510,25 @@ pub fn zoom_linear(volume: &Volume, out_shape: [usize; 3]) -> Volume {
             .zip(&taps[2])
             .for_each(|(out_plane, tz)| {
                 let Some(tz) = tz else { return };
-                for (tz_taps, out_row) in
+                for (ty_taps, out_row) in
                     taps[1].iter().zip(out_plane.chunks_exact_mut(out_shape[0]))
                 {
-                    let Some(ty) = tz_taps else { continue };
+                    let Some(ty) = ty_taps else { continue };
+                    // The four input rows this output row reads, in scipy's tap order
+                    // (y outer, z inner), with their weights.
+                    let row = |y: usize, z: usize| &data[nx * (y + ny * z)..][..nx];
+                    let rows = [
+                        (row(ty.low, tz.low), ty.low_weight, tz.low_weight),
+                        (row(ty.low, tz.high), ty.low_weight, tz.high_weight),
+                        (row(ty.high, tz.low), ty.high_weight, tz.low_weight),
+                        (row(ty.high, tz.high), ty.high_weight, tz.high_weight),
+                    ];
                     for (o, tx) in out_row.iter_mut().zip(&taps[0]) {
                         let Some(tx) = tx else { continue };
                         let mut sum = 0.0;
                         for (x, wx) in [(tx.low, tx.low_weight), (tx.high, tx.high_weight)] {
-                            for (y, wy) in [(ty.low, ty.low_weight), (ty.high, ty.high_weight)] {
-                                for (z, wz) in [(tz.low, tz.low_weight), (tz.high, tz.high_weight)]
-                                {
-                                    sum += f64::from(data[x + nx * (y + ny * z)]) * wx * wy * wz;
-                                }
+                            for (row, wy, wz) in rows {
+                                sum += f64::from(row[x]) * wx * wy * wz;
                             }
                         }
                         *o = sum as f32;
