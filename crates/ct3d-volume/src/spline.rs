@@ -70,8 +70,8 @@ pub fn sin_degrees(angle_deg: f64) -> f64 {
     }
 }
 
-/// Splits `|angle|` into an even octant index (mod 8) and the remainder in radians, within 45° of
-/// that octant's multiple of 45°.
+/// Splits `|angle|` (degrees) into the nearest even octant `k` (mod 8; octant `k` starts at
+/// `k · 45°`) and the remainder `|angle| - k · 45°` in radians, which lies within ±45°.
 fn reduce_degrees(angle_deg: f64) -> (u32, f64) {
     const RADIANS_PER_DEGREE: f64 = std::f64::consts::PI / 180.0;
     let magnitude = angle_deg.abs();
