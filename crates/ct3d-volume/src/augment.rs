@@ -17,7 +17,7 @@ pub const SEED_ANGLES: [f32; 6] = [-20.0, -10.0, -5.0, 5.0, 10.0, 20.0];
 /// each angle is equally likely.
 pub fn angle_for(seed: u64, epoch: u64, index: u64) -> f32 {
     let hash = splitmix64(splitmix64(splitmix64(seed) ^ epoch) ^ index);
-    // Multiply-high maps the 64-bit hash onto the choices without modulo bias worth the name.
+    // Multiply-high maps the 64-bit hash onto the six choices (bias below 2^-61).
     let choice = ((u128::from(hash) * SEED_ANGLES.len() as u128) >> 64) as usize;
     SEED_ANGLES[choice]
 }
