@@ -5,12 +5,14 @@ Times, on the shapes ct3d benchmarks (`cargo run --release -p ct3d-volume --exam
 bench_preprocess`):
 
 - `process_scan`: the seed's whole per-scan step (nib.load + get_fdata + normalize + rotate 90 +
-  zoom) on a 512x512x50 int16 `.nii.gz` this script writes to a temporary directory;
+  zoom) on a 512x512x50 int16 `.nii.gz` this script writes to a temporary directory (or on
+  `--scan FILE`);
 - `process_array`: the same without file reading (normalize + resize on the in-memory array),
   the part `ct3d_volume::preprocess::process_volume` replaces;
 - `read_only`: nib.load + get_fdata alone;
 - `rotate_augment`: the seed's `scipy_rotate` (ndimage.rotate(reshape=False) + clip) of a
-  128x128x64 float32 volume, cycling through the seed's angles.
+  128x128x64 float32 volume, cycling through the seed's angles;
+- `process_dataset` (with `--dataset DIR`): the seed's serial list comprehension over a dataset.
 
 Prints one JSON object per measurement (median and minimum of --runs runs, in milliseconds).
 The functions below are the seed's code (3d-image-classification-from-ct-scans.txt), unchanged
@@ -123,13 +125,19 @@ def report(name, shape, runs, result):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="timed runs per measurement (default 5)")
+    parser.add_argument("--scan", help="time process_scan on this file instead of a generated phantom")
+    parser.add_argument("--dataset", help="also time the seed's serial loop of process_scan over "
+                        "every .nii/.nii.gz file under this folder (once)")
     args = parser.parse_args()
 
     scan_shape = (512, 512, 50)
     with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "scan.nii.gz")
-        affine = np.diag([0.7, 0.7, 8.0, 1.0])
-        nib.save(nib.Nifti1Image(phantom_hu(scan_shape), affine), path)
+        path = args.scan
+        if path is None:
+            path = os.path.join(tmp, "scan.nii.gz")
+            affine = np.diag([0.7, 0.7, 8.0, 1.0])
+            nib.save(nib.Nifti1Image(phantom_hu(scan_shape), affine), path)
+        scan_shape = nib.load(path).shape
 
         report("process_scan", scan_shape, args.runs, timed(args.runs, lambda _: process_scan(path)))
         report("read_only", scan_shape, args.runs, timed(args.runs, lambda _: read_nifti_file(path)))
@@ -140,6 +148,21 @@ def main():
 
     report("rotate_augment", unit.shape, args.runs,
            timed(args.runs, lambda run: scipy_rotate(unit.copy(), ANGLES[run % len(ANGLES)])))
+
+    if args.dataset:
+        files = sorted(
+            os.path.join(root, name)
+            for root, _, names in os.walk(args.dataset)
+            for name in names
+            if name.endswith((".nii", ".nii.gz"))
+        )
+        start = time.perf_counter()
+        scans = np.array([process_scan(f) for f in files])
+        elapsed = (time.perf_counter() - start) * 1e3
+        print(json.dumps({
+            "bench": "process_dataset", "files": len(files), "shape": list(scans.shape),
+            "total_ms": round(elapsed, 1), "scipy": scipy.__version__, "nibabel": nib.__version__,
+        }))
 
 
 if __name__ == "__main__":

@@ -2,15 +2,20 @@
 //! `process_volume` on a 512×512×50 HU scan (the MosMedData shape) and `rotate_augment` on a
 //! 128×128×64 volume, on one thread and on rayon's default pool.
 //!
-//! Run with `cargo run --release -p ct3d-volume --example bench_preprocess [-- RUNS]`; prints one
-//! JSON object per measurement (median and minimum of RUNS runs, default 21, in milliseconds).
+//! With `--scan FILE` it also times `process_file` (read + preprocess) on that file, the whole
+//! per-scan step the Python reference's `process_scan` measures.
+//!
+//! Run with `cargo run --release -p ct3d-volume --example bench_preprocess [-- RUNS] [--scan FILE]`;
+//! prints one JSON object per measurement (median and minimum of RUNS runs, default 21, in
+//! milliseconds).
 //! Compare with `python3 bench/reference_preprocess.py` (scipy on the same shapes).
 
 use std::time::Instant;
 
 use ct3d_volume::Volume;
 use ct3d_volume::augment::{SEED_ANGLES, rotate_augment};
-use ct3d_volume::preprocess::{PreprocessConfig, process_volume};
+use ct3d_volume::nifti_io::read_volume;
+use ct3d_volume::preprocess::{PreprocessConfig, process_file, process_volume};
 
 /// A deterministic chest-like HU phantom: air, body, lungs, a bone ring and ±40 HU noise.
 fn phantom_hu(shape: [usize; 3]) -> Volume {
@@ -69,12 +74,18 @@ fn report(name: &str, shape: [usize; 3], threads: usize, runs: usize, (median, m
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let runs: usize = match std::env::args().nth(1) {
-        Some(arg) => arg
-            .parse()
-            .map_err(|e| format!("RUNS must be a positive integer: {e}"))?,
-        None => 21,
-    };
+    let mut runs = 21usize;
+    let mut scan_file = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--scan" {
+            scan_file = Some(args.next().ok_or("--scan needs a file")?);
+        } else {
+            runs = arg
+                .parse()
+                .map_err(|e| format!("RUNS must be a positive integer: {e}"))?;
+        }
+    }
     if runs == 0 {
         return Err("RUNS must be a positive integer".into());
     }
@@ -86,6 +97,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let single = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
     let default_threads = rayon::current_num_threads();
     for (pool, threads) in [(Some(&single), 1), (None, default_threads)] {
+        if let Some(path) = &scan_file {
+            let path = std::path::Path::new(path);
+            let shape = read_volume(path)?.shape();
+            let whole = time_ms(runs, |_| {
+                in_pool(pool, || {
+                    std::hint::black_box(process_file(path, &config).ok())
+                });
+            });
+            report("process_file", shape, threads, runs, whole);
+            let read = time_ms(runs, |_| {
+                in_pool(pool, || std::hint::black_box(read_volume(path).ok()));
+            });
+            report("read_volume", shape, threads, runs, read);
+        }
         let preprocess = time_ms(runs, |_| {
             in_pool(pool, || {
                 std::hint::black_box(process_volume(&scan, &config).ok())

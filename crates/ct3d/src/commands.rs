@@ -193,11 +193,21 @@ pub fn prepare(
     Ok(())
 }
 
-pub fn synth(out: &Path, normal: usize, abnormal: usize, seed: u64, size_xy: usize) -> Result<()> {
+pub fn synth(
+    out: &Path,
+    normal: usize,
+    abnormal: usize,
+    seed: u64,
+    size_xy: usize,
+    depth: Option<usize>,
+) -> Result<()> {
+    let defaults = PhantomConfig::default();
     let config = PhantomConfig {
         shape_xy: size_xy,
-        ..PhantomConfig::default()
+        depth: depth.map_or(defaults.depth.clone(), |d| d..=d),
+        ..defaults
     };
+    config.validate()?;
     let started = Instant::now();
     let bar = progress::bar((normal + abnormal) as u64, "synth");
     let paths = synth::write_dataset(
@@ -226,7 +236,7 @@ pub fn demo(out: &Path) -> Result<()> {
         "ct3d demo: synthetic phantoms → preprocessing cache, in {}",
         out.display()
     );
-    synth(&data, 10, 10, 0, 128)?;
+    synth(&data, 10, 10, 0, 128, None)?;
     prepare(
         &data,
         &cache,

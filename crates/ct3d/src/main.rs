@@ -111,6 +111,9 @@ enum Command {
         /// In-plane size in voxels (MosMedData scans are 512).
         #[arg(long, default_value_t = 512, value_name = "N")]
         size_xy: usize,
+        /// Fix the number of slices (default: drawn from 30 to 70 per scan, like MosMedData).
+        #[arg(long, value_name = "N")]
+        depth: Option<usize>,
     },
     /// Run the whole pipeline on synthetic phantoms: synthesise, prepare, summarise.
     Demo {
@@ -179,7 +182,8 @@ fn main() -> ExitCode {
             abnormal,
             seed,
             size_xy,
-        } => commands::synth(&out, normal, abnormal, seed, size_xy),
+            depth,
+        } => commands::synth(&out, normal, abnormal, seed, size_xy, depth),
         Command::Demo { out } => commands::demo(&out),
     };
     match result {
