@@ -119,6 +119,8 @@ pub struct PreparedItem {
     pub entry: CacheEntry,
     /// True when the entry already existed before this run.
     pub cache_hit: bool,
+    /// SHA-256 of the scan file's bytes, lowercase hex (recorded by training runs).
+    pub sha256: String,
 }
 
 impl PreparedItem {
@@ -771,8 +773,8 @@ where
         .collect();
     let mut index_changed = false;
     let mut stats = PrepareStats::default();
-    // Per item: its entry key, or its one-line error (skip_bad).
-    let mut keys: Vec<Result<String, String>> = Vec::with_capacity(items.len());
+    // Per item: its entry key and content hash, or its one-line error (skip_bad).
+    let mut keys: Vec<Result<(String, [u8; 32]), String>> = Vec::with_capacity(items.len());
     for (item, result) in items.iter().zip(hashed) {
         match result {
             Ok(h) => {
@@ -787,7 +789,7 @@ where
                     }
                     _ => {}
                 }
-                keys.push(Ok(entry_key(&h.content, &options.config)?));
+                keys.push(Ok((entry_key(&h.content, &options.config)?, h.content)));
             }
             Err(e) if options.skip_bad => {
                 let error = e.to_string();
@@ -812,7 +814,7 @@ where
     let mut items_by_key: HashMap<&str, Vec<usize>> = HashMap::new();
     let mut unique: Vec<&str> = Vec::new();
     for (i, key) in keys.iter().enumerate() {
-        if let Ok(key) = key {
+        if let Ok((key, _)) = key {
             items_by_key
                 .entry(key)
                 .or_insert_with(|| {
@@ -893,18 +895,19 @@ where
     let mut prepared = Vec::with_capacity(items.len());
     let mut failures = Vec::new();
     for (item, key) in items.iter().zip(&keys) {
-        let outcome = match key.as_ref().map(|key| by_key[key.as_str()]) {
-            Err(error) | Ok(Err(error)) => Err(error.clone()),
-            Ok(Ok((entry, hit))) => Ok((entry.clone(), *hit)),
+        let outcome = match key.as_ref().map(|(key, content)| (by_key[key.as_str()], content)) {
+            Err(error) | Ok((Err(error), _)) => Err(error.clone()),
+            Ok((Ok((entry, hit)), content)) => Ok((entry.clone(), *hit, hex(content))),
         };
         match outcome {
-            Ok((entry, cache_hit)) => {
+            Ok((entry, cache_hit, sha256)) => {
                 stats.hits += usize::from(cache_hit);
                 prepared.push(PreparedItem {
                     source: item.path.clone(),
                     label: item.label,
                     entry,
                     cache_hit,
+                    sha256,
                 });
             }
             Err(error) => failures.push(PrepareFailure {

@@ -295,6 +295,9 @@ fn first_run_processes_all_and_second_run_none() {
         assert_eq!(loaded.spacing, expected.spacing);
         assert_eq!(loaded.affine, expected.affine);
         assert_eq!(loaded.provenance.path.as_deref(), Some(item.entry.path()));
+        let digest = ct3d_volume::cache::hash_file(&item.source).unwrap();
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(item.sha256, hex);
     }
     assert!(cache.join(INDEX_FILE_NAME).is_file());
     assert!(cache.join("CACHEDIR.TAG").is_file());
@@ -309,6 +312,7 @@ fn first_run_processes_all_and_second_run_none() {
     );
     for (a, b) in first.items.iter().zip(&second.items) {
         assert!(b.cache_hit);
+        assert_eq!(a.sha256, b.sha256, "hashes known from the index are the same");
         assert_eq!(
             (&a.source, a.label, &a.entry),
             (&b.source, b.label, &b.entry)
