@@ -1,0 +1,417 @@
+//! `ct3d train`: the Keras example's `model.fit`, reproducibly and resumably.
+//!
+//! From class folders of raw scans: `prepare` cache → per-class 70/30 split → each epoch a seeded
+//! shuffle, on-the-fly rotation augmentation on a worker thread, Adam steps, validation, the two
+//! callbacks (best-`val_loss` checkpoint, early stopping on `val_acc`), and an atomic commit of
+//! the run folder (see [`crate::run`]). With the same seed two CPU runs produce the same history,
+//! and a run killed at any moment resumes to the same result as an uninterrupted one.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ct3d_model::input::batch_tensor;
+use ct3d_model::weights::{load_optimizer, load_weights, save_optimizer, save_weights};
+use ct3d_model::{Adam, DeviceChoice, Model, predict_proba, train_step};
+use ct3d_volume::cache::{self, PrepareEvent, PrepareOptions, PreparedDataset, PreparedItem};
+use ct3d_volume::dataset::Dataset;
+use ct3d_volume::rng::derive_seed;
+
+use crate::history::EpochRecord;
+use crate::loader::{self, Augmentation, streams};
+use crate::metrics::binary_metrics;
+use crate::run::{DataFile, RunConfig, RunDir, RunState, SplitPart, TrainConfig};
+use crate::split::split_per_class;
+
+/// Batches assembled ahead of the model, like the example's `prefetch(2)`.
+const PREFETCH: usize = 2;
+
+/// What to train, where, and how to treat an existing run folder.
+#[derive(Debug, Clone)]
+pub struct TrainRequest {
+    /// Folder with one sub-folder per class.
+    pub data: PathBuf,
+    /// The run folder.
+    pub out: PathBuf,
+    /// The `prepare` cache folder.
+    pub cache: PathBuf,
+    /// Hyper-parameters (ignored on resume: the run's recorded ones are used).
+    pub config: TrainConfig,
+    /// Where to compute.
+    pub device: DeviceChoice,
+    /// Continue the run in `out` from its last complete epoch.
+    pub resume: bool,
+    /// Replace an existing run in `out`.
+    pub force: bool,
+    /// Leave out scans that cannot be read instead of failing (they are reported).
+    pub skip_bad: bool,
+}
+
+/// Hooks for progress display; every method has a do-nothing default.
+pub trait TrainObserver: Sync {
+    /// `done` of `total` scans prepared.
+    fn prepare_progress(&self, _done: usize, _total: usize) {}
+    /// A scan was left out (`--skip-bad`); `error` names it.
+    fn skipped(&self, _error: &str) {}
+    /// Training starts or resumes at `first_epoch` with this many training / validation scans.
+    fn started(&self, _first_epoch: usize, _epochs: usize, _train: usize, _validation: usize) {}
+    /// `done` of `total` training batches of `epoch`, with the running mean loss and accuracy.
+    fn batch(&self, _epoch: usize, _done: usize, _total: usize, _loss: f64, _acc: f64) {}
+    /// An epoch finished and was committed.
+    fn epoch(&self, _record: &EpochRecord, _epochs: usize, _data_wait: Duration) {}
+}
+
+/// An observer that shows nothing.
+pub struct Silent;
+impl TrainObserver for Silent {}
+
+/// How a training run ended.
+#[derive(Debug, Clone)]
+pub struct TrainOutcome {
+    /// The run folder.
+    pub run: PathBuf,
+    /// Every epoch, resumed ones included.
+    pub history: Vec<EpochRecord>,
+    /// Epoch of the best `val_loss` (whose weights are `best.safetensors`).
+    pub best_epoch: usize,
+    /// `"completed"` or `"early stopping"`.
+    pub finished: String,
+    /// Scans left out by `--skip-bad`, one line each.
+    pub skipped: Vec<String>,
+    /// Time the model waited for data over this process's epochs (prefetch effectiveness).
+    pub data_wait: Duration,
+}
+
+/// Why training failed. One line naming the file or option at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// Invalid hyper-parameters.
+    #[error(transparent)]
+    Config(#[from] crate::run::ConfigError),
+    /// The data folder is not a usable dataset.
+    #[error(transparent)]
+    Dataset(#[from] ct3d_volume::dataset::DatasetError),
+    /// Preprocessing or the cache failed.
+    #[error(transparent)]
+    Cache(#[from] ct3d_volume::cache::CacheError),
+    /// Too few scans for the split.
+    #[error(transparent)]
+    Split(#[from] crate::split::SplitError),
+    /// The run folder.
+    #[error(transparent)]
+    Run(#[from] crate::run::RunError),
+    /// The device could not be used.
+    #[error(transparent)]
+    Device(#[from] ct3d_model::DeviceSelectionError),
+    /// The model rejected a configuration or batch.
+    #[error(transparent)]
+    Model(#[from] ct3d_model::ModelError),
+    /// A weights or optimizer file.
+    #[error(transparent)]
+    Weights(#[from] ct3d_model::WeightsError),
+    /// A batch could not be assembled.
+    #[error(transparent)]
+    Loader(#[from] loader::LoaderError),
+    /// A scan could not be read or preprocessed (the message names it).
+    #[error("{0}")]
+    Scan(String),
+    /// The data changed since the run started, so resuming would not reproduce it.
+    #[error("{0}")]
+    DataChanged(String),
+}
+
+/// Trains (or resumes) a run as `request` says, reporting progress to `observer`.
+pub fn train(
+    request: &TrainRequest,
+    observer: &dyn TrainObserver,
+) -> Result<TrainOutcome, TrainError> {
+    let device = request.device.resolve()?;
+    let (run, config, mut state) = if request.resume {
+        let run = RunDir::new(&request.out);
+        let mut state = run.read_state()?;
+        let recorded = run.read_config()?;
+        // A crash between the commit and the friendly copies is repaired here.
+        run.refresh_copies(&state)?;
+        (run, recorded, state)
+    } else {
+        request.config.validate()?;
+        let run = RunDir::create(&request.out, request.force)?;
+        let state = RunState::new(request.config.patience);
+        let config = RunConfig {
+            ct3d_version: env!("CARGO_PKG_VERSION").to_owned(),
+            device: request.device.to_string(),
+            data_root: request.data.clone(),
+            cache: request.cache.clone(),
+            train: request.config.clone(),
+            files: Vec::new(),
+        };
+        (run, config, state)
+    };
+    let train_config = config.train.clone();
+
+    let prepared = prepare_data(request, &train_config, observer)?;
+    let labels: Vec<u8> = prepared.items.iter().map(|item| item.label).collect();
+    let class_names = [
+        train_config.classes.negative_folder.as_str(),
+        train_config.classes.positive_folder.as_str(),
+    ];
+    let split = split_per_class(&labels, class_names, train_config.train_fraction)?;
+    let files = data_files(&prepared.items, &split.train);
+    if request.resume {
+        if files != config.files {
+            return Err(TrainError::DataChanged(format!(
+                "{}: the scans differ from those recorded in {} (added, removed or modified \
+                 files); resuming would not reproduce the run — start a new run instead",
+                request.data.display(),
+                run.config().display()
+            )));
+        }
+    } else {
+        run.write_config(&RunConfig { files, ..config })?;
+    }
+
+    let autodiff = device.clone().autodiff();
+    let mut model = train_config
+        .model
+        .init(&autodiff, derive_seed(train_config.seed, &[streams::INIT]))?;
+    let mut optimizer = Adam::new(train_config.adam);
+    if let (Some(weights), Some(optimizer_file)) = (&state.last_weights, &state.last_optimizer) {
+        model = load_weights(model, &run.root().join(weights))?;
+        optimizer = load_optimizer(train_config.adam, &model, &run.root().join(optimizer_file))?;
+    }
+
+    let first_epoch = state.completed_epochs + 1;
+    observer.started(
+        first_epoch,
+        train_config.epochs,
+        split.train.len(),
+        split.validation.len(),
+    );
+    let mut data_wait = Duration::ZERO;
+    // A run that already ended (its last commit says so) has nothing left to do.
+    if state.finished.is_none() {
+        for epoch in first_epoch..=train_config.epochs {
+            let started = Instant::now();
+            let (trained, train_loss, train_acc, waited) = train_epoch(
+                model,
+                &mut optimizer,
+                &prepared.items,
+                &split.train,
+                &train_config,
+                epoch,
+                observer,
+            )?;
+            model = trained;
+            data_wait += waited;
+            let (val_loss, val_acc) = evaluate_items(
+                &model,
+                &prepared.items,
+                &split.validation,
+                &train_config,
+                &device,
+            )?;
+            let record = EpochRecord {
+                epoch,
+                loss: train_loss,
+                acc: train_acc,
+                val_loss,
+                val_acc,
+                lr: train_config
+                    .schedule
+                    .learning_rate(optimizer.iterations().saturating_sub(1)),
+                seconds: started.elapsed().as_secs_f64(),
+            };
+            let decision = state.callbacks.on_epoch_end(epoch, val_loss, val_acc);
+            let (weights_name, optimizer_name) = RunDir::epoch_checkpoint_names(epoch);
+            save_weights(&model, &run.root().join(&weights_name))?;
+            save_optimizer(&optimizer, &run.root().join(&optimizer_name))?;
+            state.completed_epochs = epoch;
+            state.steps = optimizer.iterations();
+            state.history.push(record);
+            state.last_weights = Some(weights_name.clone());
+            state.last_optimizer = Some(optimizer_name);
+            if decision.save_best {
+                state.best_weights = Some(weights_name);
+            }
+            let last_epoch = decision.stop || epoch == train_config.epochs;
+            if last_epoch {
+                state.finished = Some(
+                    if decision.stop {
+                        "early stopping"
+                    } else {
+                        "completed"
+                    }
+                    .to_owned(),
+                );
+            }
+            run.commit(&state)?;
+            observer.epoch(&record, train_config.epochs, waited);
+            if decision.stop {
+                break;
+            }
+        }
+    }
+    Ok(TrainOutcome {
+        run: run.root().to_owned(),
+        history: state.history.clone(),
+        best_epoch: state.callbacks.best_epoch,
+        finished: state.finished.clone().unwrap_or_default(),
+        skipped: prepared.failures.iter().map(|f| f.error.clone()).collect(),
+        data_wait,
+    })
+}
+
+/// Lists the dataset and brings the cache up to date for the run's preprocessing.
+fn prepare_data(
+    request: &TrainRequest,
+    config: &TrainConfig,
+    observer: &dyn TrainObserver,
+) -> Result<PreparedDataset, TrainError> {
+    let dataset = Dataset::from_class_folders(
+        &request.data,
+        &config.classes.negative_folder,
+        &config.classes.positive_folder,
+    )?;
+    let options = PrepareOptions {
+        config: config.preprocess.clone(),
+        skip_bad: request.skip_bad,
+        verify_entries: false,
+    };
+    let total = dataset.len();
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let prepared = cache::prepare_default(&dataset, &request.cache, &options, |event| {
+        match event {
+            PrepareEvent::Started { .. } => return,
+            PrepareEvent::Failed { error, .. } => observer.skipped(error),
+            PrepareEvent::Hit { .. } | PrepareEvent::Processed { .. } => {}
+        }
+        let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        observer.prepare_progress(n, total);
+    })?;
+    Ok(prepared)
+}
+
+fn data_files(items: &[PreparedItem], train: &[usize]) -> Vec<DataFile> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| DataFile {
+            path: item.source.clone(),
+            label: item.label,
+            sha256: item.sha256.clone(),
+            split: if train.contains(&i) {
+                SplitPart::Train
+            } else {
+                SplitPart::Validation
+            },
+        })
+        .collect()
+}
+
+/// One pass over the shuffled training set. Returns the model, the sample-weighted mean loss and
+/// the accuracy (as Keras reports them), and the time spent waiting for data.
+fn train_epoch(
+    mut model: Model,
+    optimizer: &mut Adam,
+    items: &[PreparedItem],
+    train: &[usize],
+    config: &TrainConfig,
+    epoch: usize,
+    observer: &dyn TrainObserver,
+) -> Result<(Model, f64, f64, Duration), TrainError> {
+    let order = loader::epoch_order(train, config.seed, epoch as u64);
+    let augmentation = config.augment.then_some(Augmentation {
+        seed: config.seed,
+        epoch: epoch as u64,
+    });
+    let total_batches = order.len().div_ceil(config.batch_size);
+    let size = config.model.input;
+    let device = model.device();
+    let mut loss_sum = 0.0;
+    let mut correct = 0usize;
+    let mut seen = 0usize;
+    let mut batches = 0usize;
+    let mut slot = Some(model);
+    let waited = loader::for_each_batch(
+        items,
+        &order,
+        config.batch_size,
+        size,
+        augmentation,
+        PREFETCH,
+        |batch| -> Result<(), TrainError> {
+            let n = batch.labels.len();
+            let input = batch_tensor(batch.input, n, size, &device)?;
+            let lr = config.schedule.learning_rate(optimizer.iterations());
+            let dropout_seed = derive_seed(
+                config.seed,
+                &[streams::DROPOUT, epoch as u64, batches as u64],
+            );
+            let current = slot.take().expect("the model is put back after every step");
+            let outcome = train_step(current, optimizer, input, &batch.labels, lr, dropout_seed)?;
+            slot = Some(outcome.model);
+            loss_sum += f64::from(outcome.loss) * n as f64;
+            correct += outcome.correct;
+            seen += n;
+            batches += 1;
+            observer.batch(
+                epoch,
+                batches,
+                total_batches,
+                loss_sum / seen as f64,
+                correct as f64 / seen as f64,
+            );
+            Ok(())
+        },
+    )?;
+    model = slot.expect("the model is put back after every step");
+    let seen = seen.max(1) as f64;
+    Ok((model, loss_sum / seen, correct as f64 / seen, waited))
+}
+
+/// Loss and accuracy of `model` (inference mode) on `indices`, without augmentation.
+fn evaluate_items(
+    model: &Model,
+    items: &[PreparedItem],
+    indices: &[usize],
+    config: &TrainConfig,
+    device: &burn::tensor::Device,
+) -> Result<(f64, f64), TrainError> {
+    let (probabilities, labels) = predict_items(model, items, indices, config, device)?;
+    let metrics = binary_metrics(&probabilities, &labels);
+    Ok((metrics.loss, metrics.accuracy))
+}
+
+/// Probabilities of the positive class for `indices` (inference mode), with their labels.
+pub fn predict_items(
+    model: &Model,
+    items: &[PreparedItem],
+    indices: &[usize],
+    config: &TrainConfig,
+    device: &burn::tensor::Device,
+) -> Result<(Vec<f32>, Vec<u8>), TrainError> {
+    let size = config.model.input;
+    let mut probabilities = Vec::with_capacity(indices.len());
+    let mut labels = Vec::with_capacity(indices.len());
+    loader::for_each_batch(
+        items,
+        indices,
+        config.batch_size,
+        size,
+        None,
+        PREFETCH,
+        |batch| -> Result<(), TrainError> {
+            let n = batch.labels.len();
+            let input = batch_tensor(batch.input, n, size, device)?;
+            probabilities.extend(predict_proba(model, input)?);
+            labels.extend(batch.labels.iter().map(|&l| l as u8));
+            Ok(())
+        },
+    )?;
+    Ok((probabilities, labels))
+}
+
+/// The default cache folder for a data folder: `DATA/.ct3d-cache` (hidden, so it is never
+/// mistaken for a class folder, and shared by every run on that data).
+pub fn default_cache(data: &Path) -> PathBuf {
+    data.join(".ct3d-cache")
+}
