@@ -6,12 +6,12 @@
 //! - [`device`]: `cpu` (burn's pure-Rust `flex` backend), `cuda`, `vulkan`, chosen at run time;
 //! - [`model`]: [`ModelConfig`] → [`Model`], Keras initialisers and BatchNorm settings;
 //! - [`ops`]: the only calls to convolution and pooling (3D max pooling built from 2D);
-//! - [`train_step`]: stable binary cross-entropy on logits, Keras's Adam, the exponential-decay
+//! - [`mod@train_step`]: stable binary cross-entropy on logits, Keras's Adam, the exponential-decay
 //!   schedule, binary accuracy, one training step, inference;
 //! - [`weights`]: safetensors files with Keras names and kernel layout;
 //! - [`summary`]: Keras's `model.summary()` table;
 //! - [`input`]: volumes (`x` fastest) to the `[batch, 1, x, y, z]` input tensor;
-//! - [`bench`]: step and inference timings for `ct3d bench`.
+//! - [`mod@bench`]: step and inference timings for `ct3d bench`.
 //!
 //! burn 0.22 selects the backend through the [`Device`](burn::tensor::Device) value, so no type
 //! here has a backend parameter: the same [`Model`] runs on every device, and a model on

@@ -100,36 +100,47 @@ fn training_step_contract_errors() {
     assert_eq!(adam.iterations(), 0);
 }
 
-/// Three steps from the same seeds twice: identical losses, accuracies and weights. This is
-/// the property `--seed` relies on for identical CPU histories.
+/// Training steps from the same seeds, twice: identical losses, accuracies and weights. This
+/// is the property `--seed` relies on for identical CPU histories. Checked with tiny filters
+/// and with the seed's filters (whose larger tensors take burn's multi-threaded paths).
 #[test]
 fn training_is_deterministic_for_fixed_seeds() {
-    let config = tiny_config();
-    let device = Device::flex().autodiff();
-    let dir = tempfile::tempdir().unwrap();
-    let run = |name: &str| {
-        let mut model = config.init(&device, 5).unwrap();
-        let mut adam = Adam::new(AdamConfig::default());
-        let mut history = Vec::new();
-        for step in 0..3u64 {
-            let input = random_batch(100 + step, 2, config.input, &device);
-            let outcome = train_step(model, &mut adam, input, &[0.0, 1.0], 1e-3, step).unwrap();
-            history.push((outcome.loss, outcome.correct));
-            model = outcome.model;
-        }
-        let path = dir.path().join(name);
-        save_weights(&model, &path).unwrap();
-        (history, std::fs::read(path).unwrap())
+    let seed_filters = ModelConfig {
+        input: [46, 46, 46],
+        ..ModelConfig::default()
     };
-    let (history_a, weights_a) = run("a.safetensors");
-    let (history_b, weights_b) = run("b.safetensors");
-    assert_eq!(history_a, history_b);
-    assert!(weights_a == weights_b, "same seeds, different weights");
-    assert!(
-        history_a
-            .iter()
-            .all(|(loss, correct)| loss.is_finite() && *correct <= 2)
-    );
+    for (config, steps) in [(tiny_config(), 3), (seed_filters, 2)] {
+        let (history_a, weights_a) = train_and_save(&config, steps);
+        let (history_b, weights_b) = train_and_save(&config, steps);
+        assert_eq!(history_a, history_b, "filters {:?}", config.filters);
+        assert!(
+            weights_a == weights_b,
+            "filters {:?}: same seeds, different weights",
+            config.filters
+        );
+        assert!(
+            history_a
+                .iter()
+                .all(|(loss, correct)| loss.is_finite() && *correct <= 2)
+        );
+    }
+}
+
+fn train_and_save(config: &ModelConfig, steps: u64) -> (Vec<(f32, usize)>, Vec<u8>) {
+    let device = Device::flex().autodiff();
+    let mut model = config.init(&device, 5).unwrap();
+    let mut adam = Adam::new(AdamConfig::default());
+    let mut history = Vec::new();
+    for step in 0..steps {
+        let input = random_batch(100 + step, 2, config.input, &device);
+        let outcome = train_step(model, &mut adam, input, &[0.0, 1.0], 1e-3, step).unwrap();
+        history.push((outcome.loss, outcome.correct));
+        model = outcome.model;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weights.safetensors");
+    save_weights(&model, &path).unwrap();
+    (history, std::fs::read(path).unwrap())
 }
 
 #[test]
