@@ -1,0 +1,553 @@
+//! Model weights and optimizer state in safetensors files, named and laid out like Keras's.
+//!
+//! # Layout of a weights file
+//! One little-endian `F32` tensor per Keras weight, named `layer/weight` with Keras's layer names
+//! (the `i`-th layer of a type gets the suffix `_i` from the second on):
+//!
+//! | tensor                                   | shape                        |
+//! |------------------------------------------|------------------------------|
+//! | `conv3d{,_1,_2,_3}/kernel`               | `[3, 3, 3, in, out]`         |
+//! | `conv3d{,_1,_2,_3}/bias`                 | `[out]`                      |
+//! | `batch_normalization{,_1,…}/gamma`       | `[channels]`                 |
+//! | `batch_normalization{,_1,…}/beta`        | `[channels]`                 |
+//! | `batch_normalization{,_1,…}/moving_mean` | `[channels]`                 |
+//! | `batch_normalization{,_1,…}/moving_variance` | `[channels]`             |
+//! | `dense/kernel`, `dense/bias`             | `[256, 512]`, `[512]`        |
+//! | `dense_1/kernel`, `dense_1/bias`         | `[512, 1]`, `[1]`            |
+//!
+//! Kernels are stored in **Keras's order** — `[kx, ky, kz, in, out]` for Conv3D, `[in, out]` for
+//! Dense — not burn's `[out, in, kx, ky, kz]`, so the file loads into the Keras model
+//! (`layer.set_weights([...])`) or any other tool without a transpose; `kx, ky, kz` follow the
+//! input axes `[x, y, z]` (Keras's `W, H, D`). The header's `__metadata__` holds
+//! `format = ct3d-keras-v1` (this layout). Identical weights give byte-identical files.
+//!
+//! # Optimizer state
+//! [`save_optimizer`] writes Keras Adam's state the same way: `optimizer/iterations` (`I64`,
+//! shape `[]`) and, per trainable weight, `optimizer/<weight>/m` and `optimizer/<weight>/v` in
+//! the weight's Keras shape.
+//!
+//! All files are written atomically (temporary file + rename): a crash or a full disk leaves the
+//! previous file intact. Every error is one line naming the file.
+
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::tensor::{Device, Tensor, TensorData};
+use ct3d_volume::atomic::write_bytes_atomic;
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+
+use crate::model::Model;
+use crate::summary::keras_suffix;
+use crate::train_step::{Adam, AdamConfig, Moments};
+
+/// Why weights or optimizer state could not be saved or loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum WeightsError {
+    /// The file could not be read.
+    #[error("cannot read weights file {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// The file could not be written (the previous file, if any, is intact).
+    #[error("cannot write weights file {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// The file is not a complete safetensors file.
+    #[error("weights file {} is corrupt or truncated: {reason}", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What the safetensors parser found.
+        reason: String,
+    },
+    /// A weight the model needs is absent.
+    #[error("weights file {} has no tensor {name}; it was saved from a different architecture", path.display())]
+    Missing {
+        /// The file.
+        path: PathBuf,
+        /// Keras name of the missing tensor.
+        name: String,
+    },
+    /// A tensor has another shape than the model's weight.
+    #[error("weights file {}: {name} has shape {found:?} but the model expects {expected:?}", path.display())]
+    Shape {
+        /// The file.
+        path: PathBuf,
+        /// Keras name of the tensor.
+        name: String,
+        /// Shape in the file.
+        found: Vec<usize>,
+        /// Shape the model needs (Keras order).
+        expected: Vec<usize>,
+    },
+    /// A tensor is not stored as the expected element type.
+    #[error("weights file {}: {name} is stored as {found}, expected {expected}", path.display())]
+    Dtype {
+        /// The file.
+        path: PathBuf,
+        /// Keras name of the tensor.
+        name: String,
+        /// Element type in the file.
+        found: String,
+        /// Element type required.
+        expected: &'static str,
+    },
+    /// The file holds a tensor the model has no place for.
+    #[error("weights file {}: tensor {name} does not belong to this model; it was saved from a different architecture", path.display())]
+    Unexpected {
+        /// The file.
+        path: PathBuf,
+        /// Name of the extra tensor.
+        name: String,
+    },
+}
+
+const ITERATIONS: &str = "optimizer/iterations";
+/// Header `__metadata__` value of `format`: Keras names, Keras kernel layout, version 1.
+const FORMAT: &str = "ct3d-keras-v1";
+
+/// Writes every weight of `model` (including BatchNorm moving statistics) to `path`.
+pub fn save_weights(model: &Model, path: &Path) -> Result<(), WeightsError> {
+    // `valid` folds burn's per-thread BatchNorm updates into the values read here.
+    let entries = collect(&model.valid());
+    let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = entries
+        .into_iter()
+        .map(|entry| {
+            let shape = keras_shape(&entry.shape);
+            let values = to_keras_order(&entry.shape, entry.values);
+            (entry.name, shape, f32_bytes(&values))
+        })
+        .collect();
+    write_file(path, &tensors, [])
+}
+
+/// Replaces every weight of `model` with the one stored in `path`, keeping the model's device
+/// and training state. The file must hold exactly the model's weights, with the same shapes.
+pub fn load_weights(model: Model, path: &Path) -> Result<Model, WeightsError> {
+    let bytes = read_file(path)?;
+    let file = parse(path, &bytes)?;
+    let mut loader = Loader {
+        path: Vec::new(),
+        file: &file,
+        file_path: path,
+        used: HashSet::new(),
+        error: None,
+    };
+    let model = model.map(&mut loader);
+    if let Some(error) = loader.error {
+        return Err(error);
+    }
+    reject_unused(path, &file, &loader.used)?;
+    Ok(model)
+}
+
+/// Writes `optimizer`'s iteration count and moments to `path`.
+pub fn save_optimizer(optimizer: &Adam, path: &Path) -> Result<(), WeightsError> {
+    let mut tensors = Vec::new();
+    for (module_path, moments) in &optimizer.moments {
+        let name = keras_name(module_path);
+        let shape = keras_shape(&moments.shape);
+        for (slot, tensor) in [("m", &moments.m), ("v", &moments.v)] {
+            let values = to_keras_order(&moments.shape, host_f32(tensor.clone()));
+            tensors.push((
+                format!("optimizer/{name}/{slot}"),
+                shape.clone(),
+                f32_bytes(&values),
+            ));
+        }
+    }
+    let iterations = i64::try_from(optimizer.iterations()).unwrap_or(i64::MAX);
+    write_file(path, &tensors, [(ITERATIONS, iterations)])
+}
+
+/// Reads optimizer state saved by [`save_optimizer`] for `model` (which fixes the weights' names,
+/// shapes and device).
+pub fn load_optimizer(
+    config: AdamConfig,
+    model: &Model,
+    path: &Path,
+) -> Result<Adam, WeightsError> {
+    let bytes = read_file(path)?;
+    let file = parse(path, &bytes)?;
+    let iterations = read_iterations(path, &file)?;
+    let mut used = HashSet::from([ITERATIONS.to_owned()]);
+    let mut moments = HashMap::new();
+    for entry in collect(model).into_iter().filter(|entry| entry.trainable) {
+        if iterations == 0 && file.tensor(&format!("optimizer/{}/m", entry.name)).is_err() {
+            continue;
+        }
+        let device = entry.device.clone().without_autodiff();
+        let mut slot = |slot: &str| -> Result<Tensor<1>, WeightsError> {
+            let name = format!("optimizer/{}/{slot}", entry.name);
+            let values = read_tensor(path, &file, &name, &entry.shape)?;
+            used.insert(name);
+            let numel = values.len();
+            Ok(Tensor::from_data(TensorData::new(values, [numel]), &device))
+        };
+        let (m, v) = (slot("m")?, slot("v")?);
+        moments.insert(
+            entry.module_path,
+            Moments {
+                m,
+                v,
+                shape: entry.shape,
+            },
+        );
+    }
+    reject_unused(path, &file, &used)?;
+    Ok(Adam::restore(config, iterations, moments))
+}
+
+/// The Keras name of the parameter at a burn module path such as `blocks.1.norm.running_var`.
+///
+/// Panics for a path outside [`Model`]'s fixed structure, which only a change to `Model`
+/// without a matching change here can produce (the tests visit every parameter).
+pub(crate) fn keras_name(module_path: &str) -> String {
+    let parts: Vec<&str> = module_path.split('.').collect();
+    let name = match parts.as_slice() {
+        ["blocks", index, layer, field] => {
+            let suffix = index.parse::<usize>().ok().map(keras_suffix);
+            let names = match (*layer, *field) {
+                ("conv", "weight") => Some(("conv3d", "kernel")),
+                ("conv", "bias") => Some(("conv3d", "bias")),
+                ("norm", "gamma") => Some(("batch_normalization", "gamma")),
+                ("norm", "beta") => Some(("batch_normalization", "beta")),
+                ("norm", "running_mean") => Some(("batch_normalization", "moving_mean")),
+                ("norm", "running_var") => Some(("batch_normalization", "moving_variance")),
+                _ => None,
+            };
+            suffix
+                .zip(names)
+                .map(|(suffix, (layer, field))| format!("{layer}{suffix}/{field}"))
+        }
+        [layer @ ("dense" | "output"), field @ ("weight" | "bias")] => {
+            let layer = if *layer == "dense" {
+                "dense"
+            } else {
+                "dense_1"
+            };
+            let field = if *field == "weight" { "kernel" } else { "bias" };
+            Some(format!("{layer}/{field}"))
+        }
+        _ => None,
+    };
+    name.unwrap_or_else(|| panic!("no Keras name for model parameter `{module_path}`"))
+}
+
+/// One parameter read back to the host.
+struct Entry {
+    module_path: String,
+    name: String,
+    /// burn's shape.
+    shape: Vec<usize>,
+    /// burn's element order.
+    values: Vec<f32>,
+    trainable: bool,
+    device: Device,
+}
+
+fn collect(model: &Model) -> Vec<Entry> {
+    struct Collector {
+        path: Vec<String>,
+        entries: Vec<Entry>,
+    }
+    impl ModuleVisitor for Collector {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.path.push(name.to_owned());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let module_path = self.path.join(".");
+            let name = keras_name(&module_path);
+            let tensor = param.val();
+            // Moving statistics are the only weights Keras does not train.
+            let trainable = !name.contains("/moving_");
+            self.entries.push(Entry {
+                module_path,
+                name,
+                shape: tensor.dims().to_vec(),
+                device: tensor.device(),
+                values: host_f32(tensor),
+                trainable,
+            });
+        }
+    }
+    let mut collector = Collector {
+        path: Vec::new(),
+        entries: Vec::new(),
+    };
+    model.visit(&mut collector);
+    collector.entries
+}
+
+struct Loader<'a> {
+    path: Vec<String>,
+    file: &'a SafeTensors<'a>,
+    file_path: &'a Path,
+    used: HashSet<String>,
+    error: Option<WeightsError>,
+}
+
+impl ModuleMapper for Loader<'_> {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_owned());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        if self.error.is_some() {
+            return param;
+        }
+        let name = keras_name(&self.path.join("."));
+        let shape = param.lazy_shape().dims::<D>();
+        match read_tensor(self.file_path, self.file, &name, &shape) {
+            Ok(values) => {
+                let (id, old, mapper) = param.consume();
+                let loaded = Tensor::<D>::from_data(TensorData::new(values, shape), &old.device())
+                    .set_require_grad(old.is_require_grad());
+                self.used.insert(name);
+                Param::from_mapped_value(id, loaded, mapper)
+            }
+            Err(error) => {
+                self.error = Some(error);
+                param
+            }
+        }
+    }
+}
+
+/// Reads tensor `name`, which must be `F32` with the Keras form of burn shape `shape`, and
+/// returns its values in burn's order.
+fn read_tensor(
+    path: &Path,
+    file: &SafeTensors<'_>,
+    name: &str,
+    shape: &[usize],
+) -> Result<Vec<f32>, WeightsError> {
+    let view = file.tensor(name).map_err(|_| WeightsError::Missing {
+        path: path.to_owned(),
+        name: name.to_owned(),
+    })?;
+    if view.dtype() != Dtype::F32 {
+        return Err(WeightsError::Dtype {
+            path: path.to_owned(),
+            name: name.to_owned(),
+            found: format!("{:?}", view.dtype()),
+            expected: "F32",
+        });
+    }
+    let expected = keras_shape(shape);
+    if view.shape() != expected.as_slice() {
+        return Err(WeightsError::Shape {
+            path: path.to_owned(),
+            name: name.to_owned(),
+            found: view.shape().to_vec(),
+            expected,
+        });
+    }
+    let values: Vec<f32> = view
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    Ok(from_keras_order(shape, values))
+}
+
+fn read_iterations(path: &Path, file: &SafeTensors<'_>) -> Result<u64, WeightsError> {
+    let view = file.tensor(ITERATIONS).map_err(|_| WeightsError::Missing {
+        path: path.to_owned(),
+        name: ITERATIONS.to_owned(),
+    })?;
+    match (view.dtype(), view.data()) {
+        (Dtype::I64, &[b0, b1, b2, b3, b4, b5, b6, b7]) => {
+            let value = i64::from_le_bytes([b0, b1, b2, b3, b4, b5, b6, b7]);
+            u64::try_from(value).map_err(|_| WeightsError::Corrupt {
+                path: path.to_owned(),
+                reason: format!("{ITERATIONS} is negative ({value})"),
+            })
+        }
+        (dtype, _) => Err(WeightsError::Dtype {
+            path: path.to_owned(),
+            name: ITERATIONS.to_owned(),
+            found: format!("{dtype:?} of shape {:?}", view.shape()),
+            expected: "I64 of shape []",
+        }),
+    }
+}
+
+fn reject_unused(
+    path: &Path,
+    file: &SafeTensors<'_>,
+    used: &HashSet<String>,
+) -> Result<(), WeightsError> {
+    let mut extra: Vec<&str> = file
+        .names()
+        .into_iter()
+        .filter(|name| !used.contains(*name))
+        .collect();
+    extra.sort_unstable();
+    match extra.first() {
+        Some(name) => Err(WeightsError::Unexpected {
+            path: path.to_owned(),
+            name: (*name).to_owned(),
+        }),
+        None => Ok(()),
+    }
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, WeightsError> {
+    std::fs::read(path).map_err(|source| WeightsError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<SafeTensors<'a>, WeightsError> {
+    SafeTensors::deserialize(bytes).map_err(|error| WeightsError::Corrupt {
+        path: path.to_owned(),
+        reason: error.to_string().replace('\n', " "),
+    })
+}
+
+/// Serialises `F32` tensors plus `I64` scalars and writes them atomically.
+fn write_file<const S: usize>(
+    path: &Path,
+    tensors: &[(String, Vec<usize>, Vec<u8>)],
+    scalars: [(&str, i64); S],
+) -> Result<(), WeightsError> {
+    let scalar_bytes: Vec<(String, [u8; 8])> = scalars
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), value.to_le_bytes()))
+        .collect();
+    let mut views = Vec::with_capacity(tensors.len() + S);
+    for (name, shape, bytes) in tensors {
+        views.push((name.clone(), view(Dtype::F32, shape.clone(), bytes, path)?));
+    }
+    for (name, bytes) in &scalar_bytes {
+        views.push((name.clone(), view(Dtype::I64, Vec::new(), bytes, path)?));
+    }
+    // One key: safetensors writes metadata in HashMap order, and byte-identical files for
+    // identical weights are worth keeping.
+    let metadata = HashMap::from([("format".to_owned(), FORMAT.to_owned())]);
+    let bytes = safetensors::tensor::serialize(views, Some(metadata)).map_err(|error| {
+        WeightsError::Write {
+            path: path.to_owned(),
+            source: io::Error::other(error.to_string()),
+        }
+    })?;
+    write_bytes_atomic(path, &bytes).map_err(|source| WeightsError::Write {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn view<'a>(
+    dtype: Dtype,
+    shape: Vec<usize>,
+    bytes: &'a [u8],
+    path: &Path,
+) -> Result<TensorView<'a>, WeightsError> {
+    TensorView::new(dtype, shape, bytes).map_err(|error| WeightsError::Write {
+        path: path.to_owned(),
+        source: io::Error::other(error.to_string()),
+    })
+}
+
+fn f32_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+fn host_f32<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
+    tensor
+        .into_data()
+        .try_into_vec_as::<f32>()
+        .expect("a float tensor reads back as f32")
+}
+
+/// Keras's shape for a burn shape: Conv3D kernels `[out, in, kx, ky, kz]` → `[kx, ky, kz, in,
+/// out]`; everything else is already in Keras's order.
+fn keras_shape(shape: &[usize]) -> Vec<usize> {
+    match *shape {
+        [out, inp, kx, ky, kz] => vec![kx, ky, kz, inp, out],
+        _ => shape.to_vec(),
+    }
+}
+
+/// Reorders burn-order values of a tensor of burn shape `shape` into Keras's order.
+fn to_keras_order(shape: &[usize], values: Vec<f32>) -> Vec<f32> {
+    let [out, inp, kx, ky, kz] = *shape else {
+        return values;
+    };
+    let mut keras = vec![0.0; values.len()];
+    for (burn_index, value) in values.into_iter().enumerate() {
+        keras[kernel_keras_index(burn_index, [out, inp, kx, ky, kz])] = value;
+    }
+    keras
+}
+
+/// Inverse of [`to_keras_order`].
+fn from_keras_order(shape: &[usize], values: Vec<f32>) -> Vec<f32> {
+    let [out, inp, kx, ky, kz] = *shape else {
+        return values;
+    };
+    (0..values.len())
+        .map(|burn_index| values[kernel_keras_index(burn_index, [out, inp, kx, ky, kz])])
+        .collect()
+}
+
+/// Position in Keras's `[kx, ky, kz, in, out]` of element `burn_index` of `[out, in, kx, ky, kz]`.
+fn kernel_keras_index(burn_index: usize, [out, inp, kx, ky, kz]: [usize; 5]) -> usize {
+    let c = burn_index % kz;
+    let b = burn_index / kz % ky;
+    let a = burn_index / (kz * ky) % kx;
+    let i = burn_index / (kz * ky * kx) % inp;
+    let o = burn_index / (kz * ky * kx * inp);
+    (((a * ky + b) * kz + c) * inp + i) * out + o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_reordering_is_a_transpose_and_round_trips() {
+        let shape = [4, 2, 3, 3, 3];
+        let values: Vec<f32> = (0..shape.iter().product::<usize>())
+            .map(|v| v as f32)
+            .collect();
+        let keras = to_keras_order(&shape, values.clone());
+        // burn element (o=3, i=1, a=2, b=0, c=1) sits at Keras [2, 0, 1, 1, 3].
+        let burn_index = (((3 * 2 + 1) * 3 + 2) * 3) * 3 + 1;
+        let keras_index = (((2 * 3) * 3 + 1) * 2 + 1) * 4 + 3;
+        assert_eq!(keras[keras_index], burn_index as f32);
+        assert_eq!(from_keras_order(&shape, keras), values);
+        assert_eq!(keras_shape(&shape), vec![3, 3, 3, 2, 4]);
+        assert_eq!(keras_shape(&[256, 512]), vec![256, 512]);
+    }
+
+    #[test]
+    fn keras_names_for_module_paths() {
+        assert_eq!(keras_name("blocks.0.conv.weight"), "conv3d/kernel");
+        assert_eq!(keras_name("blocks.3.conv.bias"), "conv3d_3/bias");
+        assert_eq!(
+            keras_name("blocks.1.norm.running_var"),
+            "batch_normalization_1/moving_variance"
+        );
+        assert_eq!(keras_name("dense.weight"), "dense/kernel");
+        assert_eq!(keras_name("output.bias"), "dense_1/bias");
+    }
+}
