@@ -5,6 +5,10 @@
 //! library and over `ct3d-volume`.
 
 pub mod callbacks;
+pub mod evaluate;
 pub mod history;
+pub mod loader;
 pub mod metrics;
+pub mod run;
 pub mod split;
+pub mod train;

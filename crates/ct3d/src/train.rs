@@ -127,7 +127,7 @@ pub fn train(
     let device = request.device.resolve()?;
     let (run, config, mut state) = if request.resume {
         let run = RunDir::new(&request.out);
-        let mut state = run.read_state()?;
+        let state = run.read_state()?;
         let recorded = run.read_config()?;
         // A crash between the commit and the friendly copies is repaired here.
         run.refresh_copies(&state)?;
@@ -193,6 +193,7 @@ pub fn train(
             let started = Instant::now();
             let (trained, train_loss, train_acc, waited) = train_epoch(
                 model,
+                &autodiff,
                 &mut optimizer,
                 &prepared.items,
                 &split.train,
@@ -309,8 +310,10 @@ fn data_files(items: &[PreparedItem], train: &[usize]) -> Vec<DataFile> {
 
 /// One pass over the shuffled training set. Returns the model, the sample-weighted mean loss and
 /// the accuracy (as Keras reports them), and the time spent waiting for data.
+#[allow(clippy::too_many_arguments)]
 fn train_epoch(
     mut model: Model,
+    device: &burn::tensor::Device,
     optimizer: &mut Adam,
     items: &[PreparedItem],
     train: &[usize],
@@ -325,7 +328,6 @@ fn train_epoch(
     });
     let total_batches = order.len().div_ceil(config.batch_size);
     let size = config.model.input;
-    let device = model.device();
     let mut loss_sum = 0.0;
     let mut correct = 0usize;
     let mut seen = 0usize;
@@ -340,7 +342,7 @@ fn train_epoch(
         PREFETCH,
         |batch| -> Result<(), TrainError> {
             let n = batch.labels.len();
-            let input = batch_tensor(batch.input, n, size, &device)?;
+            let input = batch_tensor(batch.input, n, size, device)?;
             let lr = config.schedule.learning_rate(optimizer.iterations());
             let dropout_seed = derive_seed(
                 config.seed,
