@@ -11,8 +11,8 @@ use burn::tensor::Device;
 
 use crate::input::batch_tensor;
 use crate::model::{ModelConfig, ModelError};
-use crate::rng::SplitMix64;
 use crate::train_step::{Adam, AdamConfig, ExponentialDecay, predict_proba, train_step};
+use ct3d_volume::rng::SplitMix64;
 
 /// Wall-clock samples of one operation.
 #[derive(Clone, Debug, PartialEq)]

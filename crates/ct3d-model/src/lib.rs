@@ -22,7 +22,6 @@ pub mod device;
 pub mod input;
 pub mod model;
 pub mod ops;
-mod rng;
 pub mod summary;
 pub mod train_step;
 pub mod weights;

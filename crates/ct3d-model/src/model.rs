@@ -26,7 +26,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::ops;
-use crate::rng::SplitMix64;
+use ct3d_volume::rng::SplitMix64;
 
 /// Side of every convolution kernel (Keras `kernel_size=3`).
 pub const KERNEL: usize = 3;
@@ -274,7 +274,7 @@ impl Conv3dLayer {
         let receptive = KERNEL.pow(3);
         let limit = glorot_limit(receptive * in_channels, receptive * out_channels);
         let shape = [out_channels, in_channels, KERNEL, KERNEL, KERNEL];
-        let values = rng.uniform_vec(shape.iter().product(), limit);
+        let values = uniform_vec(rng, shape.iter().product(), limit);
         Self {
             weight: param(values, shape, device),
             bias: param(vec![0.0; out_channels], [out_channels], device),
@@ -301,8 +301,15 @@ fn glorot_limit(fan_in: usize, fan_out: usize) -> f32 {
 }
 
 /// Keras `Dense`: kernel `[in, out]` (burn's row layout, the same as Keras's), zero bias.
+/// `len` values uniform in `[-limit, limit)` (24-bit resolution, exact in `f32`).
+fn uniform_vec(rng: &mut SplitMix64, len: usize, limit: f32) -> Vec<f32> {
+    (0..len)
+        .map(|_| (2.0 * rng.next_f32() - 1.0) * limit)
+        .collect()
+}
+
 fn glorot_linear(inputs: usize, outputs: usize, rng: &mut SplitMix64, device: &Device) -> Linear {
-    let values = rng.uniform_vec(inputs * outputs, glorot_limit(inputs, outputs));
+    let values = uniform_vec(rng, inputs * outputs, glorot_limit(inputs, outputs));
     Linear {
         weight: param(values, [inputs, outputs], device),
         bias: Some(param(vec![0.0; outputs], [outputs], device)),

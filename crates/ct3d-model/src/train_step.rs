@@ -28,7 +28,7 @@ use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::{Device, Gradients, Tensor, TensorData};
 
 use crate::model::{Model, ModelError};
-use crate::rng::SplitMix64;
+use ct3d_volume::rng::SplitMix64;
 
 /// Keras `ExponentialDecay`: `initial · rate^(step / decay_steps)`, the exponent floored when
 /// `staircase`. `step` counts optimizer updates already applied (Keras's `optimizer.iterations`,

@@ -895,7 +895,10 @@ where
     let mut prepared = Vec::with_capacity(items.len());
     let mut failures = Vec::new();
     for (item, key) in items.iter().zip(&keys) {
-        let outcome = match key.as_ref().map(|(key, content)| (by_key[key.as_str()], content)) {
+        let outcome = match key
+            .as_ref()
+            .map(|(key, content)| (by_key[key.as_str()], content))
+        {
             Err(error) | Ok((Err(error), _)) => Err(error.clone()),
             Ok((Ok((entry, hit)), content)) => Ok((entry.clone(), *hit, hex(content))),
         };

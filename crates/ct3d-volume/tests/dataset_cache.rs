@@ -312,7 +312,10 @@ fn first_run_processes_all_and_second_run_none() {
     );
     for (a, b) in first.items.iter().zip(&second.items) {
         assert!(b.cache_hit);
-        assert_eq!(a.sha256, b.sha256, "hashes known from the index are the same");
+        assert_eq!(
+            a.sha256, b.sha256,
+            "hashes known from the index are the same"
+        );
         assert_eq!(
             (&a.source, a.label, &a.entry),
             (&b.source, b.label, &b.entry)

@@ -397,11 +397,15 @@ impl RunDir {
             path: self.history(),
             source,
         })?;
-        let keep: Vec<PathBuf> = [&state.last_weights, &state.best_weights, &state.last_optimizer]
-            .into_iter()
-            .flatten()
-            .map(|name| self.root.join(name))
-            .collect();
+        let keep: Vec<PathBuf> = [
+            &state.last_weights,
+            &state.best_weights,
+            &state.last_optimizer,
+        ]
+        .into_iter()
+        .flatten()
+        .map(|name| self.root.join(name))
+        .collect();
         let checkpoints = self.checkpoints();
         let entries = fs::read_dir(&checkpoints).map_err(|source| RunError::Io {
             path: checkpoints.clone(),
@@ -476,7 +480,10 @@ mod tests {
         fs::write(root.join("notes.txt"), "mine").unwrap();
         fs::write(root.join("state.json"), "{}").unwrap();
         RunDir::create(&root, true).unwrap();
-        assert!(root.join("notes.txt").exists(), "unrelated files survive --force");
+        assert!(
+            root.join("notes.txt").exists(),
+            "unrelated files survive --force"
+        );
         assert!(!root.join("state.json").exists());
     }
 
