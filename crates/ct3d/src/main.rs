@@ -5,8 +5,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use ct3d::evaluate::{EvalSplit, WeightsChoice};
+use ct3d::run::{Classes, TrainConfig};
+use ct3d::train::TrainRequest;
+use ct3d_model::{AdamConfig, DeviceChoice, ExponentialDecay, ModelConfig};
+use model_commands::PredictFormat;
 
 mod commands;
+mod model_commands;
 mod progress;
 
 /// Train and run 3D convolutional networks on CT volumes.
@@ -115,6 +121,79 @@ enum Command {
         #[arg(long, value_name = "N")]
         depth: Option<usize>,
     },
+    /// Train the Keras example's 3D CNN on a class-folder dataset.
+    ///
+    /// Scans are preprocessed through the `prepare` cache, split per class in sorted file-name
+    /// order (first --split train, rest validation), augmented by random rotation on the fly, and
+    /// trained with Adam and binary cross-entropy, validating every epoch. RUN receives
+    /// config.json, history.csv, best/last weights (safetensors, Keras layer names) and the
+    /// optimizer state. Defaults are the example's; with the same --seed two CPU runs give the same
+    /// history, and a run killed at any moment continues with --resume to the same result.
+    Train(TrainArgs),
+    /// Evaluate a trained run: loss, accuracy, ROC AUC, sensitivity, specificity, confusion matrix.
+    Eval {
+        /// The run folder written by `ct3d train`.
+        #[arg(long, value_name = "RUN")]
+        run: PathBuf,
+        /// Data folder (default: the run's own).
+        #[arg(long, value_name = "DIR")]
+        data: Option<PathBuf>,
+        /// Which scans: the validation part (default for the run's own data) or all of them
+        /// (default for other data).
+        #[arg(long, value_enum)]
+        split: Option<EvalSplit>,
+        /// Which weights.
+        #[arg(long, value_enum, default_value_t = WeightsChoice::Best)]
+        weights: WeightsChoice,
+        /// Print JSON (metrics and per-scan probabilities) instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        device: DeviceArgs,
+    },
+    /// Predict raw scans with a trained run, printing the example's two sentences per scan.
+    ///
+    /// Scans are preprocessed with the run's recorded parameters. Folders are expanded to the scan
+    /// files they hold.
+    Predict {
+        /// The run folder written by `ct3d train`.
+        #[arg(long, value_name = "RUN")]
+        run: PathBuf,
+        /// Scans or folders of scans.
+        #[arg(required = true, value_name = "SCAN_OR_DIR")]
+        scans: Vec<PathBuf>,
+        /// Which weights.
+        #[arg(long, value_enum, default_value_t = WeightsChoice::Best)]
+        weights: WeightsChoice,
+        /// Print one JSON array instead of sentences.
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        /// Print CSV (path,probability,class) instead of sentences.
+        #[arg(long)]
+        csv: bool,
+        #[command(flatten)]
+        device: DeviceArgs,
+    },
+    /// Print the model's layers, output shapes and parameter counts, like Keras's model.summary().
+    Summary {
+        /// Input size W,H,D.
+        #[arg(long, value_name = "W,H,D", default_value = "128,128,64", value_parser = commands::parse_size)]
+        size: [usize; 3],
+    },
+    /// Time one training step and one-scan inference on random data (warm-up excluded, median).
+    Bench {
+        /// Volumes per training step.
+        #[arg(long, default_value_t = 2)]
+        batch: usize,
+        /// Input size W,H,D.
+        #[arg(long, value_name = "W,H,D", default_value = "128,128,64", value_parser = commands::parse_size)]
+        size: [usize; 3],
+        /// Timed repetitions of each measurement.
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+        #[command(flatten)]
+        device: DeviceArgs,
+    },
     /// Run the whole pipeline on synthetic phantoms: synthesise, prepare, summarise.
     Demo {
         /// Working folder for the demo's data, cache and outputs.
@@ -132,6 +211,90 @@ struct PreprocessArgs {
     /// Hounsfield window as MIN,MAX; values outside are clipped, then scaled to [0, 1].
     #[arg(long, value_name = "MIN,MAX", default_value = "-1000,400", value_parser = commands::parse_window, allow_hyphen_values = true)]
     hu_window: [f32; 2],
+}
+
+/// Where to compute.
+#[derive(Debug, Args)]
+struct DeviceArgs {
+    /// cpu (pure-Rust, default), cuda or vulkan (GPU builds only: `--features cuda|vulkan`).
+    #[arg(long, default_value = "cpu", value_name = "DEVICE")]
+    device: DeviceChoice,
+}
+
+/// `ct3d train`'s options; defaults are the Keras example's.
+#[derive(Debug, Args)]
+struct TrainArgs {
+    /// Dataset folder with one sub-folder per class.
+    #[arg(long, value_name = "DIR")]
+    data: PathBuf,
+    /// Run folder to create (or continue with --resume).
+    #[arg(long, value_name = "RUN")]
+    out: PathBuf,
+    /// Preprocessing cache folder (default: DATA/.ct3d-cache).
+    #[arg(long, value_name = "DIR")]
+    cache: Option<PathBuf>,
+    #[command(flatten)]
+    classes: ClassArgs,
+    /// Word for the negative class in prediction sentences.
+    #[arg(long, default_value = "normal", value_name = "WORD")]
+    negative_name: String,
+    /// Word for the positive class in prediction sentences.
+    #[arg(long, default_value = "abnormal", value_name = "WORD")]
+    positive_name: String,
+    #[command(flatten)]
+    preprocess: PreprocessArgs,
+    /// Maximum number of epochs.
+    #[arg(long, default_value_t = 100)]
+    epochs: usize,
+    /// Volumes per training step.
+    #[arg(long, default_value_t = 2)]
+    batch_size: usize,
+    /// Initial learning rate of Adam's exponential-decay schedule.
+    #[arg(long, default_value_t = 1e-4)]
+    learning_rate: f64,
+    /// Steps per decay of the learning rate (staircase).
+    #[arg(long, default_value_t = 100_000)]
+    decay_steps: u64,
+    /// Factor applied to the learning rate every --decay-steps steps.
+    #[arg(long, default_value_t = 0.96)]
+    decay_rate: f64,
+    /// Stop after this many epochs without a better validation accuracy.
+    #[arg(long, default_value_t = 15)]
+    patience: usize,
+    /// Fraction of each class used for training (in sorted file-name order).
+    #[arg(long, default_value_t = 0.7)]
+    split: f64,
+    /// Seed for initialisation, shuffling, augmentation and dropout (default: random, recorded).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Train without the random-rotation augmentation.
+    #[arg(long)]
+    no_augment: bool,
+    /// Filters of the four conv blocks (the example: 64,64,128,256); smaller is faster.
+    #[arg(
+        long,
+        value_name = "N,N,N,N",
+        default_value = "64,64,128,256",
+        value_delimiter = ','
+    )]
+    filters: Vec<usize>,
+    /// Units of the hidden dense layer.
+    #[arg(long, default_value_t = 512)]
+    dense: usize,
+    /// Dropout rate after the dense layer.
+    #[arg(long, default_value_t = 0.3)]
+    dropout: f64,
+    #[command(flatten)]
+    device: DeviceArgs,
+    /// Continue the run in --out from its last complete epoch (its recorded settings are used).
+    #[arg(long, conflicts_with = "force")]
+    resume: bool,
+    /// Replace an existing run in --out.
+    #[arg(long)]
+    force: bool,
+    /// Leave out scans that cannot be read (they are listed) instead of stopping.
+    #[arg(long)]
+    skip_bad: bool,
 }
 
 /// Which class folders hold negatives and positives.
@@ -184,6 +347,42 @@ fn main() -> ExitCode {
             size_xy,
             depth,
         } => commands::synth(&out, normal, abnormal, seed, size_xy, depth),
+        Command::Train(args) => {
+            let seed_was_chosen = args.seed.is_none();
+            model_commands::train(args.into_request(), seed_was_chosen)
+        }
+        Command::Eval {
+            run,
+            data,
+            split,
+            weights,
+            json,
+            device,
+        } => model_commands::eval(&run, data.as_deref(), split, weights, device.device, json),
+        Command::Predict {
+            run,
+            scans,
+            weights,
+            json,
+            csv,
+            device,
+        } => {
+            let format = if json {
+                PredictFormat::Json
+            } else if csv {
+                PredictFormat::Csv
+            } else {
+                PredictFormat::Sentences
+            };
+            model_commands::predict(&run, &scans, weights, device.device, format)
+        }
+        Command::Summary { size } => model_commands::summary(size),
+        Command::Bench {
+            batch,
+            size,
+            repeats,
+            device,
+        } => model_commands::bench(batch, size, device.device, repeats),
         Command::Demo { out } => commands::demo(&out),
     };
     match result {
@@ -204,6 +403,61 @@ impl PreprocessArgs {
             size: self.size,
         }
     }
+}
+
+impl TrainArgs {
+    fn into_request(self) -> TrainRequest {
+        let preprocess = self.preprocess.into_config();
+        let config = TrainConfig {
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            schedule: ExponentialDecay {
+                initial: self.learning_rate,
+                decay_steps: self.decay_steps,
+                rate: self.decay_rate,
+                staircase: true,
+            },
+            adam: AdamConfig::default(),
+            patience: self.patience,
+            train_fraction: self.split,
+            augment: !self.no_augment,
+            seed: self.seed.unwrap_or_else(random_seed),
+            model: ModelConfig {
+                input: preprocess.size,
+                filters: self.filters,
+                dense: self.dense,
+                dropout: self.dropout,
+            },
+            preprocess,
+            classes: Classes {
+                negative_folder: self.classes.negative,
+                positive_folder: self.classes.positive,
+                negative_name: self.negative_name,
+                positive_name: self.positive_name,
+            },
+        };
+        TrainRequest {
+            cache: self
+                .cache
+                .unwrap_or_else(|| ct3d::train::default_cache(&self.data)),
+            data: self.data,
+            out: self.out,
+            config,
+            device: self.device.device,
+            resume: self.resume,
+            force: self.force,
+            skip_bad: self.skip_bad,
+        }
+    }
+}
+
+/// A seed from the clock and the process id, for runs without --seed (it is printed and recorded).
+fn random_seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    // Keep it short enough to type back in.
+    ct3d_volume::rng::derive_seed(nanos, &[u64::from(std::process::id())]) % 1_000_000
 }
 
 fn init_logging(verbose: u8) {

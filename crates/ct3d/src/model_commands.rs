@@ -1,0 +1,320 @@
+//! The model subcommands (`train`, `eval`, `predict`, `summary`, `bench`): printing and progress
+//! around `ct3d::train`, `ct3d::evaluate` and `ct3d_model`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use ct3d::evaluate::{self, EvalSplit, WeightsChoice, prediction_sentences};
+use ct3d::history::{EpochRecord, keras_line};
+use ct3d::train::{self, TrainObserver, TrainRequest};
+use ct3d_model::bench::{Timing, bench_predict, bench_train_step};
+use ct3d_model::{DeviceChoice, ModelConfig};
+use indicatif::ProgressBar;
+
+use crate::progress;
+
+/// Shows `train`'s progress: a bar while preparing, a bar per epoch, a Keras line per epoch.
+struct ConsoleObserver {
+    bar: Mutex<Option<ProgressBar>>,
+}
+
+impl ConsoleObserver {
+    fn new() -> Self {
+        Self {
+            bar: Mutex::new(None),
+        }
+    }
+
+    fn with_bar(&self, len: usize, label: &str, f: impl FnOnce(&ProgressBar)) {
+        let mut slot = self.bar.lock().unwrap_or_else(|e| e.into_inner());
+        let bar = slot.get_or_insert_with(|| progress::bar(len as u64, label));
+        if bar.length() != Some(len as u64) || bar.prefix() != label {
+            bar.finish_and_clear();
+            *bar = progress::bar(len as u64, label);
+        }
+        f(bar);
+    }
+
+    fn clear(&self) {
+        if let Some(bar) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl TrainObserver for ConsoleObserver {
+    fn prepare_progress(&self, done: usize, total: usize) {
+        self.with_bar(total, "prepare", |bar| bar.set_position(done as u64));
+        if done == total {
+            self.clear();
+        }
+    }
+
+    fn skipped(&self, error: &str) {
+        eprintln!("skipped: {error}");
+    }
+
+    fn started(&self, first_epoch: usize, epochs: usize, train: usize, validation: usize) {
+        if first_epoch > epochs {
+            return;
+        }
+        let verb = if first_epoch > 1 {
+            "resuming at"
+        } else {
+            "starting"
+        };
+        println!(
+            "{train} training and {validation} validation scans; {verb} epoch {first_epoch}/{epochs}"
+        );
+    }
+
+    fn batch(&self, epoch: usize, done: usize, total: usize, loss: f64, acc: f64) {
+        self.with_bar(total, &format!("epoch {epoch}"), |bar| {
+            bar.set_position(done as u64);
+            bar.set_message(format!("loss {loss:.4} acc {acc:.4}"));
+        });
+    }
+
+    fn epoch(&self, record: &EpochRecord, epochs: usize, data_wait: Duration) {
+        self.clear();
+        println!("{}", keras_line(record, epochs));
+        tracing::debug!(
+            "epoch {}: the model waited {:.3}s for data",
+            record.epoch,
+            data_wait.as_secs_f64()
+        );
+    }
+}
+
+/// Runs `ct3d train` and prints where the results are.
+pub fn train(request: TrainRequest, seed_was_chosen: bool) -> Result<()> {
+    if seed_was_chosen && !request.resume {
+        println!(
+            "seed {} (chosen at random; pass --seed {} to repeat this run)",
+            request.config.seed, request.config.seed
+        );
+    }
+    let observer = ConsoleObserver::new();
+    let outcome = train::train(&request, &observer);
+    observer.clear();
+    let outcome = outcome?;
+    if !outcome.skipped.is_empty() {
+        println!("left out {} unreadable scans:", outcome.skipped.len());
+        for line in &outcome.skipped {
+            println!("  {line}");
+        }
+    }
+    let best = outcome
+        .history
+        .iter()
+        .find(|r| r.epoch == outcome.best_epoch);
+    match best {
+        Some(best) => println!(
+            "{} after {} epochs; best val_loss {:.4} (val_acc {:.4}) at epoch {}; run in {}",
+            outcome.finished,
+            outcome.history.len(),
+            best.val_loss,
+            best.val_acc,
+            best.epoch,
+            outcome.run.display()
+        ),
+        None => println!("{}; run in {}", outcome.finished, outcome.run.display()),
+    }
+    Ok(())
+}
+
+/// Runs `ct3d eval`.
+pub fn eval(
+    run: &Path,
+    data: Option<&Path>,
+    split: Option<EvalSplit>,
+    weights: WeightsChoice,
+    device: DeviceChoice,
+    json: bool,
+) -> Result<()> {
+    let loaded = evaluate::load_run(run, weights, device)?;
+    // Other data than the run's own is evaluated whole by default: it has no training part.
+    let split = split.unwrap_or(if data.is_some() {
+        EvalSplit::All
+    } else {
+        EvalSplit::Val
+    });
+    let evaluation = evaluate::evaluate(&loaded, data, split)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&evaluation)?);
+        return Ok(());
+    }
+    let m = &evaluation.metrics;
+    let classes = &loaded.config.train.classes;
+    let rate = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format!("{v:.4}"));
+    println!(
+        "{} scans ({} split), {} weights",
+        m.count,
+        evaluation.split,
+        match weights {
+            WeightsChoice::Best => "best",
+            WeightsChoice::Last => "last",
+        }
+    );
+    println!("  loss         {:.4}", m.loss);
+    println!("  accuracy     {:.4}", m.accuracy);
+    println!("  ROC AUC      {}", rate(m.auc));
+    println!("  sensitivity  {}", rate(m.sensitivity));
+    println!("  specificity  {}", rate(m.specificity));
+    let c = &m.confusion;
+    let width = classes
+        .negative_name
+        .len()
+        .max(classes.positive_name.len())
+        .max(6);
+    println!("  confusion (rows: true, columns: predicted)");
+    println!(
+        "    {:width$}  {:>width$}  {:>width$}",
+        "", classes.negative_name, classes.positive_name
+    );
+    println!(
+        "    {:width$}  {:>width$}  {:>width$}",
+        classes.negative_name, c.true_negative, c.false_positive
+    );
+    println!(
+        "    {:width$}  {:>width$}  {:>width$}",
+        classes.positive_name, c.false_negative, c.true_positive
+    );
+    Ok(())
+}
+
+/// Output format of `ct3d predict`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PredictFormat {
+    /// The example's two sentences per scan.
+    Sentences,
+    /// One JSON array.
+    Json,
+    /// CSV with a header.
+    Csv,
+}
+
+/// Runs `ct3d predict`.
+pub fn predict(
+    run: &Path,
+    inputs: &[PathBuf],
+    weights: WeightsChoice,
+    device: DeviceChoice,
+    format: PredictFormat,
+) -> Result<()> {
+    let loaded = evaluate::load_run(run, weights, device)?;
+    let scans = evaluate::expand_inputs(inputs);
+    if scans.is_empty() {
+        bail!("no scans found in the given folders");
+    }
+    let classes = &loaded.config.train.classes;
+    let mut predictions = Vec::new();
+    let mut failed = 0usize;
+    for scan in &scans {
+        match evaluate::predict_scan(&loaded, scan) {
+            Ok(p) => {
+                if format == PredictFormat::Sentences {
+                    if scans.len() > 1 {
+                        println!("{}:", scan.display());
+                    }
+                    for line in prediction_sentences(
+                        p.probability,
+                        &classes.negative_name,
+                        &classes.positive_name,
+                    ) {
+                        println!("{line}");
+                    }
+                }
+                predictions.push(p);
+            }
+            Err(err) if scans.len() > 1 => {
+                eprintln!("error: {err}");
+                failed += 1;
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    match format {
+        PredictFormat::Sentences => {}
+        PredictFormat::Json => println!("{}", serde_json::to_string_pretty(&predictions)?),
+        PredictFormat::Csv => {
+            println!("path,probability,class");
+            for p in &predictions {
+                println!(
+                    "{},{},{}",
+                    csv_field(&p.path.display().to_string()),
+                    p.probability,
+                    p.class
+                );
+            }
+        }
+    }
+    match failed {
+        0 => Ok(()),
+        n => bail!("{n} of {} scans could not be predicted", scans.len()),
+    }
+}
+
+/// Quotes a CSV field when it holds a comma, quote or newline.
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
+}
+
+/// Runs `ct3d summary`.
+pub fn summary(size: [usize; 3]) -> Result<()> {
+    let config = ModelConfig {
+        input: size,
+        ..ModelConfig::default()
+    };
+    config.validate()?;
+    print!("{}", ct3d_model::summary::summary(&config));
+    Ok(())
+}
+
+/// Runs `ct3d bench`.
+pub fn bench(batch: usize, size: [usize; 3], device: DeviceChoice, repeats: usize) -> Result<()> {
+    if batch == 0 || repeats == 0 {
+        bail!("--batch and --repeats must be at least 1");
+    }
+    let resolved = device.resolve()?;
+    println!(
+        "device {device}, batch {batch}, input {}×{}×{}, {repeats} timed runs after one warm-up",
+        size[0], size[1], size[2]
+    );
+    let step = bench_train_step(&resolved, batch, size, repeats)?;
+    print_timing("train step", &step);
+    let predict = bench_predict(&resolved, size, repeats)?;
+    print_timing("predict (1 scan)", &predict);
+    Ok(())
+}
+
+fn print_timing(what: &str, timing: &Timing) {
+    let samples: Vec<String> = timing
+        .samples
+        .iter()
+        .map(|d| format!("{:.3}", d.as_secs_f64()))
+        .collect();
+    println!(
+        "{what:<18} median {:.3} s   (samples: {})",
+        timing.median().as_secs_f64(),
+        samples.join(", ")
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_quoting() {
+        assert_eq!(csv_field("a/b.nii"), "a/b.nii");
+        assert_eq!(csv_field("a,b.nii"), "\"a,b.nii\"");
+        assert_eq!(csv_field("a\"b"), "\"a\"\"b\"");
+    }
+}
