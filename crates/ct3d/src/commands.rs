@@ -6,10 +6,15 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use ct3d_volume::cache::{self, PrepareEvent, PrepareOptions};
-use ct3d_volume::dataset::{DEFAULT_NEGATIVE_CLASS, DEFAULT_POSITIVE_CLASS, Dataset};
+use ct3d_volume::dataset::Dataset;
 use ct3d_volume::nifti_io::{self, OutputDtype};
 use ct3d_volume::preprocess::{self, PreprocessConfig};
 use ct3d_volume::synth::{self, PhantomConfig};
+
+use ct3d::evaluate::WeightsChoice;
+use ct3d::run::TrainConfig;
+use ct3d::train::TrainRequest;
+use ct3d_model::{DeviceChoice, ModelConfig};
 
 use crate::progress;
 
@@ -229,26 +234,87 @@ pub fn synth(
     Ok(())
 }
 
+/// The demo's settings: small enough to finish in about a minute on 2 cores.
+const DEMO_SCANS_PER_CLASS: usize = 10;
+const DEMO_SIZE_XY: usize = 128;
+const DEMO_INPUT: [usize; 3] = [48, 48, 48];
+const DEMO_EPOCHS: usize = 3;
+
 pub fn demo(out: &Path) -> Result<()> {
     let data = out.join("data");
-    let cache = out.join("cache");
+    let run = out.join("run");
     println!(
-        "ct3d demo: synthetic phantoms → preprocessing cache, in {}",
+        "ct3d demo: synthetic phantoms → preprocessing → the Keras example's 3D CNN, in {}",
         out.display()
     );
-    synth(&data, 10, 10, 0, 128, None)?;
-    prepare(
+    println!(
+        "\n== 1. synthesise {DEMO_SCANS_PER_CLASS} normal and {DEMO_SCANS_PER_CLASS} abnormal phantom scans"
+    );
+    synth(
         &data,
-        &cache,
-        DEFAULT_NEGATIVE_CLASS,
-        DEFAULT_POSITIVE_CLASS,
-        &PreprocessConfig {
-            size: [64, 64, 32],
-            ..PreprocessConfig::default()
-        },
-        false,
+        DEMO_SCANS_PER_CLASS,
+        DEMO_SCANS_PER_CLASS,
+        0,
+        DEMO_SIZE_XY,
         None,
     )?;
+    let [w, h, d] = DEMO_INPUT;
+    println!(
+        "\n== 2. train the example's model at {w}×{h}×{d} for {DEMO_EPOCHS} epochs (the example: 128×128×64, 100 epochs)"
+    );
+    let config = TrainConfig {
+        epochs: DEMO_EPOCHS,
+        seed: 0,
+        preprocess: PreprocessConfig {
+            size: DEMO_INPUT,
+            ..PreprocessConfig::default()
+        },
+        model: ModelConfig {
+            input: DEMO_INPUT,
+            ..ModelConfig::default()
+        },
+        ..TrainConfig::default()
+    };
+    let request = TrainRequest {
+        cache: ct3d::train::default_cache(&data),
+        data: data.clone(),
+        out: run.clone(),
+        config,
+        device: DeviceChoice::Cpu,
+        resume: false,
+        force: true,
+        skip_bad: false,
+    };
+    crate::model_commands::train(request, false)?;
+    println!("\n== 3. evaluate on the validation scans");
+    crate::model_commands::eval(
+        &run,
+        None,
+        None,
+        WeightsChoice::Best,
+        DeviceChoice::Cpu,
+        false,
+    )?;
+    println!("\n== 4. predict two held-out scans");
+    let held_out = [
+        data.join("CT-0")
+            .join(synth::phantom_file_name(DEMO_SCANS_PER_CLASS - 1)),
+        data.join("CT-23")
+            .join(synth::phantom_file_name(DEMO_SCANS_PER_CLASS - 1)),
+    ];
+    crate::model_commands::predict(
+        &run,
+        &held_out,
+        WeightsChoice::Best,
+        DeviceChoice::Cpu,
+        crate::model_commands::PredictFormat::Sentences,
+    )?;
+    println!(
+        "\nDone. The run is in {}. A {DEMO_EPOCHS}-epoch run shows the pipeline, not a finished model: \
+         train longer with `ct3d train --data {} --out RUN`.",
+        run.display(),
+        data.display()
+    );
     Ok(())
 }
 

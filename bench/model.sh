@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The seed model on ct3d (burn, flex CPU backend) against TensorFlow/Keras on the same machine, in one
+# run: batch-2 training step, one-scan inference, one epoch of 140 + 60 scans at 128x128x64, and the
+# peak RSS of that epoch. BENCHMARKS.md quotes its output.
+#
+#   PYTHON=/tmp/tfenv/bin/python bench/model.sh     # a Python with tensorflow-cpu and scipy
+#   REPEATS=5 EPOCH=0 bench/model.sh                # step and inference only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python=${PYTHON:-python3}
+repeats=${REPEATS:-5}
+epoch=${EPOCH:-1}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+cargo build --release -q -p ct3d
+bin=target/release/ct3d
+echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem/ {print $2}') GiB"
+echo "# $(rustc --version); $("$python" -c 'import tensorflow as tf; print("tensorflow", tf.__version__)' 2>/dev/null)"
+
+echo "# ct3d bench (random data)"
+"$bin" bench --repeats "$repeats"
+echo "# TensorFlow/Keras"
+if [ "$epoch" = 1 ]; then
+  "$python" bench/reference_keras.py --repeats "$repeats" --epoch 2>/dev/null
+else
+  "$python" bench/reference_keras.py --repeats "$repeats" 2>/dev/null
+fi
+
+if [ "$epoch" = 1 ]; then
+  echo "# ct3d: one epoch of 140 + 60 phantom scans at 128x128x64 (cache prepared beforehand)"
+  "$bin" synth --out "$work/data" --normal 100 --abnormal 100 --seed 3 >/dev/null
+  "$bin" prepare --data "$work/data" --cache "$work/cache" >/dev/null
+  /usr/bin/time -v -o "$work/time.txt" "$bin" train --data "$work/data" --cache "$work/cache" \
+    --out "$work/run" --epochs 1 --seed 0 >/dev/null
+  seconds=$(tail -n 1 "$work/run/history.csv" | cut -d, -f7)
+  rss_kib=$(awk -F: '/Maximum resident set size/ {gsub(/ /, "", $2); print $2}' "$work/time.txt")
+  python3 -c "import json; print(json.dumps({'bench': 'ct3d_epoch', 'train': 140, 'validation': 60, 'seconds': round($seconds, 2), 'peak_rss_gib': round($rss_kib / 2**20, 3)}))"
+fi
