@@ -106,6 +106,21 @@ pub fn train(request: TrainRequest, seed_was_chosen: bool) -> Result<()> {
             println!("  {line}");
         }
     }
+    let trained_seconds: f64 = outcome
+        .history
+        .iter()
+        .skip(outcome.history.len() - outcome.epochs_run)
+        .map(|r| r.seconds)
+        .sum();
+    if outcome.epochs_run > 0 {
+        println!(
+            "data pipeline: the model waited {:.2} s for batches over {} epochs ({:.2}% of {:.1} s)",
+            outcome.data_wait.as_secs_f64(),
+            outcome.epochs_run,
+            100.0 * outcome.data_wait.as_secs_f64() / trained_seconds.max(1e-9),
+            trained_seconds
+        );
+    }
     let best = outcome
         .history
         .iter()

@@ -79,6 +79,8 @@ pub struct TrainOutcome {
     pub skipped: Vec<String>,
     /// Time the model waited for data over this process's epochs (prefetch effectiveness).
     pub data_wait: Duration,
+    /// Epochs trained by this call (fewer than `history.len()` after a resume).
+    pub epochs_run: usize,
 }
 
 /// Why training failed. One line naming the file or option at fault.
@@ -187,6 +189,7 @@ pub fn train(
         split.validation.len(),
     );
     let mut data_wait = Duration::ZERO;
+    let mut epochs_run = 0;
     // A run that already ended (its last commit says so) has nothing left to do.
     if state.finished.is_none() {
         for epoch in first_epoch..=train_config.epochs {
@@ -203,6 +206,7 @@ pub fn train(
             )?;
             model = trained;
             data_wait += waited;
+            epochs_run += 1;
             let (val_loss, val_acc) = evaluate_items(
                 &model,
                 &prepared.items,
@@ -258,6 +262,7 @@ pub fn train(
         finished: state.finished.clone().unwrap_or_default(),
         skipped: prepared.failures.iter().map(|f| f.error.clone()).collect(),
         data_wait,
+        epochs_run,
     })
 }
 
