@@ -19,7 +19,7 @@ use ct3d_volume::rng::derive_seed;
 use crate::history::EpochRecord;
 use crate::loader::{self, Augmentation, streams};
 use crate::metrics::binary_metrics;
-use crate::run::{DataFile, RunConfig, RunDir, RunState, SplitPart, TrainConfig};
+use crate::run::{DataFile, RunConfig, RunDir, RunError, RunState, SplitPart, TrainConfig};
 use crate::split::split_per_class;
 
 /// Batches assembled ahead of the model, like the example's `prefetch(2)`.
@@ -127,16 +127,34 @@ pub fn train(
     observer: &dyn TrainObserver,
 ) -> Result<TrainOutcome, TrainError> {
     let device = request.device.resolve()?;
-    let (run, config, mut state) = if request.resume {
-        let run = RunDir::new(&request.out);
-        let state = run.read_state()?;
+    // Recorded paths must work from any working directory, and another spelling of the same
+    // folder (`./data/`) must not look like other data when resuming.
+    let request = &TrainRequest {
+        data: absolute_path(&request.data),
+        cache: absolute_path(&request.cache),
+        ..request.clone()
+    };
+    let run = RunDir::new(&request.out);
+    let (config, mut state) = if request.resume {
+        let state = match run.read_state() {
+            Ok(state) => Some(state),
+            // Killed before its first commit: the recorded config.json is all there is, and
+            // the run starts over with it.
+            Err(RunError::NothingToResume(_)) if run.config().exists() => None,
+            Err(error) => return Err(error.into()),
+        };
         let recorded = run.read_config()?;
+        let state = state.unwrap_or_else(|| RunState::new(recorded.train.patience));
         // A crash between the commit and the friendly copies is repaired here.
         run.refresh_copies(&state)?;
-        (run, recorded, state)
+        (recorded, state)
     } else {
         request.config.validate()?;
-        let run = RunDir::create(&request.out, request.force)?;
+        // Refused before the (possibly long) preparation; the folder itself is only created
+        // once the data is known to be usable, so a failed start leaves nothing behind.
+        if request.out.exists() && !request.force {
+            return Err(RunError::Exists(request.out.clone()).into());
+        }
         let state = RunState::new(request.config.patience);
         let config = RunConfig {
             ct3d_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -146,7 +164,7 @@ pub fn train(
             train: request.config.clone(),
             files: Vec::new(),
         };
-        (run, config, state)
+        (config, state)
     };
     let train_config = config.train.clone();
 
@@ -168,6 +186,7 @@ pub fn train(
             )));
         }
     } else {
+        RunDir::create(&request.out, request.force)?;
         run.write_config(&RunConfig { files, ..config })?;
     }
 
@@ -264,6 +283,13 @@ pub fn train(
         data_wait,
         epochs_run,
     })
+}
+
+/// `path` made absolute, and canonical (symbolic links and `..` resolved) when it exists.
+fn absolute_path(path: &Path) -> PathBuf {
+    path.canonicalize()
+        .or_else(|_| std::path::absolute(path))
+        .unwrap_or_else(|_| path.to_owned())
 }
 
 /// Lists the dataset and brings the cache up to date for the run's preprocessing.

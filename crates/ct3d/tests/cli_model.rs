@@ -1,0 +1,749 @@
+//! End-to-end tests of the model commands (`train`, `eval`, `predict`, `summary`) through the
+//! real `ct3d` binary, on tiny phantoms (64×64 in-plane, model input 48×48×48, filters
+//! 4,4,8,8, dense 16): the outputs users read, `kill -9` at several moments followed by
+//! `--resume`, the run-folder rules, and every bad input the product contract names (one-line
+//! error naming the file, exit code 1, no panic, nothing left behind).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ct3d::history::{EpochRecord, from_csv};
+use ct3d::run::{RunDir, RunState};
+
+fn ct3d(args: &[&str]) -> Output {
+    ct3d_in(Path::new("."), args)
+}
+
+fn ct3d_in(working_dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ct3d"))
+        .args(args)
+        .current_dir(working_dir)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the ct3d binary runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn s(path: &Path) -> &str {
+    path.to_str().expect("temporary paths are UTF-8")
+}
+
+fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "expected success, stdout: {}\nstderr: {}",
+        stdout(out),
+        stderr(out)
+    );
+}
+
+/// The part of a one-line message that repeats an earlier part, e.g. a cause printed twice
+/// ("a.nii: bad header: a.nii: bad header").
+fn repeated_tail(message: &str) -> Option<&str> {
+    message
+        .match_indices(": ")
+        .map(|(i, _)| (&message[..i], &message[i + 2..]))
+        .find(|(head, tail)| tail.len() >= 12 && head.contains(tail))
+        .map(|(_, tail)| tail)
+}
+
+/// Asserts a clean failure: exit code 1, no panic, a single `error:` line mentioning every
+/// needle and not repeating itself.
+fn assert_clean_failure(out: &Output, needles: &[&str]) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    let error_lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(error_lines.len(), 1, "one error line expected, got: {err}");
+    for needle in needles {
+        assert!(error_lines[0].contains(needle), "{needle:?} not in {err:?}");
+    }
+    assert_eq!(
+        repeated_tail(error_lines[0]),
+        None,
+        "the message repeats itself: {err}"
+    );
+}
+
+/// Writes phantoms with the CLI itself into `dir/name` and returns the folder.
+fn synth(dir: &Path, name: &str, normal: usize, abnormal: usize, seed: u64) -> PathBuf {
+    let data = dir.join(name);
+    let out = ct3d(&[
+        "synth",
+        "--out",
+        s(&data),
+        "--normal",
+        &normal.to_string(),
+        "--abnormal",
+        &abnormal.to_string(),
+        "--seed",
+        &seed.to_string(),
+        "--size-xy",
+        "64",
+    ]);
+    assert_success(&out);
+    data
+}
+
+/// `ct3d train` arguments for the small model, plus `extra`.
+fn train_args<'a>(data: &'a Path, run: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "train",
+        "--data",
+        s(data),
+        "--out",
+        s(run),
+        "--size",
+        "48,48,48",
+        "--filters",
+        "4,4,8,8",
+        "--dense",
+        "16",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+fn train(data: &Path, run: &Path, extra: &[&str]) -> Output {
+    ct3d(&train_args(data, run, extra))
+}
+
+fn history(run: &Path) -> Vec<EpochRecord> {
+    let path = run.join("history.csv");
+    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    from_csv(&text, &path).unwrap()
+}
+
+fn without_seconds(rows: Vec<EpochRecord>) -> Vec<EpochRecord> {
+    rows.into_iter()
+        .map(|r| EpochRecord { seconds: 0.0, ..r })
+        .collect()
+}
+
+/// Every file of a run folder (checkpoints included) with its bytes.
+fn snapshot(run: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    for dir in [run.to_owned(), run.join("checkpoints")] {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                let name = path.strip_prefix(run).unwrap().display().to_string();
+                files.insert(name, fs::read(&path).unwrap());
+            }
+        }
+    }
+    files
+}
+
+fn scans_in(folder: &Path) -> Vec<PathBuf> {
+    let mut scans: Vec<PathBuf> = fs::read_dir(folder)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    scans.sort();
+    scans
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    assert_success(out);
+    serde_json::from_str(&stdout(out)).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(out)))
+}
+
+/// The number in `This model is N percent confident that CT scan is <class>`, as printed.
+fn sentence_percent<'a>(line: &'a str, class: &str) -> &'a str {
+    let number = line
+        .strip_prefix("This model is ")
+        .and_then(|rest| rest.strip_suffix(&format!(" percent confident that CT scan is {class}")))
+        .unwrap_or_else(|| panic!("not the example's sentence for {class:?}: {line:?}"));
+    let decimals = number.split_once('.').map(|(_, d)| d.len());
+    assert_eq!(decimals, Some(2), "two decimals expected: {line:?}");
+    number
+}
+
+#[test]
+fn summary_prints_the_seed_parameter_counts() {
+    for args in [vec!["summary"], vec!["summary", "--size", "48,48,48"]] {
+        let out = ct3d(&args);
+        assert_success(&out);
+        let text = stdout(&out);
+        let lines: Vec<&str> = text.lines().map(str::trim_end).collect();
+        for expected in [
+            "Total params: 1,352,897",
+            "Trainable params: 1,351,873",
+            "Non-trainable params: 1,024",
+        ] {
+            assert!(lines.contains(&expected), "{expected:?} not in:\n{text}");
+        }
+    }
+    let text = stdout(&ct3d(&["summary"]));
+    assert!(text.contains("(None, 126, 126, 62, 64)"), "{text}");
+}
+
+#[test]
+fn predict_and_eval_print_what_users_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth(dir.path(), "data", 6, 6, 3);
+    let run = dir.path().join("run");
+    let out = train(
+        &data,
+        &run,
+        &[
+            "--epochs",
+            "2",
+            "--seed",
+            "5",
+            "--negative-name",
+            "healthy",
+            "--positive-name",
+            "covid",
+        ],
+    );
+    assert_success(&out);
+    let text = stdout(&out);
+    let epoch_lines: Vec<&str> = text.lines().filter(|l| l.starts_with("Epoch ")).collect();
+    assert_eq!(epoch_lines.len(), 2, "{text}");
+    assert!(
+        epoch_lines[1].starts_with("Epoch 2/2 - ") && epoch_lines[1].contains(" - val_acc: "),
+        "{text}"
+    );
+
+    let normal = scans_in(&data.join("CT-0"));
+    let abnormal = scans_in(&data.join("CT-23"));
+    let scan = &abnormal[0];
+
+    // One scan: exactly the example's two sentences, with the run's class words, agreeing with
+    // the probability --json reports.
+    let out = ct3d(&["predict", "--run", s(&run), s(scan)]);
+    assert_success(&out);
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    let healthy = sentence_percent(lines[0], "healthy");
+    let covid = sentence_percent(lines[1], "covid");
+    let reported = json(&ct3d(&["predict", "--run", s(&run), "--json", s(scan)]));
+    let entries = reported.as_array().expect("a JSON array");
+    assert_eq!(entries.len(), 1);
+    // The model's probability is an f32; JSON prints its shortest decimal form.
+    let p = f64::from(entries[0]["probability"].as_f64().unwrap() as f32);
+    assert!((0.0..=1.0).contains(&p));
+    assert_eq!(healthy, format!("{:.2}", 100.0 * (1.0 - p)), "{text}");
+    assert_eq!(covid, format!("{:.2}", 100.0 * p), "{text}");
+    assert_eq!(entries[0]["path"], s(scan));
+    let class = if p > 0.5 { "covid" } else { "healthy" };
+    assert_eq!(entries[0]["class"], class);
+
+    // A folder expands to its scans (sorted), next to a single file; JSON and CSV agree.
+    let normal_folder = data.join("CT-0");
+    let inputs = ["predict", "--run", s(&run), s(&normal_folder), s(scan)];
+    let reported = json(&ct3d(&[&inputs[..], &["--json"][..]].concat()));
+    let entries = reported.as_array().unwrap();
+    let expected_paths: Vec<&str> = normal.iter().chain([scan]).map(|p| s(p)).collect();
+    let paths: Vec<&str> = entries
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, expected_paths);
+    let out = ct3d(&[&inputs[..], &["--csv"][..]].concat());
+    assert_success(&out);
+    let csv = stdout(&out);
+    let mut rows = csv.lines();
+    assert_eq!(rows.next(), Some("path,probability,class"));
+    let rows: Vec<Vec<&str>> = rows.map(|r| r.split(',').collect()).collect();
+    assert_eq!(rows.len(), entries.len(), "{csv}");
+    for (row, entry) in rows.iter().zip(entries) {
+        assert_eq!(row[0], entry["path"].as_str().unwrap());
+        let probability: f32 = row[1].parse().unwrap();
+        assert_eq!(probability, entry["probability"].as_f64().unwrap() as f32);
+        assert_eq!(row[2], entry["class"].as_str().unwrap());
+    }
+    let out = ct3d(&inputs);
+    assert_success(&out);
+    let text = stdout(&out);
+    for path in &expected_paths {
+        assert!(text.contains(&format!("{path}:\n")), "{path} not in {text}");
+    }
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with("This model is "))
+            .count(),
+        14
+    );
+
+    // A file that is not a scan: a one-line error naming it; with other inputs, those still
+    // print and the exit code says something failed.
+    let notes = dir.path().join("notes.txt");
+    fs::write(&notes, "not a scan\n").unwrap();
+    assert_clean_failure(
+        &ct3d(&["predict", "--run", s(&run), s(&notes)]),
+        &["notes.txt"],
+    );
+    let missing = dir.path().join("missing.nii.gz");
+    assert_clean_failure(
+        &ct3d(&["predict", "--run", s(&run), s(&missing)]),
+        &["missing.nii.gz"],
+    );
+    let out = ct3d(&["predict", "--run", s(&run), s(&notes), s(scan)]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("error: ") && l.contains(s(&notes))),
+        "{err}"
+    );
+    let text = stdout(&out);
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with("This model is "))
+            .collect::<Vec<_>>(),
+        lines,
+        "the good scan still prints: {text}"
+    );
+
+    // --weights last reads last.safetensors and nothing else (best is garbage in this copy),
+    // the default reads best.safetensors.
+    let copy = dir.path().join("copy");
+    fs::create_dir(&copy).unwrap();
+    for name in ["config.json", "last.safetensors"] {
+        fs::copy(run.join(name), copy.join(name)).unwrap();
+    }
+    fs::write(copy.join("best.safetensors"), b"garbage").unwrap();
+    let last = |run: &Path| {
+        json(&ct3d(&[
+            "predict",
+            "--run",
+            s(run),
+            "--weights",
+            "last",
+            "--json",
+            s(scan),
+        ]))[0]["probability"]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(last(&copy), last(&run));
+    assert_clean_failure(
+        &ct3d(&["predict", "--run", s(&copy), s(scan)]),
+        &["best.safetensors"],
+    );
+
+    // eval --json: the metrics, on the validation part (2 + 2 scans) by default, every scan
+    // with --split all, and every scan of another data folder.
+    let evaluation = json(&ct3d(&["eval", "--run", s(&run), "--json"]));
+    assert_eq!(evaluation["split"], "val");
+    let metrics = &evaluation["metrics"];
+    for key in ["loss", "accuracy", "auc", "sensitivity", "specificity"] {
+        let value = metrics[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("metrics.{key} missing: {evaluation}"));
+        assert!(value.is_finite() && value >= 0.0, "{key} = {value}");
+    }
+    let confusion = |metrics: &serde_json::Value| -> [u64; 4] {
+        [
+            "true_negative",
+            "false_positive",
+            "false_negative",
+            "true_positive",
+        ]
+        .map(|k| metrics["confusion"][k].as_u64().unwrap())
+    };
+    let [tn, fp, fn_, tp] = confusion(metrics);
+    assert_eq!(metrics["count"], 4);
+    assert_eq!((tn + fp, fn_ + tp), (2, 2), "2 validation scans per class");
+    assert_eq!(
+        metrics["accuracy"].as_f64().unwrap(),
+        (tn + tp) as f64 / 4.0
+    );
+    assert_eq!(evaluation["scans"].as_array().unwrap().len(), 4);
+    // The best weights on the validation part reproduce the best epoch's val_loss.
+    let best_val_loss = history(&run)
+        .iter()
+        .map(|r| r.val_loss)
+        .fold(f64::INFINITY, f64::min);
+    let loss = metrics["loss"].as_f64().unwrap();
+    assert!(
+        (loss - best_val_loss).abs() < 1e-6,
+        "eval loss {loss} vs best val_loss {best_val_loss}"
+    );
+
+    let all = json(&ct3d(&[
+        "eval",
+        "--run",
+        s(&run),
+        "--split",
+        "all",
+        "--json",
+    ]));
+    assert_eq!(all["split"], "all");
+    assert_eq!(all["metrics"]["count"], 12);
+    let [tn, fp, fn_, tp] = confusion(&all["metrics"]);
+    assert_eq!((tn + fp, fn_ + tp), (6, 6));
+    assert_eq!(all["scans"].as_array().unwrap().len(), 12);
+
+    let other = synth(dir.path(), "other", 2, 3, 4);
+    let elsewhere = json(&ct3d(&[
+        "eval",
+        "--run",
+        s(&run),
+        "--data",
+        s(&other),
+        "--json",
+    ]));
+    assert_eq!(elsewhere["split"], "all");
+    assert_eq!(elsewhere["metrics"]["count"], 5);
+
+    let out = ct3d(&["eval", "--run", s(&run)]);
+    assert_success(&out);
+    let text = stdout(&out);
+    assert!(text.contains("healthy") && text.contains("covid"), "{text}");
+}
+
+#[test]
+fn damaged_or_foreign_weights_are_clean_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth(dir.path(), "data", 6, 6, 3);
+    let run = dir.path().join("run");
+    assert_success(&train(&data, &run, &["--epochs", "1", "--seed", "5"]));
+    let other = dir.path().join("other");
+    // Another architecture: the last block has 4 filters instead of 8.
+    assert_success(&ct3d(&[
+        "train",
+        "--data",
+        s(&data),
+        "--out",
+        s(&other),
+        "--size",
+        "48,48,48",
+        "--filters",
+        "4,4,8,4",
+        "--dense",
+        "16",
+        "--epochs",
+        "1",
+        "--seed",
+        "5",
+    ]));
+    let scan = scans_in(&data.join("CT-0")).remove(0);
+    let weights = fs::read(run.join("best.safetensors")).unwrap();
+
+    let cases: Vec<(&str, Option<Vec<u8>>)> = vec![
+        ("truncated", Some(weights[..weights.len() / 2].to_vec())),
+        ("header-only", Some(weights[..100].to_vec())),
+        ("empty", Some(Vec::new())),
+        (
+            "garbage",
+            Some(b"\xff\xff\xff\xff\xff\xff\xff\x7f{}".to_vec()),
+        ),
+        (
+            "foreign",
+            Some(fs::read(other.join("best.safetensors")).unwrap()),
+        ),
+        ("missing", None),
+    ];
+    for (name, replacement) in cases {
+        let copy = dir.path().join(name);
+        fs::create_dir(&copy).unwrap();
+        fs::copy(run.join("config.json"), copy.join("config.json")).unwrap();
+        if let Some(bytes) = &replacement {
+            fs::write(copy.join("best.safetensors"), bytes).unwrap();
+        }
+        let best = copy.join("best.safetensors");
+        for args in [
+            vec!["predict", "--run", s(&copy), s(&scan)],
+            vec!["eval", "--run", s(&copy)],
+        ] {
+            let out = ct3d(&args);
+            assert_clean_failure(&out, &[s(&best)]);
+            assert!(stdout(&out).is_empty(), "{name}: {}", stdout(&out));
+        }
+    }
+
+    // The foreign file is refused for its shapes, not for being unreadable.
+    let copy = dir.path().join("foreign");
+    let out = ct3d(&["predict", "--run", s(&copy), s(&scan)]);
+    assert!(stderr(&out).contains("shape"), "{}", stderr(&out));
+
+    // A run folder without a run.
+    let empty = dir.path().join("no-run");
+    fs::create_dir(&empty).unwrap();
+    assert_clean_failure(
+        &ct3d(&["predict", "--run", s(&empty), s(&scan)]),
+        &[s(&empty.join("config.json"))],
+    );
+}
+
+#[test]
+fn an_existing_run_is_refused_resumed_when_finished_or_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth(dir.path(), "data", 6, 6, 3);
+    let run = dir.path().join("run");
+    // Relative paths, as users type them: the run must work from anywhere afterwards.
+    let relative = train_args(
+        Path::new("data"),
+        Path::new("run"),
+        &["--epochs", "2", "--seed", "5"],
+    );
+    assert_success(&ct3d_in(dir.path(), &relative));
+    let before = snapshot(&run);
+    for name in [
+        "config.json",
+        "history.csv",
+        "state.json",
+        "best.safetensors",
+        "last.safetensors",
+        "optimizer.safetensors",
+    ] {
+        assert!(
+            before.contains_key(name),
+            "{name} missing: {:?}",
+            before.keys()
+        );
+    }
+
+    // Again without --resume or --force: refused, nothing touched.
+    let out = train(&data, &run, &["--epochs", "2", "--seed", "5"]);
+    assert_clean_failure(&out, &[s(&run), "--resume", "--force"]);
+    assert!(snapshot(&run) == before, "a refused run changed the folder");
+
+    // --resume on a finished run, with another spelling of the data folder: nothing to do,
+    // nothing changed.
+    let out = ct3d_in(
+        dir.path(),
+        &["train", "--data", "./data/", "--out", "run", "--resume"],
+    );
+    assert_success(&out);
+    assert!(
+        snapshot(&run) == before,
+        "--resume on a finished run changed it"
+    );
+    let out = ct3d(&["train", "--data", s(&data), "--out", s(&run), "--resume"]);
+    assert_success(&out);
+    assert!(
+        snapshot(&run) == before,
+        "--resume on a finished run changed it"
+    );
+
+    // Evaluated from inside the run folder, its recorded data and cache are still found.
+    let evaluation = json(&ct3d_in(&run, &["eval", "--run", ".", "--json"]));
+    assert_eq!(evaluation["metrics"]["count"], 4);
+
+    // --resume with --force is a usage error.
+    let out = train(&data, &run, &["--resume", "--force"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+
+    // --force replaces the run (and leaves the user's own files alone).
+    fs::write(run.join("notes.txt"), "mine").unwrap();
+    let out = train(&data, &run, &["--epochs", "1", "--seed", "6", "--force"]);
+    assert_success(&out);
+    assert_eq!(history(&run).len(), 1);
+    let config = RunDir::new(&run).read_config().unwrap();
+    assert_eq!((config.train.seed, config.train.epochs), (6, 1));
+    assert!(run.join("notes.txt").exists());
+    assert!(snapshot(&run)["last.safetensors"] != before["last.safetensors"]);
+
+    // --resume where there is no run: a clean error, and no folder is created.
+    let nowhere = dir.path().join("nowhere");
+    let out = ct3d(&[
+        "train",
+        "--data",
+        s(&data),
+        "--out",
+        s(&nowhere),
+        "--resume",
+    ]);
+    assert_clean_failure(&out, &[s(&nowhere), "nothing to resume"]);
+    assert!(!nowhere.exists());
+    let empty = dir.path().join("empty");
+    fs::create_dir(&empty).unwrap();
+    let out = ct3d(&["train", "--data", s(&data), "--out", s(&empty), "--resume"]);
+    assert_clean_failure(&out, &[s(&empty), "nothing to resume"]);
+}
+
+#[test]
+fn bad_training_input_is_refused_without_leaving_a_run_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+
+    let one_class = synth(dir.path(), "one-class", 2, 0, 1);
+    assert_clean_failure(&train(&one_class, &run, &["--seed", "1"]), &["CT-23"]);
+    assert!(!run.exists(), "a failed start leaves no run folder");
+
+    let too_few = synth(dir.path(), "too-few", 3, 1, 1);
+    let out = train(&too_few, &run, &["--seed", "1"]);
+    assert_clean_failure(&out, &["CT-23", "too few"]);
+    assert!(!run.exists(), "a failed start leaves no run folder");
+
+    let data = synth(dir.path(), "data", 6, 6, 3);
+    for (flag, value) in [
+        ("--epochs", "0"),
+        ("--split", "1.5"),
+        ("--split", "0"),
+        ("--batch-size", "0"),
+    ] {
+        let out = train(&data, &run, &["--seed", "1", flag, value]);
+        assert_clean_failure(&out, &[flag]);
+        assert!(!run.exists(), "{flag} {value} left a run folder");
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let out = train(&data, &run, &["--seed", "1", "--device", "cuda"]);
+        assert_clean_failure(&out, &["`cuda` feature", "--features cuda"]);
+        assert!(!run.exists());
+    }
+    #[cfg(not(feature = "vulkan"))]
+    {
+        let out = train(&data, &run, &["--seed", "1", "--device", "vulkan"]);
+        assert_clean_failure(&out, &["`vulkan` feature", "--features vulkan"]);
+        assert!(!run.exists());
+    }
+
+    // A scan that cannot be read is named; --skip-bad leaves it out and lists it.
+    let broken = data.join("CT-0").join("zz_broken.nii.gz");
+    fs::write(&broken, b"not a scan at all").unwrap();
+    let out = train(&data, &run, &["--seed", "1", "--epochs", "1"]);
+    assert_clean_failure(&out, &[s(&broken)]);
+    assert!(!run.exists(), "a failed start leaves no run folder");
+    let out = train(&data, &run, &["--seed", "1", "--epochs", "1", "--skip-bad"]);
+    assert_success(&out);
+    assert!(
+        stdout(&out).lines().any(|l| l.contains(s(&broken))),
+        "the skipped scan must be listed: {}",
+        stdout(&out)
+    );
+    let config = RunDir::new(&run).read_config().unwrap();
+    assert_eq!(config.files.len(), 12);
+    assert!(config.files.iter().all(|f| f.path != broken));
+}
+
+/// When to `kill -9` a training run.
+#[derive(Debug, Clone, Copy)]
+enum KillAt {
+    /// As soon as `config.json` exists (before the first epoch is committed, usually).
+    ConfigWritten,
+    /// As soon as `state.json` says this many epochs are committed.
+    Committed(usize),
+    /// As soon as any checkpoint file of this epoch appears (mid-checkpoint, usually).
+    CheckpointWriting(usize),
+    /// After this long.
+    After(Duration),
+}
+
+fn moment_reached(run: &Path, at: KillAt, started: Instant) -> bool {
+    match at {
+        KillAt::ConfigWritten => run.join("config.json").exists(),
+        KillAt::Committed(epochs) => fs::read_to_string(run.join("state.json"))
+            .ok()
+            .and_then(|text| serde_json::from_str::<RunState>(&text).ok())
+            .is_some_and(|state| state.completed_epochs >= epochs),
+        KillAt::CheckpointWriting(epoch) => fs::read_dir(run.join("checkpoints"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .contains(&format!("epoch-{epoch:04}"))
+            }),
+        KillAt::After(delay) => started.elapsed() >= delay,
+    }
+}
+
+/// Runs `args` and SIGKILLs it at `at` (or lets it finish if it gets there first).
+fn kill_at(args: &[&str], run: &Path, at: KillAt) {
+    let mut child: Child = Command::new(env!("CARGO_BIN_EXE_ct3d"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the ct3d binary starts");
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if moment_reached(run, at, started) {
+            // SIGKILL on Unix: no destructor, no flush, like `kill -9`.
+            child
+                .kill()
+                .unwrap_or_else(|e| panic!("{at:?}: kill failed: {e}"));
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{at:?}: the run neither reached the moment nor finished"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    child.wait().unwrap();
+}
+
+#[test]
+fn a_killed_run_resumes_to_the_uninterrupted_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth(dir.path(), "data", 6, 6, 8);
+    let extra = ["--epochs", "4", "--seed", "9"];
+    let reference = dir.path().join("reference");
+    let started = Instant::now();
+    assert_success(&train(&data, &reference, &extra));
+    let duration = started.elapsed();
+    let expected_history = without_seconds(history(&reference));
+    assert_eq!(expected_history.len(), 4);
+
+    // A moment anywhere in a run's life, different on every test run (printed on failure).
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let random = Duration::from_millis(u64::from(nanos) % duration.as_millis().max(1) as u64);
+    let moments = [
+        KillAt::ConfigWritten,
+        KillAt::Committed(1),
+        KillAt::CheckpointWriting(2),
+        KillAt::After(random),
+    ];
+    for (i, at) in moments.into_iter().enumerate() {
+        let run = dir.path().join(format!("killed-{i}"));
+        kill_at(&train_args(&data, &run, &extra), &run, at);
+        let committed = RunDir::new(&run)
+            .read_state()
+            .map_or(0, |s| s.completed_epochs);
+        let resume = ["train", "--data", s(&data), "--out", s(&run), "--resume"];
+        let out = if run.join("config.json").exists() {
+            ct3d(&resume)
+        } else {
+            // Killed before the run was recorded: there is nothing to resume, and a new run
+            // starts cleanly (with --force only if the bare folder was already made).
+            assert_clean_failure(&ct3d(&resume), &["nothing to resume"]);
+            let force: &[&str] = if run.exists() { &["--force"] } else { &[] };
+            train(&data, &run, &[&extra[..], force].concat())
+        };
+        assert!(
+            out.status.success(),
+            "{at:?} (after {committed} committed epochs): resume failed: {}",
+            stderr(&out)
+        );
+        assert_eq!(
+            without_seconds(history(&run)),
+            expected_history,
+            "{at:?} (after {committed} committed epochs): history"
+        );
+        for name in [
+            "last.safetensors",
+            "best.safetensors",
+            "optimizer.safetensors",
+        ] {
+            assert!(
+                fs::read(run.join(name)).unwrap() == fs::read(reference.join(name)).unwrap(),
+                "{at:?} (after {committed} committed epochs): {name} differs"
+            );
+        }
+    }
+}
