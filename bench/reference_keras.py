@@ -78,6 +78,9 @@ def rotate(volume):
         return volume
 
     augmented_volume = tf.numpy_function(scipy_rotate, [volume], tf.float32)
+    # Not in the seed: Keras 3 needs the static shape that numpy_function drops ("as_list() is not
+    # defined on an unknown TensorShape"). It changes no computation.
+    augmented_volume.set_shape(volume.shape)
     return augmented_volume
 
 
