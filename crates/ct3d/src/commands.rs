@@ -33,6 +33,17 @@ pub fn parse_size(text: &str) -> Result<[usize; 3], String> {
     Ok([parse(w)?, parse(h)?, parse(d)?])
 }
 
+/// Parses conv filter counts such as `64,64,128,256` (at least one, each ≥ 1).
+pub fn parse_filters(text: &str) -> Result<crate::Filters, String> {
+    text.split(',')
+        .map(|s| match s.trim().parse::<usize>() {
+            Ok(0) | Err(_) => Err(format!("{s:?} is not a positive number of filters")),
+            Ok(n) => Ok(n),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(crate::Filters)
+}
+
 /// Parses `MIN,MAX` Hounsfield units (e.g. `-1000,400`).
 pub fn parse_window(text: &str) -> Result<[f32; 2], String> {
     let parts: Vec<&str> = text.split(',').map(str::trim).collect();
@@ -329,6 +340,13 @@ mod tests {
         assert!(parse_size("128,128").is_err());
         assert!(parse_size("128,0,64").is_err());
         assert!(parse_size("a,b,c").is_err());
+    }
+
+    #[test]
+    fn filters_parsing() {
+        assert_eq!(parse_filters("4,4,8,8").unwrap().0, vec![4, 4, 8, 8]);
+        assert!(parse_filters("4,0,8").is_err());
+        assert!(parse_filters("4,,8").is_err());
     }
 
     #[test]

@@ -213,6 +213,11 @@ struct PreprocessArgs {
     hu_window: [f32; 2],
 }
 
+/// Filters per conv block, parsed from one `N,N,...` value (a newtype so that clap treats the
+/// list as one value: giving `--filters` twice is an error, not a silent append).
+#[derive(Debug, Clone)]
+struct Filters(Vec<usize>);
+
 /// Where to compute.
 #[derive(Debug, Args)]
 struct DeviceArgs {
@@ -275,9 +280,9 @@ struct TrainArgs {
         long,
         value_name = "N,N,N,N",
         default_value = "64,64,128,256",
-        value_delimiter = ','
+        value_parser = commands::parse_filters
     )]
-    filters: Vec<usize>,
+    filters: Filters,
     /// Units of the hidden dense layer.
     #[arg(long, default_value_t = 512)]
     dense: usize,
@@ -437,7 +442,7 @@ impl TrainArgs {
             seed: self.seed.unwrap_or_else(random_seed),
             model: ModelConfig {
                 input: preprocess.size,
-                filters: self.filters,
+                filters: self.filters.0,
                 dense: self.dense,
                 dropout: self.dropout,
             },
