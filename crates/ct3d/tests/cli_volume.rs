@@ -4,34 +4,9 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn ct3d(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ct3d"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("the ct3d binary runs")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Asserts a clean failure: non-zero exit, no panic, a single `error:` line mentioning `needle`.
-fn assert_clean_failure(out: &Output, needle: &str) {
-    let err = stderr(out);
-    assert!(!out.status.success(), "expected failure, stderr: {err}");
-    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
-    assert!(!err.contains("panicked"), "panic: {err}");
-    let error_lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
-    assert_eq!(error_lines.len(), 1, "one error line expected, got: {err}");
-    assert!(error_lines[0].contains(needle), "{needle:?} not in {err:?}");
-}
+mod support;
+use support::{assert_clean_failure, ct3d, stderr, stdout};
 
 /// Writes a small synthetic dataset with the CLI itself and returns its folder.
 fn synth_dataset(dir: &Path, normal: usize, abnormal: usize) -> PathBuf {
@@ -126,7 +101,10 @@ fn synth_info_preprocess_rotate_prepare() {
 fn missing_file_and_directory_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope.nii.gz");
-    assert_clean_failure(&ct3d(&["info", missing.to_str().unwrap()]), "nope.nii.gz");
+    assert_clean_failure(
+        &ct3d(&["info", missing.to_str().unwrap()]),
+        &["nope.nii.gz"],
+    );
     let out = dir.path().join("out.nii.gz");
     assert_clean_failure(
         &ct3d(&[
@@ -135,7 +113,7 @@ fn missing_file_and_directory_are_named() {
             "-o",
             out.to_str().unwrap(),
         ]),
-        dir.path().to_str().unwrap(),
+        &[dir.path().to_str().unwrap()],
     );
     assert!(!out.exists(), "no output may be left behind");
 }
@@ -168,7 +146,7 @@ fn garbage_files_are_refused_without_output() {
             "-o",
             out_path.to_str().unwrap(),
         ]);
-        assert_clean_failure(&out, name);
+        assert_clean_failure(&out, &[name]);
         assert!(!out_path.exists(), "{name}: output left behind");
     }
     let leftovers: Vec<_> = fs::read_dir(dir.path())
@@ -207,7 +185,7 @@ fn prepare_refuses_one_class_and_empty_folders() {
         "--cache",
         cache.to_str().unwrap(),
     ]);
-    assert_clean_failure(&out, "CT-23");
+    assert_clean_failure(&out, &["CT-23"]);
 
     let empty = dir.path().join("empty");
     fs::create_dir(&empty).unwrap();
@@ -218,7 +196,7 @@ fn prepare_refuses_one_class_and_empty_folders() {
         "--cache",
         cache.to_str().unwrap(),
     ]);
-    assert_clean_failure(&out, "empty");
+    assert_clean_failure(&out, &["empty"]);
 }
 
 #[test]
@@ -240,7 +218,7 @@ fn prepare_names_a_bad_scan_and_skip_bad_continues() {
         "--size",
         "16,16,8",
     ];
-    assert_clean_failure(&ct3d(&base), "zz_broken.nii.gz");
+    assert_clean_failure(&ct3d(&base), &["zz_broken.nii.gz"]);
     let mut with_skip = base.to_vec();
     with_skip.push("--skip-bad");
     let out = ct3d(&with_skip);

@@ -1,0 +1,69 @@
+//! Helpers shared by the end-to-end tests that run the real `ct3d` binary.
+//!
+//! Each test binary uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+pub fn ct3d(args: &[&str]) -> Output {
+    ct3d_in(Path::new("."), args)
+}
+
+pub fn ct3d_in(working_dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ct3d"))
+        .args(args)
+        .current_dir(working_dir)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the ct3d binary runs")
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn s(path: &Path) -> &str {
+    path.to_str().expect("temporary paths are UTF-8")
+}
+
+pub fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "expected success, stdout: {}\nstderr: {}",
+        stdout(out),
+        stderr(out)
+    );
+}
+
+/// The part of a one-line message that repeats an earlier part, e.g. a cause printed twice
+/// ("a.nii: bad header: a.nii: bad header").
+pub fn repeated_tail(message: &str) -> Option<&str> {
+    message
+        .match_indices(": ")
+        .map(|(i, _)| (&message[..i], &message[i + 2..]))
+        .find(|(head, tail)| tail.len() >= 12 && head.contains(tail))
+        .map(|(_, tail)| tail)
+}
+
+/// Asserts a clean failure: exit code 1, no panic, a single `error:` line mentioning every
+/// needle and not repeating itself.
+pub fn assert_clean_failure(out: &Output, needles: &[&str]) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    let error_lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(error_lines.len(), 1, "one error line expected, got: {err}");
+    for needle in needles {
+        assert!(error_lines[0].contains(needle), "{needle:?} not in {err:?}");
+    }
+    assert_eq!(
+        repeated_tail(error_lines[0]),
+        None,
+        "the message repeats itself: {err}"
+    );
+}
