@@ -314,6 +314,7 @@ struct ClassArgs {
 }
 
 fn main() -> ExitCode {
+    restore_default_sigpipe();
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {
@@ -476,6 +477,17 @@ fn random_seed() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64);
     // Keep it short enough to type back in.
     ct3d_volume::rng::derive_seed(nanos, &[u64::from(std::process::id())]) % 1_000_000
+}
+
+/// Lets `ct3d predict ... | head` end quietly when the reader goes away, like other Unix tools,
+/// instead of panicking on the failed write (Rust ignores SIGPIPE by default).
+fn restore_default_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in main, before any thread exists; setting a signal's
+    // disposition to SIG_DFL has no other precondition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
 
 fn init_logging(verbose: u8) {

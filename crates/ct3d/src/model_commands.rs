@@ -18,12 +18,15 @@ use crate::progress;
 /// Shows `train`'s progress: a bar while preparing, a bar per epoch, a Keras line per epoch.
 struct ConsoleObserver {
     bar: Mutex<Option<ProgressBar>>,
+    /// The seed to announce once training starts, when ct3d chose it.
+    chosen_seed: Option<u64>,
 }
 
 impl ConsoleObserver {
-    fn new() -> Self {
+    fn new(chosen_seed: Option<u64>) -> Self {
         Self {
             bar: Mutex::new(None),
+            chosen_seed,
         }
     }
 
@@ -60,6 +63,9 @@ impl TrainObserver for ConsoleObserver {
         if first_epoch > epochs {
             return;
         }
+        if let Some(seed) = self.chosen_seed {
+            println!("seed {seed} (chosen at random; pass --seed {seed} to repeat this run)");
+        }
         let verb = if first_epoch > 1 {
             "resuming at"
         } else {
@@ -90,13 +96,9 @@ impl TrainObserver for ConsoleObserver {
 
 /// Runs `ct3d train` and prints where the results are.
 pub fn train(request: TrainRequest, seed_was_chosen: bool) -> Result<()> {
-    if seed_was_chosen && !request.resume {
-        println!(
-            "seed {} (chosen at random; pass --seed {} to repeat this run)",
-            request.config.seed, request.config.seed
-        );
-    }
-    let observer = ConsoleObserver::new();
+    // Announced only once training really starts, not before a refusal.
+    let chosen_seed = (seed_was_chosen && !request.resume).then_some(request.config.seed);
+    let observer = ConsoleObserver::new(chosen_seed);
     let outcome = train::train(&request, &observer);
     observer.clear();
     let outcome = outcome?;
