@@ -46,6 +46,16 @@ pub struct ModelConfig {
     pub dense: usize,
     /// Dropout rate after the hidden dense layer, in `[0, 1)`.
     pub dropout: f64,
+    /// BatchNormalization momentum in Keras's convention: the weight of the old moving statistic
+    /// at each training step, in `[0, 1)` (Keras and the seed: 0.99). The moving statistics
+    /// forget their start (mean 0, variance 1) as `momentum^steps`, so a short run needs a lower
+    /// value to predict with statistics that match its weights.
+    #[serde(default = "keras_batch_norm_momentum")]
+    pub batch_norm_momentum: f64,
+}
+
+fn keras_batch_norm_momentum() -> f64 {
+    KERAS_BATCH_NORM_MOMENTUM
 }
 
 impl Default for ModelConfig {
@@ -55,6 +65,7 @@ impl Default for ModelConfig {
             filters: vec![64, 64, 128, 256],
             dense: 512,
             dropout: 0.3,
+            batch_norm_momentum: KERAS_BATCH_NORM_MOMENTUM,
         }
     }
 }
@@ -84,6 +95,9 @@ pub enum ModelError {
     /// The dropout rate is not in `[0, 1)`.
     #[error("dropout rate must be in [0, 1), got {0}")]
     BadDropout(f64),
+    /// The BatchNorm momentum is not in `[0, 1)`.
+    #[error("batch-norm momentum must be in [0, 1), got {0}")]
+    BadMomentum(f64),
     /// A batch tensor's shape does not match the model.
     #[error("input batch has shape {actual:?} but the model expects [batch, 1, {}, {}, {}]", expected[0], expected[1], expected[2])]
     BatchShape {
@@ -157,6 +171,9 @@ impl ModelConfig {
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(ModelError::BadDropout(self.dropout));
         }
+        if !(0.0..1.0).contains(&self.batch_norm_momentum) {
+            return Err(ModelError::BadMomentum(self.batch_norm_momentum));
+        }
         let min = self.min_input_size();
         if self.input.iter().any(|&side| side < min) {
             return Err(ModelError::InputTooSmall {
@@ -222,7 +239,7 @@ impl ModelConfig {
                     conv: Conv3dLayer::glorot(in_channels, filters, &mut rng, device),
                     norm: BatchNormConfig::new(filters)
                         .with_epsilon(BATCH_NORM_EPSILON)
-                        .with_momentum(1.0 - KERAS_BATCH_NORM_MOMENTUM)
+                        .with_momentum(1.0 - self.batch_norm_momentum)
                         .init(device),
                 };
                 in_channels = filters;
@@ -373,6 +390,13 @@ impl Model {
         self.output.forward(x) // [batch, 1]
     }
 
+    /// The globally pooled features feeding the dense head, `[batch, last filters]` (256 for the
+    /// seed), in the model's current mode. Exposed so that two devices or two implementations
+    /// can be compared on more than the single output logit.
+    pub fn embedding(&self, input: Tensor<5>) -> Tensor<2> {
+        self.features(input)
+    }
+
     /// Whether the parameters live on an autodiff device (required to train).
     pub fn is_trainable(&self) -> bool {
         self.output.weight.val().is_autodiff()
@@ -416,6 +440,7 @@ mod tests {
             filters: vec![2, 3, 4, 5],
             dense: 4,
             dropout: 0.3,
+            ..ModelConfig::default()
         };
         let device = Device::flex();
         let model = config.init(&device, 3).unwrap();
@@ -457,6 +482,7 @@ mod tests {
             filters: vec![8, 8, 8, 8],
             dense: 16,
             dropout: 0.3,
+            ..ModelConfig::default()
         };
         let model = config.init(&Device::flex(), 11).unwrap();
         let conv_limit = (6.0f64 / (27.0 * 1.0 + 27.0 * 8.0)).sqrt() as f32;
@@ -521,6 +547,7 @@ mod tests {
             filters: vec![3, 2, 2, 2],
             dense: 4,
             dropout: 0.3,
+            ..ModelConfig::default()
         };
         let device = Device::flex().autodiff();
         let model = config.init(&device, 8).unwrap();
@@ -615,6 +642,14 @@ mod tests {
             },
             ModelConfig {
                 dropout: -0.1,
+                ..ModelConfig::default()
+            },
+            ModelConfig {
+                batch_norm_momentum: 1.0,
+                ..ModelConfig::default()
+            },
+            ModelConfig {
+                batch_norm_momentum: f64::NAN,
                 ..ModelConfig::default()
             },
         ];

@@ -8,7 +8,8 @@
 //! lungs (≈ −850 HU, denser posteriorly) that taper toward the apex and end at the diaphragm, filled
 //! with branching vessel trees (≈ 30–50 HU). Abnormal scans ([`ScanClass::Abnormal`], folder
 //! `CT-23`) add ground-glass opacities: soft-edged clusters of −520…−330 HU inside the lungs covering
-//! a few to ~15 % of the lung volume; normal scans (`CT-0`) have none.
+//! about 20–70 % of the lung volume (MosMedData's `CT-2` and `CT-3` grades, 25–75 % involvement,
+//! make up the seed's `CT-23`); normal scans (`CT-0`) have none.
 //!
 //! Body size, fat, field of view, lung size and noise level vary per scan, so the classes differ by
 //! local texture, not by global mean intensity: a classifier has to find the opacities.
@@ -1075,14 +1076,21 @@ fn vessel_trees(rng: &mut Rng, lung: &Lung, hilum: [f64; 3], sign: f64) -> Vec<S
     segments
 }
 
+/// Summed lesion volume as a fraction of the lung volume, drawn uniformly per scan.
+const GROUND_GLASS_TARGET: (f64, f64) = (0.35, 3.0);
+/// Ellipsoids per scan at most (bounds the generation time).
+const MAX_GROUND_GLASS_LESIONS: usize = 150;
+
 /// Ground-glass clusters, mostly peripheral, added until their summed volume reaches a drawn
-/// 10–30 % of the lungs (overlap and clipping at the lung border leave about half: 3–15 %).
+/// multiple of the lung volume, [`GROUND_GLASS_TARGET`]: overlap and clipping at the lung border
+/// leave them covering roughly 20–65 % of the lungs, the involvement of MosMedData's `CT-2`
+/// (25–50 %) and `CT-3` (50–75 %) scans that make up the seed's `CT-23` class.
 fn ground_glass(rng: &mut Rng, lungs: &[Lung; 2]) -> Vec<Lesion> {
     let lung_volume: f64 = lungs.iter().map(Lung::volume).sum();
-    let target = lung_volume * rng.uniform(0.10, 0.30);
+    let target = lung_volume * rng.uniform(GROUND_GLASS_TARGET.0, GROUND_GLASS_TARGET.1);
     let mut lesions = Vec::new();
     let mut total = 0.0;
-    while total < target && lesions.len() < 40 {
+    while total < target && lesions.len() < MAX_GROUND_GLASS_LESIONS {
         let lung = &lungs[rng.integer_in(&(0..=1))];
         let t = rng.uniform(-0.7, 0.7);
         let z = lung.z_center + t * if t < 0.0 { lung.below } else { lung.above };
@@ -1094,7 +1102,7 @@ fn ground_glass(rng: &mut Rng, lungs: &[Lung; 2]) -> Vec<Lesion> {
             lung.section.cy + rho * sin * lung.section.ry * s,
             z,
         ];
-        let size = rng.uniform(12.0, 32.0);
+        let size = rng.uniform(15.0, 40.0);
         let hu = rng.uniform(-520.0, -330.0);
         for _ in 0..rng.integer_in(&(1..=3)) {
             let offset = scale(rng.direction(), rng.uniform(0.0, 0.6) * size);

@@ -210,8 +210,9 @@ fn ground_glass_only_in_abnormal_scans_and_only_inside_lungs() {
             .filter(|&&t| t == Tissue::GroundGlass)
             .count();
         let fraction = ggo as f64 / lung as f64;
+        // MosMedData's CT-2 and CT-3 (the seed's CT-23) have 25–75 % of the lungs involved.
         assert!(
-            fraction >= 0.03,
+            (0.15..=0.85).contains(&fraction),
             "scan {index}: GGO is {fraction:.3} of the lungs"
         );
         assert!(
@@ -526,5 +527,5 @@ fn phantom_fingerprints_are_stable() {
     let normal = generate_phantom(&config, ScanClass::Normal, 1234).unwrap();
     let abnormal = generate_phantom(&config, ScanClass::Abnormal, 1234).unwrap();
     assert_eq!(fingerprint(&normal), 0x5a72_9c60_1b7f_0b09);
-    assert_eq!(fingerprint(&abnormal), 0xda73_5bca_3839_4b09);
+    assert_eq!(fingerprint(&abnormal), 0x4dc9_d393_c37f_cb09);
 }

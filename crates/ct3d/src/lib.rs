@@ -1,7 +1,7 @@
 //! # ct3d
 //!
 //! The parts of ct3d above single volumes: dataset splits, metrics, and (as they land) training,
-//! evaluation, prediction and reports. The `ct3d` binary is a thin command-line layer over this
+//! evaluation, prediction, pictures and the HTML report. The `ct3d` binary is a thin command-line layer over this
 //! library and over `ct3d-volume`.
 
 pub mod callbacks;
@@ -9,6 +9,8 @@ pub mod evaluate;
 pub mod history;
 pub mod loader;
 pub mod metrics;
+pub mod pictures;
+pub mod report;
 pub mod run;
 pub mod split;
 pub mod train;

@@ -13,6 +13,7 @@ use model_commands::PredictFormat;
 
 mod commands;
 mod model_commands;
+mod picture_commands;
 mod progress;
 
 /// Train and run 3D convolutional networks on CT volumes.
@@ -148,6 +149,9 @@ enum Command {
         /// Print JSON (metrics and per-scan probabilities) instead of a table.
         #[arg(long)]
         json: bool,
+        /// Also write roc.png (ROC curve with AUC) and confusion.png into this folder.
+        #[arg(long, value_name = "DIR")]
+        plots: Option<PathBuf>,
         #[command(flatten)]
         device: DeviceArgs,
     },
@@ -174,6 +178,84 @@ enum Command {
         #[command(flatten)]
         device: DeviceArgs,
     },
+    /// Draw one axial slice of a scan as a grayscale PNG (the example's `plt.imshow(image[:, :, 30])`).
+    ///
+    /// The scan is preprocessed as for training (HU window, rotation, resize) unless --raw is
+    /// given. Rows are the volume's x axis and columns its y axis, as imshow draws the array; the
+    /// gray scale stretches the slice's minimum to black and maximum to white.
+    Show {
+        /// The scan (.nii, .nii.gz, .hdr).
+        #[arg(value_name = "SCAN")]
+        scan: PathBuf,
+        /// Slice index along z, 0-based (the example shows slice 30).
+        #[arg(long, default_value_t = 30)]
+        slice: usize,
+        /// Output PNG; written atomically.
+        #[arg(short, long, value_name = "OUT")]
+        output: PathBuf,
+        #[command(flatten)]
+        picture: PictureArgs,
+        /// Each voxel becomes a SCALE×SCALE block of pixels.
+        #[arg(long, default_value_t = 4, value_name = "SCALE")]
+        scale: usize,
+    },
+    /// Draw a montage of consecutive slices, exactly as the example's `plot_slices` arranges them.
+    ///
+    /// Tiles run row by row from --first, without gaps; like the example's figure (which applies
+    /// np.rot90 and np.transpose before reshaping), each tile is the slice mirrored left-right
+    /// relative to `ct3d show`, and each tile's gray scale is stretched on its own.
+    Montage {
+        /// The scan (.nii, .nii.gz, .hdr).
+        #[arg(value_name = "SCAN")]
+        scan: PathBuf,
+        /// Rows of tiles.
+        #[arg(long, default_value_t = 4)]
+        rows: usize,
+        /// Columns of tiles.
+        #[arg(long, default_value_t = 10)]
+        cols: usize,
+        /// First slice (0-based).
+        #[arg(long, default_value_t = 0)]
+        first: usize,
+        /// Output PNG; written atomically.
+        #[arg(short, long, value_name = "OUT")]
+        output: PathBuf,
+        #[command(flatten)]
+        picture: PictureArgs,
+        /// Each voxel becomes a SCALE×SCALE block of pixels.
+        #[arg(long, default_value_t = 1, value_name = "SCALE")]
+        scale: usize,
+    },
+    /// Plot a run's accuracy and loss per epoch, training vs validation (the example's figure).
+    Plot {
+        /// The run folder written by `ct3d train`.
+        #[arg(value_name = "RUN")]
+        run: PathBuf,
+        /// Output PNG; written atomically.
+        #[arg(short, long, value_name = "OUT", default_value = "curves.png")]
+        output: PathBuf,
+    },
+    /// Write a self-contained HTML report of a run: configuration, data, curves, best epoch,
+    /// validation metrics, ROC curve, confusion matrix, and montages of validation scans.
+    ///
+    /// Images are embedded, nothing is loaded from the network: the file can be shared or printed
+    /// as it is. Evaluates the validation scans with the chosen weights.
+    Report {
+        /// The run folder written by `ct3d train`.
+        #[arg(value_name = "RUN")]
+        run: PathBuf,
+        /// Output file (default: RUN/report.html); written atomically.
+        #[arg(short, long, value_name = "OUT")]
+        output: Option<PathBuf>,
+        /// Which weights.
+        #[arg(long, value_enum, default_value_t = WeightsChoice::Best)]
+        weights: WeightsChoice,
+        /// Montages of correctly and of wrongly classified validation scans to include (each).
+        #[arg(long, default_value_t = 2, value_name = "N")]
+        examples: usize,
+        #[command(flatten)]
+        device: DeviceArgs,
+    },
     /// Print the model's layers, output shapes and parameter counts, like Keras's model.summary().
     Summary {
         /// Input size W,H,D.
@@ -191,14 +273,32 @@ enum Command {
         /// Timed repetitions of each measurement.
         #[arg(long, default_value_t = 5)]
         repeats: usize,
+        /// First run the same weights and inputs on the CPU and on --device, print how far they
+        /// differ, and fail if any difference exceeds 1e-3 of the CPU's largest value.
+        #[arg(long)]
+        check_cpu: bool,
         #[command(flatten)]
         device: DeviceArgs,
     },
-    /// Run the whole pipeline on synthetic phantoms: synthesise, prepare, summarise.
+    /// Run the whole pipeline on synthetic phantoms and write a report.
+    ///
+    /// Synthesises a small phantom dataset (both classes) and two held-out scans, trains the
+    /// example's model (at 48×48×48 for a few epochs: minutes on 2 CPU cores), evaluates it,
+    /// predicts the held-out scans with the example's sentences, draws the pictures, and writes
+    /// DIR/report.html. `--full` uses the example's own settings instead (hours on a CPU).
     Demo {
-        /// Working folder for the demo's data, cache and outputs.
+        /// Working folder for the demo's data, cache, run, pictures and report.
         #[arg(long, default_value = "ct3d-demo", value_name = "DIR")]
         out: PathBuf,
+        /// The example's full settings: 100 + 100 phantoms of 512×512, input 128×128×64,
+        /// learning rate 1e-4, up to 100 epochs with patience 15.
+        #[arg(long)]
+        full: bool,
+        /// Number of epochs (default: 12, or 100 with --full).
+        #[arg(long)]
+        epochs: Option<usize>,
+        #[command(flatten)]
+        device: DeviceArgs,
     },
 }
 
@@ -211,6 +311,31 @@ struct PreprocessArgs {
     /// Hounsfield window as MIN,MAX; values outside are clipped, then scaled to [0, 1].
     #[arg(long, value_name = "MIN,MAX", default_value = "-1000,400", value_parser = commands::parse_window, allow_hyphen_values = true)]
     hu_window: [f32; 2],
+}
+
+/// How `show` and `montage` prepare the volume they draw.
+#[derive(Debug, Args)]
+struct PictureArgs {
+    /// Draw the file's values as stored (HU, or an already preprocessed volume) instead of
+    /// preprocessing it.
+    #[arg(long, conflicts_with_all = ["size", "hu_window"])]
+    raw: bool,
+    /// Rotate each slice by DEG degrees after preprocessing, to see the training augmentation
+    /// (it draws from -20, -10, -5, 5, 10, 20).
+    #[arg(long, value_name = "DEG", allow_hyphen_values = true)]
+    augment_angle: Option<f32>,
+    #[command(flatten)]
+    preprocess: PreprocessArgs,
+}
+
+impl PictureArgs {
+    fn source(self, scan: &std::path::Path) -> picture_commands::VolumeSource<'_> {
+        picture_commands::VolumeSource {
+            scan,
+            preprocess: (!self.raw).then(|| self.preprocess.into_config()),
+            augment_angle: self.augment_angle,
+        }
+    }
 }
 
 /// Filters per conv block, parsed from one `N,N,...` value (a newtype so that clap treats the
@@ -289,6 +414,10 @@ struct TrainArgs {
     /// Dropout rate after the dense layer.
     #[arg(long, default_value_t = 0.3)]
     dropout: f64,
+    /// BatchNormalization momentum (Keras convention: weight of the old moving statistic). The
+    /// example's 0.99 needs hundreds of steps to settle; short runs predict better with ~0.9.
+    #[arg(long, default_value_t = 0.99, value_name = "M")]
+    batch_norm_momentum: f64,
     #[command(flatten)]
     device: DeviceArgs,
     /// Continue the run in --out from its last complete epoch (its recorded settings are used).
@@ -363,8 +492,17 @@ fn main() -> ExitCode {
             split,
             weights,
             json,
+            plots,
             device,
-        } => model_commands::eval(&run, data.as_deref(), split, weights, device.device, json),
+        } => model_commands::eval(
+            &run,
+            data.as_deref(),
+            split,
+            weights,
+            device.device,
+            json,
+            plots.as_deref(),
+        ),
         Command::Predict {
             run,
             scans,
@@ -382,14 +520,65 @@ fn main() -> ExitCode {
             };
             model_commands::predict(&run, &scans, weights, device.device, format)
         }
+        Command::Show {
+            scan,
+            slice,
+            output,
+            picture,
+            scale,
+        } => picture_commands::show(&picture.source(&scan), slice, scale, &output),
+        Command::Montage {
+            scan,
+            rows,
+            cols,
+            first,
+            output,
+            picture,
+            scale,
+        } => picture_commands::montage(
+            &picture.source(&scan),
+            ct3d_plot::slices::MontageLayout { rows, cols, first },
+            scale,
+            &output,
+        ),
+        Command::Plot { run, output } => picture_commands::plot(&run, &output),
+        Command::Report {
+            run,
+            output,
+            weights,
+            examples,
+            device,
+        } => picture_commands::report(
+            &run,
+            output,
+            weights,
+            device.device,
+            &ct3d::report::ReportOptions {
+                correct_examples: examples,
+                wrong_examples: examples,
+                ..Default::default()
+            },
+        )
+        .map(|_| ()),
         Command::Summary { size } => model_commands::summary(size),
         Command::Bench {
             batch,
             size,
             repeats,
+            check_cpu,
             device,
-        } => model_commands::bench(batch, size, device.device, repeats),
-        Command::Demo { out } => commands::demo(&out),
+        } => model_commands::bench(batch, size, device.device, repeats, check_cpu),
+        Command::Demo {
+            out,
+            full,
+            epochs,
+            device,
+        } => commands::demo(&commands::DemoOptions {
+            out,
+            full,
+            epochs,
+            device: device.device,
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -446,6 +635,7 @@ impl TrainArgs {
                 filters: self.filters.0,
                 dense: self.dense,
                 dropout: self.dropout,
+                batch_norm_momentum: self.batch_norm_momentum,
             },
             preprocess,
             classes: Classes {

@@ -150,6 +150,7 @@ pub fn eval(
     weights: WeightsChoice,
     device: DeviceChoice,
     json: bool,
+    plots: Option<&Path>,
 ) -> Result<()> {
     let loaded = evaluate::load_run(run, weights, device)?;
     // Other data than the run's own is evaluated whole by default: it has no training part.
@@ -159,6 +160,15 @@ pub fn eval(
         EvalSplit::Val
     });
     let evaluation = evaluate::evaluate(&loaded, data, split)?;
+    if let Some(dir) = plots {
+        let [roc, confusion] = ct3d::pictures::write_evaluation_pictures(
+            &evaluation,
+            &loaded.config.train.classes,
+            dir,
+        )?;
+        // Keep stdout pure JSON with --json.
+        eprintln!("wrote {} and {}", roc.display(), confusion.display());
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&evaluation)?);
         return Ok(());
@@ -294,12 +304,46 @@ pub fn summary(size: [usize; 3]) -> Result<()> {
     Ok(())
 }
 
+/// Largest relative difference of the forward pass (pooled features, probabilities) that
+/// `ct3d bench --check-cpu` accepts between the CPU and another device. GPUs may compute f32
+/// matrix products on TF32 tensor cores (burn's CUDA matmul does), which alone gives ~1e-4.
+const CPU_AGREEMENT_TOLERANCE: f64 = 1e-3;
+
 /// Runs `ct3d bench`.
-pub fn bench(batch: usize, size: [usize; 3], device: DeviceChoice, repeats: usize) -> Result<()> {
+pub fn bench(
+    batch: usize,
+    size: [usize; 3],
+    device: DeviceChoice,
+    repeats: usize,
+    check_cpu: bool,
+) -> Result<()> {
     if batch == 0 || repeats == 0 {
         bail!("--batch and --repeats must be at least 1");
     }
     let resolved = device.resolve()?;
+    if check_cpu {
+        let cpu = DeviceChoice::Cpu.resolve()?;
+        let agreement = ct3d_model::bench::compare_devices(&cpu, &resolved, batch.max(2), size)?;
+        println!(
+            "cpu vs {device}, same weights and {} volumes (relative differences): forward pass: \
+             pooled features {:.2e}, probabilities {:.2e} (logits {:.2e}); one training step: \
+             loss {:.2e} ({} vs {}), features after it {:.2e}",
+            batch.max(2),
+            agreement.embedding,
+            agreement.probabilities,
+            agreement.logits,
+            agreement.step_loss_difference(),
+            agreement.step_loss[0],
+            agreement.step_loss[1],
+            agreement.embedding_after_step,
+        );
+        if agreement.forward() > CPU_AGREEMENT_TOLERANCE {
+            bail!(
+                "{device} disagrees with the CPU: forward-pass relative difference {:.2e} > {CPU_AGREEMENT_TOLERANCE:e}",
+                agreement.forward()
+            );
+        }
+    }
     println!(
         "device {device}, batch {batch}, input {}×{}×{}, {repeats} timed runs after one warm-up",
         size[0], size[1], size[2]

@@ -19,3 +19,15 @@ pub fn bar(len: u64, what: &str) -> ProgressBar {
     bar.enable_steady_tick(Duration::from_millis(200));
     bar
 }
+
+/// A spinner for work of unknown length, with the elapsed time.
+pub fn spinner(what: &str) -> ProgressBar {
+    let spinner = ProgressBar::new_spinner();
+    spinner.set_style(
+        ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+            .expect("static template is valid"),
+    );
+    spinner.set_message(what.to_owned());
+    spinner.enable_steady_tick(Duration::from_millis(120));
+    spinner
+}

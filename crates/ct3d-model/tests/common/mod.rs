@@ -11,6 +11,7 @@ pub fn tiny_config() -> ModelConfig {
         filters: vec![2, 3, 4, 5],
         dense: 6,
         dropout: 0.3,
+        ..ModelConfig::default()
     }
 }
 
