@@ -279,7 +279,7 @@ const QUICK_DEMO: DemoSettings = DemoSettings {
     patience: 8,
     batch_size: 4,
     learning_rate: 1e-3,
-    // ~250 steps: with Keras's 0.99 the moving statistics would still be 8 % their initial
+    // ~170 steps: with Keras's 0.99 the moving statistics would still be 18 % their initial
     // values and lag the fast-moving weights, and inference would disagree with training.
     batch_norm_momentum: 0.9,
 };

@@ -246,6 +246,21 @@ fn browser(chromium: &Path, profile: &Path) -> Command {
     command
 }
 
+/// Runs the browser on `page` with extra arguments and a fresh profile; it must succeed.
+fn browser_succeeds(chromium: &Path, args: &[&str], page: &Path) {
+    let profile = tempfile::tempdir().unwrap();
+    let out = browser(chromium, profile.path())
+        .args(args)
+        .arg(page)
+        .output()
+        .expect("chromium starts");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Opens a copy of the report with a probe script appended (the report itself has no script):
 /// after `load` it writes, into the DOM, how many images there are and which failed to decode,
 /// plus any script error. `--dump-dom` prints the DOM after loading.
@@ -314,31 +329,23 @@ window.addEventListener('load', () => {
     let keep = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let screenshot = keep.join("report-screenshot.png");
     let pdf = keep.join("report.pdf");
-    let profile = tempfile::tempdir().unwrap();
-    let out = browser(&chromium, profile.path())
-        .arg("--window-size=1366,3000")
-        .arg("--hide-scrollbars")
-        .arg(format!("--screenshot={}", screenshot.display()))
-        .arg(report)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    browser_succeeds(
+        &chromium,
+        &[
+            "--window-size=1366,3000",
+            "--hide-scrollbars",
+            &format!("--screenshot={}", screenshot.display()),
+        ],
+        report,
     );
     assert_eq!(png_size(&screenshot), (1366, 3000));
-    let profile = tempfile::tempdir().unwrap();
-    let out = browser(&chromium, profile.path())
-        .arg("--no-pdf-header-footer")
-        .arg(format!("--print-to-pdf={}", pdf.display()))
-        .arg(report)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    browser_succeeds(
+        &chromium,
+        &[
+            "--no-pdf-header-footer",
+            &format!("--print-to-pdf={}", pdf.display()),
+        ],
+        report,
     );
     let pdf_bytes = std::fs::read(&pdf).unwrap();
     assert!(pdf_bytes.starts_with(b"%PDF") && pdf_bytes.len() > 10_000);
