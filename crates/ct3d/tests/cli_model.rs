@@ -14,7 +14,10 @@ use ct3d::history::{EpochRecord, from_csv};
 use ct3d::run::{RunDir, RunState};
 
 mod support;
-use support::{assert_clean_failure, assert_success, ct3d, ct3d_in, s, stderr, stdout};
+use support::{
+    assert_clean_failure, assert_success, ct3d, ct3d_in, s, small_train_args as train_args, stderr,
+    stdout,
+};
 
 /// Writes phantoms with the CLI itself into `dir/name` and returns the folder.
 fn synth(dir: &Path, name: &str, normal: usize, abnormal: usize, seed: u64) -> PathBuf {
@@ -34,25 +37,6 @@ fn synth(dir: &Path, name: &str, normal: usize, abnormal: usize, seed: u64) -> P
     ]);
     assert_success(&out);
     data
-}
-
-/// `ct3d train` arguments for the small model, plus `extra`.
-fn train_args<'a>(data: &'a Path, run: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
-        "train",
-        "--data",
-        s(data),
-        "--out",
-        s(run),
-        "--size",
-        "48,48,48",
-        "--filters",
-        "4,4,8,8",
-        "--dense",
-        "16",
-    ];
-    args.extend_from_slice(extra);
-    args
 }
 
 fn train(data: &Path, run: &Path, extra: &[&str]) -> Output {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod support;
-use support::{assert_clean_failure, assert_success, ct3d, s, stdout};
+use support::{assert_clean_failure, assert_success, ct3d, s, small_train_args, stdout};
 
 fn png_size(path: &Path) -> (u32, u32) {
     let bytes = std::fs::read(path).unwrap();
@@ -42,23 +42,11 @@ fn small_run(dir: &Path) -> (PathBuf, PathBuf) {
         "64",
     ]));
     let run = dir.join("run");
-    assert_success(&ct3d(&[
-        "train",
-        "--data",
-        s(&data),
-        "--out",
-        s(&run),
-        "--size",
-        "48,48,48",
-        "--filters",
-        "4,4,8,8",
-        "--dense",
-        "16",
-        "--epochs",
-        "2",
-        "--seed",
-        "1",
-    ]));
+    assert_success(&ct3d(&small_train_args(
+        &data,
+        &run,
+        &["--epochs", "2", "--seed", "1"],
+    )));
     (data, run)
 }
 

@@ -67,3 +67,22 @@ pub fn assert_clean_failure(out: &Output, needles: &[&str]) {
         "the message repeats itself: {err}"
     );
 }
+
+/// `ct3d train` arguments for a small model (input 48³, filters 4,4,8,8, dense 16), plus `extra`.
+pub fn small_train_args<'a>(data: &'a Path, run: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "train",
+        "--data",
+        s(data),
+        "--out",
+        s(run),
+        "--size",
+        "48,48,48",
+        "--filters",
+        "4,4,8,8",
+        "--dense",
+        "16",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
