@@ -18,8 +18,10 @@ bin=target/release/ct3d
 echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem/ {print $2}') GiB"
 echo "# $(rustc --version); $("$python" -c 'import tensorflow as tf; print("tensorflow", tf.__version__)' 2>/dev/null)"
 
-echo "# ct3d bench (random data)"
+echo "# ct3d bench (random data), fused CPU kernels (the default)"
 "$bin" bench --repeats "$repeats"
+echo "# ct3d bench (random data), burn's generic ops (--burn-ops: what ct3d ran before the fused kernels)"
+"$bin" bench --repeats "$repeats" --burn-ops
 echo "# TensorFlow/Keras"
 if [ "$epoch" = 1 ]; then
   "$python" bench/reference_keras.py --repeats "$repeats" --epoch 2>/dev/null

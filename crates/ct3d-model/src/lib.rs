@@ -18,7 +18,9 @@
 //! `device.autodiff()` trains.
 
 pub mod bench;
+pub mod cpu_backend;
 pub mod device;
+pub mod fused_conv;
 pub mod input;
 pub mod model;
 pub mod ops;

@@ -298,6 +298,8 @@ impl Conv3dLayer {
         }
     }
 
+    /// The convolution alone (tests check its shape; the model calls the fused block).
+    #[cfg(test)]
     fn forward(&self, input: Tensor<5>) -> Tensor<5> {
         ops::conv3d_valid(input, self.weight.val(), self.bias.val())
     }
@@ -306,8 +308,9 @@ impl Conv3dLayer {
 impl ConvBlock {
     /// `[batch, in, x, y, z]` → `[batch, filters, (x − 2) / 2, (y − 2) / 2, (z − 2) / 2]`.
     fn forward(&self, input: Tensor<5>) -> Tensor<5> {
-        let x = relu(self.conv.forward(input)); // [batch, filters, x − 2, y − 2, z − 2]
-        let x = ops::max_pool3d_2(x); // [batch, filters, (x − 2) / 2, (y − 2) / 2, (z − 2) / 2]
+        // relu(conv) → [batch, filters, x − 2, y − 2, z − 2], pooled to
+        // [batch, filters, (x − 2) / 2, (y − 2) / 2, (z − 2) / 2]
+        let x = ops::conv3d_relu_max_pool3d(input, self.conv.weight.val(), self.conv.bias.val());
         self.norm.forward(x) // same shape
     }
 }

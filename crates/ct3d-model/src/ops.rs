@@ -7,9 +7,69 @@
 //!
 //! Tensors are channels-first: `[batch, channels, x, y, z]`, `z` varying fastest in memory.
 
-use burn::tensor::Tensor;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use burn::backend::Dispatch;
+use burn::tensor::activation::relu;
 use burn::tensor::module::{conv3d, max_pool2d};
 use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
+use burn::tensor::{Device, Tensor};
+
+use crate::cpu_backend::FusedConvBackend;
+
+/// One convolution block's first half: `max_pool3d_2(relu(conv3d_valid(x, kernel, bias)))`.
+///
+/// On the CPU (`flex`, with or without autodiff) this is one fused operation with hand-written
+/// kernels and backward pass ([`crate::fused_conv`]); on other devices it is the composition of
+/// burn's ops below. Both compute the same function; their agreement is tested.
+///
+/// # Shapes
+/// - `input`: `[batch, in_channels, x, y, z]`, each of `x, y, z ≥ 4`
+/// - `kernel`: `[out_channels, in_channels, 3, 3, 3]`; `bias`: `[out_channels]`
+/// - output: `[batch, out_channels, (x − 2) / 2, (y − 2) / 2, (z − 2) / 2]`
+pub fn conv3d_relu_max_pool3d(input: Tensor<5>, kernel: Tensor<5>, bias: Tensor<1>) -> Tensor<5> {
+    if FUSED_CPU_KERNELS.load(Ordering::Relaxed)
+        && is_flex(&input.device())
+        && kernel.dims()[2..] == [3, 3, 3]
+    {
+        let output = <Dispatch as FusedConvBackend>::conv3d_relu_max_pool3d(
+            input.into_dispatch(),
+            kernel.into_dispatch(),
+            bias.into_dispatch(),
+        );
+        return Tensor::from_dispatch(output);
+    }
+    conv3d_relu_max_pool3d_composed(input, kernel, bias)
+}
+
+/// [`conv3d_relu_max_pool3d`] from burn's generic ops on any device (the GPU path, and the
+/// reference the fused CPU kernels are tested against).
+pub fn conv3d_relu_max_pool3d_composed(
+    input: Tensor<5>,
+    kernel: Tensor<5>,
+    bias: Tensor<1>,
+) -> Tensor<5> {
+    max_pool3d_2(relu(conv3d_valid(input, kernel, bias)))
+}
+
+static FUSED_CPU_KERNELS: AtomicBool = AtomicBool::new(true);
+
+/// Chooses, for the whole process, whether the CPU runs the fused kernels (the default) or
+/// burn's generic ops, e.g. to compare the two in one benchmark or test. Returns the previous
+/// setting. GPU devices always use burn's ops.
+pub fn set_fused_cpu_kernels(enabled: bool) -> bool {
+    FUSED_CPU_KERNELS.swap(enabled, Ordering::Relaxed)
+}
+
+/// Whether the CPU runs the fused kernels (see [`set_fused_cpu_kernels`]).
+pub fn fused_cpu_kernels() -> bool {
+    FUSED_CPU_KERNELS.load(Ordering::Relaxed)
+}
+
+/// Whether `device` is burn's `flex` CPU backend (autodiff or not).
+fn is_flex(device: &Device) -> bool {
+    device.clone().without_autodiff() == Device::flex()
+}
 
 /// Keras `Conv3D(padding="valid", strides=1)`: cross-correlation without padding, plus bias.
 ///

@@ -517,19 +517,57 @@ impl Checksum {
     }
 }
 
-/// SHA-256 of a file's bytes.
+/// SHA-256 of a file's bytes. For a DICOM series folder: SHA-256 of its DICOM files in name
+/// order, each as its name, a 0 byte, its length (`u64` little-endian) and the SHA-256 of its
+/// bytes (so renaming, adding, removing or changing a file changes the hash).
 pub fn hash_file(path: &Path) -> io::Result<[u8; 32]> {
-    let mut file = File::open(path)?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buffer)?;
-        if n == 0 {
-            break;
+    let mut add = |hasher: &mut Sha256, path: &Path| -> io::Result<u64> {
+        let mut file = File::open(path)?;
+        let mut total = 0u64;
+        loop {
+            let n = file.read(&mut buffer)?;
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n as u64;
+            hasher.update(&buffer[..n]);
         }
-        hasher.update(&buffer[..n]);
+    };
+    if path.is_dir() {
+        for file in crate::dicom::dicom_files(path)? {
+            let name = file.file_name().unwrap_or_default();
+            hasher.update(name.as_encoded_bytes());
+            hasher.update([0u8]);
+            let mut content = Sha256::new();
+            let len = add(&mut content, &file)?;
+            hasher.update(len.to_le_bytes());
+            hasher.update(content.finalize());
+        }
+    } else {
+        add(&mut hasher, path)?;
     }
     Ok(hasher.finalize().into())
+}
+
+/// The stamp of a scan: a file's own, or for a DICOM series folder the total size of its DICOM
+/// files and the latest modification time among them and the folder; plus that time.
+fn scan_stamp(
+    path: &Path,
+    meta: &fs::Metadata,
+) -> io::Result<(Option<FileStamp>, Option<SystemTime>)> {
+    if !meta.is_dir() {
+        return Ok((FileStamp::of(meta), meta.modified().ok()));
+    }
+    let mut size = 0u64;
+    let mut latest = meta.modified().ok();
+    for file in crate::dicom::dicom_files(path)? {
+        let meta = fs::metadata(&file)?;
+        size += meta.len();
+        latest = latest.max(meta.modified().ok());
+    }
+    Ok((latest.and_then(|m| FileStamp::at(size, m)), latest))
 }
 
 /// The cache key (64 hex digits) of a file with SHA-256 `content` preprocessed with `config`.
@@ -597,15 +635,16 @@ struct FileStamp {
 impl FileStamp {
     /// The stamp of `meta`, if its time is representable.
     fn of(meta: &fs::Metadata) -> Option<Self> {
-        let modified = meta.modified().ok()?;
+        Self::at(meta.len(), meta.modified().ok()?)
+    }
+
+    /// The stamp of `size` bytes modified at `modified`, if the time is representable.
+    fn at(size: u64, modified: SystemTime) -> Option<Self> {
         let mtime_ns = match modified.duration_since(SystemTime::UNIX_EPOCH) {
             Ok(after) => i64::try_from(after.as_nanos()).ok()?,
             Err(before) => -i64::try_from(before.duration().as_nanos()).ok()?,
         };
-        Some(Self {
-            size: meta.len(),
-            mtime_ns,
-        })
+        Some(Self { size, mtime_ns })
     }
 
     /// The stamp of `meta` if it may be recorded: modified at least [`RACY_WINDOW`] before
@@ -674,10 +713,11 @@ fn hash_with_index(
     };
     let canonical = fs::canonicalize(source).map_err(io_error)?;
     let meta = fs::metadata(&canonical).map_err(io_error)?;
+    let (stamp, modified) = scan_stamp(&canonical, &meta).map_err(io_error)?;
     let index_key = canonical.to_str().map(str::to_owned);
     if let Some(key) = &index_key
         && let Some(known) = index.files.get(key)
-        && Some(known.stamp) == FileStamp::of(&meta)
+        && Some(known.stamp) == stamp
         && let Some(content) = unhex(&known.sha256)
     {
         return Ok(Hashed {
@@ -688,7 +728,10 @@ fn hash_with_index(
         });
     }
     let content = hash_file(&canonical).map_err(io_error)?;
-    let index_update = FileStamp::settled(&meta, run_started).map(|stamp| IndexedFile {
+    // Only a stamp modified at least RACY_WINDOW before the run may be recorded: a later
+    // same-size rewrite is then bound to change the time.
+    let settled = modified.is_some_and(|m| m + RACY_WINDOW < run_started);
+    let index_update = stamp.filter(|_| settled).map(|stamp| IndexedFile {
         stamp,
         sha256: hex(&content),
     });

@@ -2,7 +2,8 @@
 //!
 //! This is the layout the seed example unpacks MosMedData into, and the one `ct3d demo` writes its
 //! phantoms in. A scan is any regular file (or link to one) named `*.nii`, `*.nii.gz` or `*.hdr`
-//! (an Analyze-style pair is listed once, by its header; extensions match case-insensitively).
+//! (an Analyze-style pair is listed once, by its header; extensions match case-insensitively),
+//! or a sub-folder holding DICOM files, which is read as one DICOM series (see [`crate::dicom`]).
 //! Hidden files, such as the temporary files of an interrupted atomic write, and every other
 //! extension are ignored. Items are listed negative class first, each class sorted by file name,
 //! so a listing never depends on the order the filesystem returns.
@@ -24,12 +25,17 @@ pub struct DatasetItem {
     pub path: PathBuf,
     /// 0 for the negative class, 1 for the positive class.
     pub label: u8,
+    /// The patient (or other group) the scan belongs to, when the dataset says so (a manifest's
+    /// `patient` column); k-fold cross-validation keeps a patient's scans in one fold.
+    pub patient: Option<String>,
 }
 
-/// A binary dataset read from two class folders.
+/// A binary dataset read from two class folders or from a CSV manifest
+/// ([`crate::manifest`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dataset {
     root: PathBuf,
+    manifest: Option<PathBuf>,
     class_names: [String; 2],
     items: Vec<DatasetItem>,
 }
@@ -74,7 +80,10 @@ pub enum DatasetError {
         present: Vec<String>,
     },
     /// A class folder holds no scans.
-    #[error("{}: class folder has no scans (*.nii, *.nii.gz or *.hdr)", path.display())]
+    #[error(
+        "{}: class folder has no scans (*.nii, *.nii.gz, *.hdr or DICOM series folders)",
+        path.display()
+    )]
     EmptyClass {
         /// The class folder.
         path: PathBuf,
@@ -135,26 +144,53 @@ impl Dataset {
             if scans.is_empty() {
                 return Err(DatasetError::EmptyClass { path: class_dir });
             }
-            items.extend(scans.into_iter().map(|path| DatasetItem { path, label }));
+            items.extend(scans.into_iter().map(|path| DatasetItem {
+                path,
+                label,
+                patient: None,
+            }));
         }
-        Ok(Self {
-            root: dir.to_owned(),
-            class_names: [negative.to_owned(), positive.to_owned()],
+        Ok(Self::from_parts(
+            dir.to_owned(),
+            None,
+            [negative.to_owned(), positive.to_owned()],
             items,
-        })
+        ))
     }
 
-    /// The dataset folder as given.
+    /// A dataset from its parts, for the readers of this crate.
+    pub(crate) fn from_parts(
+        root: PathBuf,
+        manifest: Option<PathBuf>,
+        class_names: [String; 2],
+        items: Vec<DatasetItem>,
+    ) -> Self {
+        Self {
+            root,
+            manifest,
+            class_names,
+            items,
+        }
+    }
+
+    /// The dataset folder as given (for a manifest: the manifest's folder, which its relative
+    /// paths are relative to).
     pub fn root(&self) -> &Path {
         &self.root
     }
 
-    /// The class folder names, by label: `[negative, positive]`.
+    /// The CSV manifest the dataset was read from, if it was.
+    pub fn manifest(&self) -> Option<&Path> {
+        self.manifest.as_deref()
+    }
+
+    /// The class names, by label: `[negative, positive]` (class folder names, or the label names
+    /// a manifest accepts besides 0 and 1).
     pub fn class_names(&self) -> [&str; 2] {
         [&self.class_names[0], &self.class_names[1]]
     }
 
-    /// All scans: label 0 first, each class sorted by file name.
+    /// All scans: label 0 first, each class sorted by file name (a manifest: in row order).
     pub fn items(&self) -> &[DatasetItem] {
         &self.items
     }
@@ -164,8 +200,8 @@ impl Dataset {
         self.items.len()
     }
 
-    /// Always false for a dataset built by [`Dataset::from_class_folders`] (empty classes are an
-    /// error).
+    /// Always false for a dataset built by [`Dataset::from_class_folders`] or
+    /// [`Dataset::from_manifest`] (empty classes are an error).
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
@@ -232,7 +268,12 @@ fn list_scans(class_dir: &Path) -> Result<Vec<PathBuf>, DatasetError> {
     for entry in fs::read_dir(class_dir).map_err(io_error)? {
         let entry = entry.map_err(io_error)?;
         let name = entry.file_name();
-        if is_scan_file_name(&name.to_string_lossy()) && entry.path().is_file() {
+        let text = name.to_string_lossy();
+        let path = entry.path();
+        // A non-hidden sub-folder holding DICOM files is one scan (a DICOM series).
+        if (is_scan_file_name(&text) && path.is_file())
+            || (!text.starts_with('.') && crate::dicom::is_dicom_folder(&path))
+        {
             names.push(name);
         }
     }

@@ -4,13 +4,16 @@
 //! so that it builds and tests in seconds:
 //!
 //! - [`nifti_io`]: read and write NIfTI-1 files (`.nii`, `.nii.gz`, `.hdr`/`.img`) into a [`Volume`];
+//! - [`dicom`]: read a folder holding a DICOM series into a [`Volume`] as `dcm2niix` converts it, and
+//!   [`scan`]: one reader for both (a folder is a DICOM series, a file NIfTI);
 //! - [`preprocess`]: the Keras example's `process_scan` (HU window, 90° rotation, linear zoom),
 //!   number for number with scipy;
 //! - [`spline`]: scipy.ndimage-exact B-spline prefiltering, affine rotation and zoom;
 //! - [`rng`]: SplitMix64 and seed derivation, the one source of randomness;
 //! - [`augment`]: the example's random-angle rotation, seedable and thread-count independent;
 //! - [`synth`]: synthetic phantom chest CTs (the project's test and demo data);
-//! - [`dataset`] and [`cache`]: class-folder datasets and the content-addressed `prepare` cache;
+//! - [`dataset`], [`manifest`] and [`cache`]: class-folder and CSV-manifest datasets and the
+//!   content-addressed `prepare` cache;
 //! - [`atomic`]: write-to-temp-then-rename helpers used by every output.
 //!
 //! Axis order everywhere is nibabel's `get_fdata()` order, `[x, y, z]`, stored with `x` varying
@@ -20,9 +23,12 @@ pub mod atomic;
 pub mod augment;
 pub mod cache;
 pub mod dataset;
+pub mod dicom;
+pub mod manifest;
 pub mod nifti_io;
 pub mod preprocess;
 pub mod rng;
+pub mod scan;
 pub mod spline;
 pub mod synth;
 pub mod volume;

@@ -122,6 +122,10 @@ pub enum PreprocessError {
     /// The scan could not be read (the message names the file).
     #[error(transparent)]
     Read(#[from] crate::nifti_io::ReadError),
+    /// The DICOM series folder could not be read, or a series was selected on a file (the message
+    /// names the folder or file).
+    #[error(transparent)]
+    Scan(crate::scan::ScanError),
     /// The parameters are invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -135,11 +139,25 @@ pub enum PreprocessError {
     },
 }
 
-/// Reads a scan and applies the seed's pipeline: HU window → [0, 1], rotate 90°, zoom to `size`
-/// (see [`process_volume`]).
+/// Reads a scan (a NIfTI file or a DICOM series folder, see [`crate::scan::read_scan`]) and
+/// applies the seed's pipeline: HU window → [0, 1], rotate 90°, zoom to `size` (see
+/// [`process_volume`]).
 pub fn process_file(path: &Path, config: &PreprocessConfig) -> Result<Volume, PreprocessError> {
+    process_scan(path, None, config)
+}
+
+/// [`process_file`] with a DICOM series selected by its `SeriesInstanceUID` (for a folder holding
+/// several series).
+pub fn process_scan(
+    path: &Path,
+    series: Option<&str>,
+    config: &PreprocessConfig,
+) -> Result<Volume, PreprocessError> {
     config.validate()?;
-    let volume = crate::nifti_io::read_volume(path)?;
+    let volume = crate::scan::read_scan(path, series).map_err(|e| match e {
+        crate::scan::ScanError::Nifti(e) => PreprocessError::Read(e),
+        other => PreprocessError::Scan(other),
+    })?;
     process(&volume, config, Some(path))
 }
 

@@ -9,11 +9,12 @@ use ct3d_volume::cache::{self, PrepareEvent, PrepareOptions};
 use ct3d_volume::dataset::Dataset;
 use ct3d_volume::nifti_io::{self, OutputDtype};
 use ct3d_volume::preprocess::{self, PreprocessConfig};
+use ct3d_volume::scan::read_scan;
 use ct3d_volume::synth::{self, PhantomConfig};
 
 use ct3d::evaluate::WeightsChoice;
 use ct3d::run::TrainConfig;
-use ct3d::train::TrainRequest;
+use ct3d::train::{DataSource, TrainRequest};
 use ct3d_model::{DeviceChoice, ModelConfig};
 
 use crate::progress;
@@ -65,9 +66,9 @@ pub fn parse_window(text: &str) -> Result<[f32; 2], String> {
     Ok([lo, hi])
 }
 
-pub fn info(scans: &[std::path::PathBuf]) -> Result<()> {
+pub fn info(scans: &[std::path::PathBuf], series: Option<&str>) -> Result<()> {
     if let [scan] = scans {
-        print_info(scan, &nifti_io::read_volume(scan)?);
+        print_info(scan, &read_scan(scan, series)?);
         return Ok(());
     }
     // With several scans, report each unreadable one and keep going, like `ls` does.
@@ -76,7 +77,7 @@ pub fn info(scans: &[std::path::PathBuf]) -> Result<()> {
         if i > 0 {
             println!();
         }
-        match nifti_io::read_volume(scan) {
+        match read_scan(scan, series) {
             Ok(volume) => print_info(scan, &volume),
             Err(err) => {
                 eprintln!("error: {err}");
@@ -121,8 +122,13 @@ fn print_info(scan: &Path, volume: &ct3d_volume::Volume) {
     }
 }
 
-pub fn preprocess(scan: &Path, output: &Path, config: &PreprocessConfig) -> Result<()> {
-    let volume = preprocess::process_file(scan, config)?;
+pub fn preprocess(
+    scan: &Path,
+    output: &Path,
+    config: &PreprocessConfig,
+    series: Option<&str>,
+) -> Result<()> {
+    let volume = preprocess::process_scan(scan, series, config)?;
     nifti_io::write_volume(output, &volume, OutputDtype::F32)?;
     let [x, y, z] = volume.shape();
     println!(
@@ -149,7 +155,7 @@ pub fn rotate(input: &Path, output: &Path, angle: f64) -> Result<()> {
 }
 
 pub fn prepare(
-    data: &Path,
+    source: &DataSource,
     cache: &Path,
     negative: &str,
     positive: &str,
@@ -158,7 +164,10 @@ pub fn prepare(
     jobs: Option<usize>,
 ) -> Result<()> {
     config.validate()?;
-    let dataset = Dataset::from_class_folders(data, negative, positive)?;
+    let dataset = match source {
+        DataSource::Folder(dir) => Dataset::from_class_folders(dir, negative, positive)?,
+        DataSource::Manifest(csv) => Dataset::from_manifest(csv, negative, positive)?,
+    };
     let options = PrepareOptions {
         config: config.clone(),
         skip_bad,
@@ -204,6 +213,9 @@ pub fn prepare(
         }
     }
     if prepared.items.is_empty() {
+        let data = match source {
+            DataSource::Folder(path) | DataSource::Manifest(path) => path,
+        };
         bail!("no scan of {} could be prepared", data.display());
     }
     Ok(())
@@ -352,6 +364,7 @@ pub fn demo(options: &DemoOptions) -> Result<()> {
     let request = TrainRequest {
         cache: ct3d::train::default_cache(&data),
         data: data.clone(),
+        manifest: None,
         out: run.clone(),
         config,
         device: options.device,
@@ -377,6 +390,7 @@ pub fn demo(options: &DemoOptions) -> Result<()> {
         WeightsChoice::Best,
         options.device,
         crate::model_commands::PredictFormat::Sentences,
+        None,
     )?;
     println!("\n== 6/6 write the report");
     crate::picture_commands::plot(&run, &out.join("plots").join("curves.png"))?;

@@ -9,14 +9,12 @@ use ct3d_model::input::batch_from_volumes;
 use ct3d_model::weights::load_weights;
 use ct3d_model::{DeviceChoice, Model, predict_proba};
 use ct3d_volume::cache::{self, PrepareOptions};
-use ct3d_volume::dataset::{Dataset, is_scan_file_name};
-use ct3d_volume::preprocess::process_file;
+use ct3d_volume::dataset::is_scan_file_name;
 use serde::Serialize;
 
 use crate::metrics::{BinaryMetrics, binary_metrics};
 use crate::run::{RunConfig, RunDir};
-use crate::split::split_per_class;
-use crate::train::{TrainError, predict_items};
+use crate::train::{DataSource, TrainError, predict_items, prepared_patients, run_split};
 
 /// Which weights of a run to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -31,7 +29,7 @@ pub enum WeightsChoice {
 /// Which scans of the data folder to evaluate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum EvalSplit {
-    /// The run's validation part (the same per-class split as training).
+    /// The run's validation part (the same per-class split, or the same fold, as training).
     Val,
     /// Every scan.
     All,
@@ -101,13 +99,22 @@ pub fn evaluate(
     data: Option<&Path>,
     split: EvalSplit,
 ) -> Result<Evaluation, TrainError> {
+    evaluate_source(run, data.map(|d| DataSource::Folder(d.to_owned())), split)
+}
+
+/// Evaluates `run` on the scans of `source` (default: the run's own class folders or manifest),
+/// on its validation part (the run's split or fold) or on every scan.
+pub fn evaluate_source(
+    run: &LoadedRun,
+    source: Option<DataSource>,
+    split: EvalSplit,
+) -> Result<Evaluation, TrainError> {
     let train = &run.config.train;
-    let data = data.unwrap_or(&run.config.data_root);
-    let dataset = Dataset::from_class_folders(
-        data,
-        &train.classes.negative_folder,
-        &train.classes.positive_folder,
-    )?;
+    let source = source.unwrap_or_else(|| match &run.config.manifest {
+        Some(manifest) => DataSource::Manifest(manifest.clone()),
+        None => DataSource::Folder(run.config.data_root.clone()),
+    });
+    let dataset = source.load(&train.classes)?;
     let options = PrepareOptions {
         config: train.preprocess.clone(),
         skip_bad: false,
@@ -118,11 +125,8 @@ pub fn evaluate(
     let indices: Vec<usize> = match split {
         EvalSplit::All => (0..labels.len()).collect(),
         EvalSplit::Val => {
-            let names = [
-                train.classes.negative_folder.as_str(),
-                train.classes.positive_folder.as_str(),
-            ];
-            split_per_class(&labels, names, train.train_fraction)?.validation
+            let patients = prepared_patients(&dataset, &prepared.items);
+            run_split(&labels, &patients, train)?.validation
         }
     };
     let (probabilities, labels) =
@@ -158,22 +162,25 @@ pub struct Prediction {
     pub class: String,
 }
 
-/// Expands directories into the scan files they hold (sorted); files are kept as given.
+/// Expands directories into the scans they hold (sorted): NIfTI files and sub-folders holding a
+/// DICOM series. A folder that itself holds DICOM files is one scan (a DICOM series); files are
+/// kept as given.
 pub fn expand_inputs(inputs: &[PathBuf]) -> Vec<PathBuf> {
     let mut scans = Vec::new();
     for input in inputs {
-        if input.is_dir() {
+        if ct3d_volume::scan::is_dicom_series(input) {
+            scans.push(input.clone());
+        } else if input.is_dir() {
             let mut found: Vec<PathBuf> = std::fs::read_dir(input)
                 .into_iter()
                 .flatten()
                 .flatten()
                 .map(|entry| entry.path())
                 .filter(|path| {
-                    path.is_file()
-                        && path
-                            .file_name()
-                            .and_then(|n| n.to_str())
-                            .is_some_and(is_scan_file_name)
+                    let name = path.file_name().and_then(|n| n.to_str());
+                    (path.is_file() && name.is_some_and(is_scan_file_name))
+                        || (name.is_some_and(|n| !n.starts_with('.'))
+                            && ct3d_volume::scan::is_dicom_series(path))
                 })
                 .collect();
             found.sort();
@@ -187,9 +194,19 @@ pub fn expand_inputs(inputs: &[PathBuf]) -> Vec<PathBuf> {
 
 /// Preprocesses `scan` with the run's recorded parameters and predicts it.
 pub fn predict_scan(run: &LoadedRun, scan: &Path) -> Result<Prediction, TrainError> {
+    predict_scan_series(run, scan, None)
+}
+
+/// [`predict_scan`] with a DICOM series chosen by `SeriesInstanceUID` (for a folder holding
+/// several series).
+pub fn predict_scan_series(
+    run: &LoadedRun,
+    scan: &Path,
+    series: Option<&str>,
+) -> Result<Prediction, TrainError> {
     let train = &run.config.train;
-    let volume =
-        process_file(scan, &train.preprocess).map_err(|e| TrainError::Scan(e.to_string()))?;
+    let volume = ct3d_volume::preprocess::process_scan(scan, series, &train.preprocess)
+        .map_err(|e| TrainError::Scan(e.to_string()))?;
     let input = batch_from_volumes(&[&volume], train.model.input, &run.device)?;
     let probability = predict_proba(&run.model, input)?[0];
     let class = if probability > 0.5 {

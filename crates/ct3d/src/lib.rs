@@ -5,7 +5,9 @@
 //! library and over `ct3d-volume`.
 
 pub mod callbacks;
+pub mod cv;
 pub mod evaluate;
+pub mod folds;
 pub mod history;
 pub mod loader;
 pub mod metrics;

@@ -4,17 +4,23 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use ct3d::evaluate::{EvalSplit, WeightsChoice};
+use ct3d::folds::FoldSpec;
 use ct3d::run::{Classes, TrainConfig};
-use ct3d::train::TrainRequest;
+use ct3d::train::{DataSource, TrainRequest};
 use ct3d_model::{AdamConfig, DeviceChoice, ExponentialDecay, ModelConfig};
 use model_commands::PredictFormat;
 
 mod commands;
+mod fetch_commands;
+mod huge_pages;
 mod model_commands;
 mod picture_commands;
 mod progress;
+
+#[global_allocator]
+static ALLOCATOR: huge_pages::HugePageAllocator = huge_pages::HugePageAllocator;
 
 /// Train and run 3D convolutional networks on CT volumes.
 ///
@@ -38,11 +44,14 @@ struct Cli {
 enum Command {
     /// Print a scan's shape, datatype, voxel spacing, orientation and HU statistics.
     ///
-    /// Accepts NIfTI-1 files: .nii, .nii.gz, or an Analyze-style .hdr/.img pair.
+    /// Accepts NIfTI-1 files (.nii, .nii.gz, or an Analyze-style .hdr/.img pair) and folders
+    /// holding a DICOM series.
     Info {
         /// One or more scans.
         #[arg(required = true, value_name = "SCAN")]
         scans: Vec<PathBuf>,
+        #[command(flatten)]
+        series: SeriesArg,
     },
     /// Apply the Keras example's preprocessing to one scan and write the result.
     ///
@@ -50,9 +59,11 @@ enum Command {
     /// to [0, 1]; rotate 90 degrees in the (x, y) plane (cubic spline); linear resize to --size.
     /// The output is a float32 NIfTI file.
     Preprocess {
-        /// Input scan (.nii, .nii.gz, .hdr).
+        /// Input scan (.nii, .nii.gz, .hdr, or a DICOM series folder).
         #[arg(value_name = "SCAN")]
         scan: PathBuf,
+        #[command(flatten)]
+        series: SeriesArg,
         /// Output file (.nii or .nii.gz); written atomically.
         #[arg(short, long, value_name = "OUT")]
         output: PathBuf,
@@ -81,9 +92,8 @@ enum Command {
     /// cached by file content and preprocessing parameters: a second run is near-instant, and a
     /// changed file or parameter is recomputed, never served stale.
     Prepare {
-        /// Dataset folder with one sub-folder per class.
-        #[arg(long, value_name = "DIR")]
-        data: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
         /// Cache folder (created if missing).
         #[arg(long, value_name = "DIR")]
         cache: PathBuf,
@@ -122,7 +132,7 @@ enum Command {
         #[arg(long, value_name = "N")]
         depth: Option<usize>,
     },
-    /// Train the Keras example's 3D CNN on a class-folder dataset.
+    /// Train the Keras example's 3D CNN on a class-folder dataset or a CSV manifest.
     ///
     /// Scans are preprocessed through the `prepare` cache, split per class in sorted file-name
     /// order (first --split train, rest validation), augmented by random rotation on the fly, and
@@ -131,14 +141,21 @@ enum Command {
     /// optimizer state. Defaults are the example's; with the same --seed two CPU runs give the same
     /// history, and a run killed at any moment continues with --resume to the same result.
     Train(TrainArgs),
+    /// Cross-validate: train and evaluate all K folds of a stratified k-fold split.
+    ///
+    /// Fold I's run (DIR/fold-I) validates on fold I and trains on the others, with the train
+    /// options given (same seed for all folds: it also draws the folds). Each fold's best weights
+    /// are evaluated on its validation fold; the per-fold loss, accuracy, ROC AUC, sensitivity and
+    /// specificity and their mean ± sample SD are printed and written to DIR/cv.json and
+    /// DIR/cv.csv. Rerunning skips finished folds and resumes an interrupted one.
+    Cv(CvArgs),
     /// Evaluate a trained run: loss, accuracy, ROC AUC, sensitivity, specificity, confusion matrix.
     Eval {
         /// The run folder written by `ct3d train`.
         #[arg(long, value_name = "RUN")]
         run: PathBuf,
-        /// Data folder (default: the run's own).
-        #[arg(long, value_name = "DIR")]
-        data: Option<PathBuf>,
+        #[command(flatten)]
+        data: EvalDataArgs,
         /// Which scans: the validation part (default for the run's own data) or all of them
         /// (default for other data).
         #[arg(long, value_enum)]
@@ -163,9 +180,11 @@ enum Command {
         /// The run folder written by `ct3d train`.
         #[arg(long, value_name = "RUN")]
         run: PathBuf,
-        /// Scans or folders of scans.
+        /// Scans or folders of scans (a folder holding DICOM files is one DICOM series).
         #[arg(required = true, value_name = "SCAN_OR_DIR")]
         scans: Vec<PathBuf>,
+        #[command(flatten)]
+        series: SeriesArg,
         /// Which weights.
         #[arg(long, value_enum, default_value_t = WeightsChoice::Best)]
         weights: WeightsChoice,
@@ -184,7 +203,7 @@ enum Command {
     /// given. Rows are the volume's x axis and columns its y axis, as imshow draws the array; the
     /// gray scale stretches the slice's minimum to black and maximum to white.
     Show {
-        /// The scan (.nii, .nii.gz, .hdr).
+        /// The scan (.nii, .nii.gz, .hdr, or a DICOM series folder).
         #[arg(value_name = "SCAN")]
         scan: PathBuf,
         /// Slice index along z, 0-based (the example shows slice 30).
@@ -205,7 +224,7 @@ enum Command {
     /// np.rot90 and np.transpose before reshaping), each tile is the slice mirrored left-right
     /// relative to `ct3d show`, and each tile's gray scale is stretched on its own.
     Montage {
-        /// The scan (.nii, .nii.gz, .hdr).
+        /// The scan (.nii, .nii.gz, .hdr, or a DICOM series folder).
         #[arg(value_name = "SCAN")]
         scan: PathBuf,
         /// Rows of tiles.
@@ -256,6 +275,13 @@ enum Command {
         #[command(flatten)]
         device: DeviceArgs,
     },
+    /// Download a public dataset: `ct3d fetch mosmed --out DIR` gets the Keras example's scans.
+    ///
+    /// Resumable, verified (SHA-256) downloads, unpacked safely into class folders.
+    Fetch {
+        #[command(subcommand)]
+        dataset: fetch_commands::FetchDataset,
+    },
     /// Print the model's layers, output shapes and parameter counts, like Keras's model.summary().
     Summary {
         /// Input size W,H,D.
@@ -277,6 +303,10 @@ enum Command {
         /// differ, and fail if any difference exceeds 1e-3 of the CPU's largest value.
         #[arg(long)]
         check_cpu: bool,
+        /// Run the CPU's convolution blocks on burn's generic ops instead of ct3d's fused
+        /// kernels, to compare the two (the GPU always uses burn's ops).
+        #[arg(long)]
+        burn_ops: bool,
         #[command(flatten)]
         device: DeviceArgs,
     },
@@ -326,6 +356,17 @@ struct PictureArgs {
     augment_angle: Option<f32>,
     #[command(flatten)]
     preprocess: PreprocessArgs,
+    #[command(flatten)]
+    series: SeriesArg,
+}
+
+/// `--series UID`: which DICOM series to read from a folder holding several.
+#[derive(Debug, Args)]
+struct SeriesArg {
+    /// Read the DICOM series with this SeriesInstanceUID from a folder holding several (a folder
+    /// with several series and no --series is an error listing them).
+    #[arg(long = "series", value_name = "UID")]
+    uid: Option<String>,
 }
 
 impl PictureArgs {
@@ -334,6 +375,7 @@ impl PictureArgs {
             scan,
             preprocess: (!self.raw).then(|| self.preprocess.into_config()),
             augment_angle: self.augment_angle,
+            series: self.series.uid,
         }
     }
 }
@@ -351,16 +393,82 @@ struct DeviceArgs {
     device: DeviceChoice,
 }
 
+/// Where the scans are: class folders or a CSV manifest (exactly one).
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+struct DataArgs {
+    /// Dataset folder with one sub-folder per class.
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// CSV manifest instead of class folders: a header row, then path,label[,patient] per scan
+    /// (paths relative to the CSV's folder; label 0/1 or the --negative/--positive name;
+    /// k-fold keeps a patient's scans in one fold).
+    #[arg(long, value_name = "FILE.csv")]
+    manifest: Option<PathBuf>,
+}
+
+impl DataArgs {
+    fn source(self) -> DataSource {
+        match (self.data, self.manifest) {
+            (_, Some(manifest)) => DataSource::Manifest(manifest),
+            (Some(data), None) => DataSource::Folder(data),
+            // The argument group requires one of them.
+            (None, None) => DataSource::Folder(PathBuf::from(".")),
+        }
+    }
+}
+
 /// `ct3d train`'s options; defaults are the Keras example's.
 #[derive(Debug, Args)]
 struct TrainArgs {
-    /// Dataset folder with one sub-folder per class.
-    #[arg(long, value_name = "DIR")]
-    data: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
     /// Run folder to create (or continue with --resume).
     #[arg(long, value_name = "RUN")]
     out: PathBuf,
-    /// Preprocessing cache folder (default: DATA/.ct3d-cache).
+    /// k-fold cross-validation: split the scans into K stratified folds (a manifest's patients
+    /// kept whole) and validate on --fold instead of the --split; needs --fold and --seed (the
+    /// seed draws the folds). `ct3d cv` runs all K.
+    #[arg(long, value_name = "K", requires_all = ["fold", "seed"], conflicts_with = "split")]
+    folds: Option<usize>,
+    /// The validation fold of --folds K, numbered 1 to K.
+    #[arg(long, value_name = "I", requires = "folds")]
+    fold: Option<usize>,
+    #[command(flatten)]
+    options: TrainOptions,
+    /// Continue the run in --out from its last complete epoch (its recorded settings are used).
+    #[arg(long, conflicts_with = "force")]
+    resume: bool,
+    /// Replace an existing run in --out.
+    #[arg(long)]
+    force: bool,
+}
+
+/// `ct3d cv`'s options.
+#[derive(Debug, Args)]
+struct CvArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Cross-validation folder: fold runs in DIR/fold-1 … DIR/fold-K, results in DIR/cv.json
+    /// and DIR/cv.csv.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Number of folds, K (at least 2, at most the smaller class's scan count).
+    #[arg(long, value_name = "K", conflicts_with = "split")]
+    folds: usize,
+    #[command(flatten)]
+    options: TrainOptions,
+    /// Retrain every fold, replacing the fold runs in DIR (default: finished folds are kept,
+    /// interrupted ones resumed).
+    #[arg(long)]
+    force: bool,
+}
+
+/// Training hyper-parameters shared by `train` and `cv`; defaults are the Keras example's.
+#[derive(Debug, Args)]
+struct TrainOptions {
+    /// Preprocessing cache folder (default: DATA/.ct3d-cache, or .ct3d-cache next to the
+    /// manifest).
     #[arg(long, value_name = "DIR")]
     cache: Option<PathBuf>,
     #[command(flatten)]
@@ -420,24 +528,40 @@ struct TrainArgs {
     batch_norm_momentum: f64,
     #[command(flatten)]
     device: DeviceArgs,
-    /// Continue the run in --out from its last complete epoch (its recorded settings are used).
-    #[arg(long, conflicts_with = "force")]
-    resume: bool,
-    /// Replace an existing run in --out.
-    #[arg(long)]
-    force: bool,
     /// Leave out scans that cannot be read (they are listed) instead of stopping.
     #[arg(long)]
     skip_bad: bool,
 }
 
+/// Other data to evaluate on (default: the run's own).
+#[derive(Debug, Args)]
+#[group(required = false, multiple = false)]
+struct EvalDataArgs {
+    /// Data folder with one sub-folder per class (default: the run's own data).
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// CSV manifest (path,label[,patient]) to evaluate on instead of a data folder.
+    #[arg(long, value_name = "FILE.csv")]
+    manifest: Option<PathBuf>,
+}
+
+impl EvalDataArgs {
+    fn source(self) -> Option<DataSource> {
+        match (self.data, self.manifest) {
+            (_, Some(manifest)) => Some(DataSource::Manifest(manifest)),
+            (Some(data), None) => Some(DataSource::Folder(data)),
+            (None, None) => None,
+        }
+    }
+}
+
 /// Which class folders hold negatives and positives.
 #[derive(Debug, Args)]
 struct ClassArgs {
-    /// Folder name of the negative (label 0) class.
+    /// Folder name of the negative (label 0) class (in a manifest: its label name, besides 0).
     #[arg(long, default_value = "CT-0", value_name = "NAME")]
     negative: String,
-    /// Folder name of the positive (label 1) class.
+    /// Folder name of the positive (label 1) class (in a manifest: its label name, besides 1).
     #[arg(long, default_value = "CT-23", value_name = "NAME")]
     positive: String,
 }
@@ -447,12 +571,18 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {
-        Command::Info { scans } => commands::info(&scans),
+        Command::Info { scans, series } => commands::info(&scans, series.uid.as_deref()),
         Command::Preprocess {
             scan,
+            series,
             output,
             preprocess,
-        } => commands::preprocess(&scan, &output, &preprocess.into_config()),
+        } => commands::preprocess(
+            &scan,
+            &output,
+            &preprocess.into_config(),
+            series.uid.as_deref(),
+        ),
         Command::Rotate {
             volume,
             output,
@@ -466,7 +596,7 @@ fn main() -> ExitCode {
             skip_bad,
             jobs,
         } => commands::prepare(
-            &data,
+            &data.source(),
             &cache,
             &classes.negative,
             &classes.positive,
@@ -483,8 +613,33 @@ fn main() -> ExitCode {
             depth,
         } => commands::synth(&out, normal, abnormal, seed, size_xy, depth),
         Command::Train(args) => {
-            let seed_was_chosen = args.seed.is_none();
+            if let (Some(count), Some(fold)) = (args.folds, args.fold)
+                && let Err(error) = (FoldSpec { count, fold }).validate()
+            {
+                Cli::command()
+                    .error(clap::error::ErrorKind::ValueValidation, error)
+                    .exit();
+            }
+            let seed_was_chosen = args.options.seed.is_none();
             model_commands::train(args.into_request(), seed_was_chosen)
+        }
+        Command::Cv(args) => {
+            if let Err(error) = (FoldSpec {
+                count: args.folds,
+                fold: 1,
+            })
+            .validate()
+            {
+                Cli::command()
+                    .error(clap::error::ErrorKind::ValueValidation, error)
+                    .exit();
+            }
+            let seed = args
+                .options
+                .seed
+                .or_else(|| ct3d::cv::recorded_seed(&args.out));
+            let seed_was_chosen = seed.is_none();
+            model_commands::cv(args.into_request(seed), seed_was_chosen)
         }
         Command::Eval {
             run,
@@ -496,7 +651,7 @@ fn main() -> ExitCode {
             device,
         } => model_commands::eval(
             &run,
-            data.as_deref(),
+            data.source(),
             split,
             weights,
             device.device,
@@ -506,6 +661,7 @@ fn main() -> ExitCode {
         Command::Predict {
             run,
             scans,
+            series,
             weights,
             json,
             csv,
@@ -518,7 +674,14 @@ fn main() -> ExitCode {
             } else {
                 PredictFormat::Sentences
             };
-            model_commands::predict(&run, &scans, weights, device.device, format)
+            model_commands::predict(
+                &run,
+                &scans,
+                weights,
+                device.device,
+                format,
+                series.uid.as_deref(),
+            )
         }
         Command::Show {
             scan,
@@ -560,14 +723,19 @@ fn main() -> ExitCode {
             },
         )
         .map(|_| ()),
+        Command::Fetch { dataset } => fetch_commands::fetch(dataset),
         Command::Summary { size } => model_commands::summary(size),
         Command::Bench {
             batch,
             size,
             repeats,
             check_cpu,
+            burn_ops,
             device,
-        } => model_commands::bench(batch, size, device.device, repeats, check_cpu),
+        } => {
+            ct3d_model::ops::set_fused_cpu_kernels(!burn_ops);
+            model_commands::bench(batch, size, device.device, repeats, check_cpu)
+        }
         Command::Demo {
             out,
             full,
@@ -613,10 +781,15 @@ impl PreprocessArgs {
     }
 }
 
-impl TrainArgs {
-    fn into_request(self) -> TrainRequest {
-        let preprocess = self.preprocess.into_config();
-        let config = TrainConfig {
+impl TrainOptions {
+    /// The hyper-parameters, with `seed` (or a random one) and no folds.
+    fn config(&mut self, seed: Option<u64>) -> TrainConfig {
+        let preprocess = ct3d_volume::preprocess::PreprocessConfig {
+            hu_min: self.preprocess.hu_window[0],
+            hu_max: self.preprocess.hu_window[1],
+            size: self.preprocess.size,
+        };
+        TrainConfig {
             epochs: self.epochs,
             batch_size: self.batch_size,
             schedule: ExponentialDecay {
@@ -629,33 +802,73 @@ impl TrainArgs {
             patience: self.patience,
             train_fraction: self.split,
             augment: !self.no_augment,
-            seed: self.seed.unwrap_or_else(random_seed),
+            seed: seed.unwrap_or_else(random_seed),
             model: ModelConfig {
                 input: preprocess.size,
-                filters: self.filters.0,
+                filters: std::mem::take(&mut self.filters.0),
                 dense: self.dense,
                 dropout: self.dropout,
                 batch_norm_momentum: self.batch_norm_momentum,
             },
             preprocess,
             classes: Classes {
-                negative_folder: self.classes.negative,
-                positive_folder: self.classes.positive,
-                negative_name: self.negative_name,
-                positive_name: self.positive_name,
+                negative_folder: std::mem::take(&mut self.classes.negative),
+                positive_folder: std::mem::take(&mut self.classes.positive),
+                negative_name: std::mem::take(&mut self.negative_name),
+                positive_name: std::mem::take(&mut self.positive_name),
             },
+            folds: None,
+        }
+    }
+
+    /// `--cache`, or the default next to the data (for a manifest: next to the manifest).
+    fn cache(&self, source: &DataSource) -> PathBuf {
+        self.cache
+            .clone()
+            .unwrap_or_else(|| ct3d::train::default_cache(&source.folder()))
+    }
+}
+
+impl TrainArgs {
+    fn into_request(mut self) -> TrainRequest {
+        let mut config = self.options.config(self.options.seed);
+        config.folds = self
+            .folds
+            .zip(self.fold)
+            .map(|(count, fold)| FoldSpec { count, fold });
+        let source = self.data.source();
+        let cache = self.options.cache(&source);
+        let (data, manifest) = match &source {
+            DataSource::Folder(dir) => (dir.clone(), None),
+            DataSource::Manifest(csv) => (source.folder(), Some(csv.clone())),
         };
         TrainRequest {
-            cache: self
-                .cache
-                .unwrap_or_else(|| ct3d::train::default_cache(&self.data)),
-            data: self.data,
+            cache,
+            data,
+            manifest,
             out: self.out,
             config,
-            device: self.device.device,
+            device: self.options.device.device,
             resume: self.resume,
             force: self.force,
-            skip_bad: self.skip_bad,
+            skip_bad: self.options.skip_bad,
+        }
+    }
+}
+
+impl CvArgs {
+    fn into_request(mut self, seed: Option<u64>) -> ct3d::cv::CvRequest {
+        let config = self.options.config(seed);
+        let source = self.data.source();
+        ct3d::cv::CvRequest {
+            cache: self.options.cache(&source),
+            source,
+            out: self.out,
+            config,
+            folds: self.folds,
+            device: self.options.device.device,
+            force: self.force,
+            skip_bad: self.options.skip_bad,
         }
     }
 }

@@ -142,10 +142,111 @@ pub fn train(request: TrainRequest, seed_was_chosen: bool) -> Result<()> {
     Ok(())
 }
 
+/// Shows `cv`'s progress: a header per fold, then its training (as `train` shows it) and its
+/// validation metrics.
+struct CvConsole;
+
+impl ct3d::cv::CvObserver for CvConsole {
+    fn fold_started(&self, fold: usize, folds: usize, run: &Path, start: ct3d::cv::FoldStart) {
+        let what = match start {
+            ct3d::cv::FoldStart::New => "training",
+            ct3d::cv::FoldStart::Resumed => "resuming",
+            ct3d::cv::FoldStart::Finished => "already trained, evaluating",
+        };
+        println!("\n== fold {fold}/{folds}: {what} ({})", run.display());
+    }
+
+    fn fold_finished(&self, result: &ct3d::cv::FoldResult, folds: usize) {
+        let m = &result.metrics;
+        println!(
+            "fold {}/{folds}: {} validation scans, best epoch {} of {}: loss {:.4}, accuracy {:.4}, AUC {}",
+            result.fold,
+            result.validation_scans,
+            result.best_epoch,
+            result.epochs,
+            m.loss,
+            m.accuracy,
+            m.auc.map_or("n/a".to_owned(), |v| format!("{v:.4}"))
+        );
+    }
+}
+
+/// Runs `ct3d cv` and prints the per-fold table with mean ± SD.
+pub fn cv(request: ct3d::cv::CvRequest, seed_was_chosen: bool) -> Result<()> {
+    if seed_was_chosen {
+        let seed = request.config.seed;
+        println!("seed {seed} (chosen at random; pass --seed {seed} to repeat these folds)");
+    }
+    println!(
+        "{}-fold cross-validation (seed {}) into {}",
+        request.folds,
+        request.config.seed,
+        request.out.display()
+    );
+    let observer = ConsoleObserver::new(None);
+    let summary = ct3d::cv::run_cross_validation(&request, &observer, &CvConsole);
+    observer.clear();
+    let summary = summary?;
+    println!("\n{}", cv_table(&summary));
+    println!(
+        "wrote {} and {}",
+        request.out.join("cv.json").display(),
+        request.out.join("cv.csv").display()
+    );
+    Ok(())
+}
+
+/// The per-fold table and its mean ± SD line.
+fn cv_table(summary: &ct3d::cv::CvSummary) -> String {
+    use std::fmt::Write as _;
+    let opt = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format!("{v:.4}"));
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "{:<10} {:>6} {:>6} {:>5} {:>8} {:>9} {:>8} {:>12} {:>12}",
+        "fold", "train", "val", "best", "loss", "accuracy", "AUC", "sensitivity", "specificity"
+    );
+    for f in &summary.per_fold {
+        let m = &f.metrics;
+        let _ = writeln!(
+            t,
+            "{:<10} {:>6} {:>6} {:>5} {:>8.4} {:>9.4} {:>8} {:>12} {:>12}",
+            f.fold,
+            f.train_scans,
+            f.validation_scans,
+            f.best_epoch,
+            m.loss,
+            m.accuracy,
+            opt(m.auc),
+            opt(m.sensitivity),
+            opt(m.specificity)
+        );
+    }
+    let m = &summary.mean;
+    let cell = |v: Option<ct3d::cv::MeanSd>| match v {
+        Some(v) => match v.sd {
+            Some(sd) => format!("{:.4} ± {sd:.4}", v.mean),
+            None => format!("{:.4}", v.mean),
+        },
+        None => "n/a".to_owned(),
+    };
+    let _ = writeln!(t, "mean ± SD (sample, n − 1) over {} folds:", summary.folds);
+    for (name, value) in [
+        ("loss", m.loss),
+        ("accuracy", m.accuracy),
+        ("AUC", m.auc),
+        ("sensitivity", m.sensitivity),
+        ("specificity", m.specificity),
+    ] {
+        let _ = writeln!(t, "  {name:<12} {}", cell(value));
+    }
+    t.trim_end().to_owned()
+}
+
 /// Runs `ct3d eval`.
 pub fn eval(
     run: &Path,
-    data: Option<&Path>,
+    data: Option<ct3d::train::DataSource>,
     split: Option<EvalSplit>,
     weights: WeightsChoice,
     device: DeviceChoice,
@@ -159,7 +260,7 @@ pub fn eval(
     } else {
         EvalSplit::Val
     });
-    let evaluation = evaluate::evaluate(&loaded, data, split)?;
+    let evaluation = evaluate::evaluate_source(&loaded, data, split)?;
     if let Some(dir) = plots {
         let [roc, confusion] = ct3d::pictures::write_evaluation_pictures(
             &evaluation,
@@ -230,6 +331,7 @@ pub fn predict(
     weights: WeightsChoice,
     device: DeviceChoice,
     format: PredictFormat,
+    series: Option<&str>,
 ) -> Result<()> {
     let loaded = evaluate::load_run(run, weights, device)?;
     let scans = evaluate::expand_inputs(inputs);
@@ -240,7 +342,7 @@ pub fn predict(
     let mut predictions = Vec::new();
     let mut failed = 0usize;
     for scan in &scans {
-        match evaluate::predict_scan(&loaded, scan) {
+        match evaluate::predict_scan_series(&loaded, scan, series) {
             Ok(p) => {
                 if format == PredictFormat::Sentences {
                     if scans.len() > 1 {
@@ -344,8 +446,13 @@ pub fn bench(
             );
         }
     }
+    let kernels = match device {
+        DeviceChoice::Cpu if ct3d_model::ops::fused_cpu_kernels() => " (fused ct3d kernels)",
+        DeviceChoice::Cpu => " (burn's generic ops)",
+        _ => "",
+    };
     println!(
-        "device {device}, batch {batch}, input {}×{}×{}, {repeats} timed runs after one warm-up",
+        "device {device}{kernels}, batch {batch}, input {}×{}×{}, {repeats} timed runs after one warm-up",
         size[0], size[1], size[2]
     );
     let step = bench_train_step(&resolved, batch, size, repeats)?;

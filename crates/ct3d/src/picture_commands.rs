@@ -11,13 +11,14 @@ use ct3d_model::DeviceChoice;
 use ct3d_plot::slices::{MontageLayout, axial_slice_png, montage_png};
 use ct3d_volume::Volume;
 use ct3d_volume::augment::rotate_augment;
-use ct3d_volume::nifti_io;
 use ct3d_volume::preprocess::{PreprocessConfig, process_volume};
 
 /// How `show` and `montage` get the volume they draw.
 pub struct VolumeSource<'a> {
-    /// The scan.
+    /// The scan (a NIfTI file or a DICOM series folder).
     pub scan: &'a Path,
+    /// The DICOM series to read from a folder holding several (`SeriesInstanceUID`).
+    pub series: Option<String>,
     /// `None`: draw the file's values as stored (e.g. HU, or an already preprocessed volume).
     pub preprocess: Option<PreprocessConfig>,
     /// Rotate every slice by this many degrees after preprocessing (the training augmentation).
@@ -26,7 +27,7 @@ pub struct VolumeSource<'a> {
 
 impl VolumeSource<'_> {
     fn load(&self) -> Result<Volume> {
-        let volume = nifti_io::read_volume(self.scan)?;
+        let volume = ct3d_volume::scan::read_scan(self.scan, self.series.as_deref())?;
         let volume = match &self.preprocess {
             Some(config) => process_volume(&volume, config)
                 .with_context(|| format!("{}: preprocessing", self.scan.display()))?,

@@ -389,14 +389,28 @@ fn render(page: &Page<'_>) -> String {
             .filter(|f| f.label == label && part.is_none_or(|p| f.split == p))
             .count()
     };
+    let split_text = match train.folds {
+        Some(spec) => format!(
+            "validation on fold {} of a stratified {}-fold split (seed {})",
+            spec.fold, spec.count, train.seed
+        ),
+        None => format!(
+            "split per class in sorted file-name order, first {:.0}% for training",
+            100.0 * train.train_fraction
+        ),
+    };
     let _ = write!(
         h,
-        "<section>\n<h2>Data</h2>\n<p>From <code>{}</code> (cache <code>{}</code>); split per class \
-         in sorted file-name order, first {:.0}% for training.</p>\n<table>\n\
+        "<section>\n<h2>Data</h2>\n<p>From <code>{}</code> (cache <code>{}</code>); {}.</p>\n<table>\n\
          <tr><th>class</th><th>folder</th><th class=\"num\">train</th><th class=\"num\">validation</th><th class=\"num\">total</th></tr>\n",
-        esc(&config.data_root.display().to_string()),
+        esc(&config
+            .manifest
+            .as_ref()
+            .unwrap_or(&config.data_root)
+            .display()
+            .to_string()),
         esc(&config.cache.display().to_string()),
-        100.0 * train.train_fraction,
+        esc(&split_text),
     );
     for (label, name, folder) in [
         (0u8, &classes.negative_name, &classes.negative_folder),

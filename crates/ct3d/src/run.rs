@@ -27,6 +27,7 @@ use ct3d_volume::preprocess::PreprocessConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::callbacks::CallbackState;
+use crate::folds::FoldSpec;
 use crate::history::EpochRecord;
 
 /// Class folder names and the words the prediction sentences use for them.
@@ -78,6 +79,10 @@ pub struct TrainConfig {
     pub model: ModelConfig,
     /// Which folders are which class.
     pub classes: Classes,
+    /// k-fold cross-validation: validate on fold `fold` of `count` (see [`crate::folds`])
+    /// instead of the per-class `train_fraction` split. Absent in older runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folds: Option<FoldSpec>,
 }
 
 impl Default for TrainConfig {
@@ -94,6 +99,7 @@ impl Default for TrainConfig {
             preprocess: PreprocessConfig::default(),
             model: ModelConfig::default(),
             classes: Classes::default(),
+            folds: None,
         }
     }
 }
@@ -128,6 +134,10 @@ impl TrainConfig {
             }
         };
         range("--epochs", self.epochs >= 1, "must be at least 1")?;
+        if let Some(spec) = &self.folds {
+            spec.validate()
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        }
         range("--batch-size", self.batch_size >= 1, "must be at least 1")?;
         range(
             "--split",
@@ -175,6 +185,9 @@ pub struct DataFile {
     pub sha256: String,
     /// Train or validation.
     pub split: SplitPart,
+    /// The patient (group) from the manifest's `patient` column, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient: Option<String>,
 }
 
 /// `config.json`: what the run was, enough to reproduce it or to preprocess new scans the same way.
@@ -184,8 +197,11 @@ pub struct RunConfig {
     pub ct3d_version: String,
     /// The device the run trained on (`cpu`, `cuda`, `vulkan`).
     pub device: String,
-    /// The data folder (absolute).
+    /// The data folder (absolute); for a manifest, the manifest's folder.
     pub data_root: PathBuf,
+    /// The CSV manifest the data was listed in (absolute), when it was not class folders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<PathBuf>,
     /// The preprocessing cache folder (absolute).
     pub cache: PathBuf,
     /// Hyper-parameters.

@@ -1,6 +1,7 @@
 //! `ct3d train`: the Keras example's `model.fit`, reproducibly and resumably.
 //!
-//! From class folders of raw scans: `prepare` cache → per-class 70/30 split → each epoch a seeded
+//! From class folders (or a CSV manifest) of raw scans: `prepare` cache → per-class 70/30 split
+//! (or fold `i` of a stratified k-fold, [`crate::folds`]) → each epoch a seeded
 //! shuffle, on-the-fly rotation augmentation on a worker thread, Adam steps, validation, the two
 //! callbacks (best-`val_loss` checkpoint, early stopping on `val_acc`), and an atomic commit of
 //! the run folder (see [`crate::run`]). With the same seed two CPU runs produce the same history,
@@ -16,11 +17,12 @@ use ct3d_volume::cache::{self, PrepareEvent, PrepareOptions, PreparedDataset, Pr
 use ct3d_volume::dataset::Dataset;
 use ct3d_volume::rng::derive_seed;
 
+use crate::folds::fold_split;
 use crate::history::EpochRecord;
 use crate::loader::{self, Augmentation, streams};
 use crate::metrics::binary_metrics;
 use crate::run::{DataFile, RunConfig, RunDir, RunError, RunState, SplitPart, TrainConfig};
-use crate::split::split_per_class;
+use crate::split::{Split, split_per_class};
 
 /// Batches assembled ahead of the model, like the example's `prefetch(2)`.
 const PREFETCH: usize = 2;
@@ -28,8 +30,12 @@ const PREFETCH: usize = 2;
 /// What to train, where, and how to treat an existing run folder.
 #[derive(Debug, Clone)]
 pub struct TrainRequest {
-    /// Folder with one sub-folder per class.
+    /// Folder with one sub-folder per class (with `manifest`: the manifest's folder, recorded as
+    /// the run's data folder).
     pub data: PathBuf,
+    /// A CSV manifest listing the scans (see [`ct3d_volume::manifest`]), instead of class
+    /// folders in `data`.
+    pub manifest: Option<PathBuf>,
     /// The run folder.
     pub out: PathBuf,
     /// The `prepare` cache folder.
@@ -44,6 +50,82 @@ pub struct TrainRequest {
     pub force: bool,
     /// Leave out scans that cannot be read instead of failing (they are reported).
     pub skip_bad: bool,
+}
+
+impl TrainRequest {
+    /// Where the scans are listed.
+    pub fn source(&self) -> DataSource {
+        match &self.manifest {
+            Some(manifest) => DataSource::Manifest(manifest.clone()),
+            None => DataSource::Folder(self.data.clone()),
+        }
+    }
+}
+
+/// Where a dataset's scans are listed: class folders or a CSV manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataSource {
+    /// A folder with one sub-folder per class.
+    Folder(PathBuf),
+    /// A CSV manifest (`path,label[,patient]`).
+    Manifest(PathBuf),
+}
+
+impl DataSource {
+    /// Lists the scans, with the class folder names (or a manifest's label names) of `classes`.
+    pub fn load(&self, classes: &crate::run::Classes) -> Result<Dataset, TrainError> {
+        let (negative, positive) = (&classes.negative_folder, &classes.positive_folder);
+        Ok(match self {
+            Self::Folder(dir) => Dataset::from_class_folders(dir, negative, positive)?,
+            Self::Manifest(csv) => Dataset::from_manifest(csv, negative, positive)?,
+        })
+    }
+
+    /// The folder of the data: the class-folder root, or the manifest's folder.
+    pub fn folder(&self) -> PathBuf {
+        match self {
+            Self::Folder(dir) => dir.clone(),
+            Self::Manifest(csv) => csv
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map_or_else(|| PathBuf::from("."), Path::to_owned),
+        }
+    }
+}
+
+/// The train / validation split a run uses: fold `i` of K when the configuration asks for k-fold
+/// cross-validation (see [`crate::folds`]), else the per-class split of
+/// [`split_per_class`]. `patients` has one entry per label.
+pub fn run_split(
+    labels: &[u8],
+    patients: &[Option<String>],
+    config: &TrainConfig,
+) -> Result<Split, TrainError> {
+    let class_names = [
+        config.classes.negative_folder.as_str(),
+        config.classes.positive_folder.as_str(),
+    ];
+    Ok(match config.folds {
+        Some(spec) => fold_split(labels, patients, spec, config.seed, class_names)?,
+        None => split_per_class(labels, class_names, config.train_fraction)?,
+    })
+}
+
+/// The patient of each prepared item (matched by path), in item order.
+pub fn prepared_patients(dataset: &Dataset, items: &[PreparedItem]) -> Vec<Option<String>> {
+    let by_path: std::collections::HashMap<&Path, &Option<String>> = dataset
+        .items()
+        .iter()
+        .map(|item| (item.path.as_path(), &item.patient))
+        .collect();
+    items
+        .iter()
+        .map(|item| {
+            by_path
+                .get(item.source.as_path())
+                .and_then(|p| (*p).clone())
+        })
+        .collect()
 }
 
 /// Hooks for progress display; every method has a do-nothing default.
@@ -92,6 +174,12 @@ pub enum TrainError {
     /// The data folder is not a usable dataset.
     #[error(transparent)]
     Dataset(#[from] ct3d_volume::dataset::DatasetError),
+    /// The CSV manifest is not a usable dataset.
+    #[error(transparent)]
+    Manifest(#[from] ct3d_volume::manifest::ManifestError),
+    /// The data cannot be split into the requested folds.
+    #[error(transparent)]
+    Folds(#[from] crate::folds::FoldError),
     /// Preprocessing or the cache failed.
     #[error(transparent)]
     Cache(#[from] ct3d_volume::cache::CacheError),
@@ -131,6 +219,7 @@ pub fn train(
     // folder (`./data/`) must not look like other data when resuming.
     let request = &TrainRequest {
         data: absolute_path(&request.data),
+        manifest: request.manifest.as_deref().map(absolute_path),
         cache: absolute_path(&request.cache),
         ..request.clone()
     };
@@ -159,7 +248,8 @@ pub fn train(
         let config = RunConfig {
             ct3d_version: env!("CARGO_PKG_VERSION").to_owned(),
             device: request.device.to_string(),
-            data_root: request.data.clone(),
+            data_root: absolute_path(&request.source().folder()),
+            manifest: request.manifest.clone(),
             cache: request.cache.clone(),
             train: request.config.clone(),
             files: Vec::new(),
@@ -168,20 +258,16 @@ pub fn train(
     };
     let train_config = config.train.clone();
 
-    let prepared = prepare_data(request, &train_config, observer)?;
+    let (prepared, patients) = prepare_data(request, &train_config, observer)?;
     let labels: Vec<u8> = prepared.items.iter().map(|item| item.label).collect();
-    let class_names = [
-        train_config.classes.negative_folder.as_str(),
-        train_config.classes.positive_folder.as_str(),
-    ];
-    let split = split_per_class(&labels, class_names, train_config.train_fraction)?;
-    let files = data_files(&prepared.items, &split.train);
+    let split = run_split(&labels, &patients, &train_config)?;
+    let files = data_files(&prepared.items, &patients, &split.train);
     if request.resume {
         if files != config.files {
             return Err(TrainError::DataChanged(format!(
                 "{}: the scans differ from those recorded in {} (added, removed or modified \
                  files); resuming would not reproduce the run — start a new run instead",
-                request.data.display(),
+                request.manifest.as_ref().unwrap_or(&request.data).display(),
                 run.config().display()
             )));
         }
@@ -292,17 +378,14 @@ fn absolute_path(path: &Path) -> PathBuf {
         .unwrap_or_else(|_| path.to_owned())
 }
 
-/// Lists the dataset and brings the cache up to date for the run's preprocessing.
+/// Lists the dataset and brings the cache up to date for the run's preprocessing. Returns the
+/// prepared items and their patients.
 fn prepare_data(
     request: &TrainRequest,
     config: &TrainConfig,
     observer: &dyn TrainObserver,
-) -> Result<PreparedDataset, TrainError> {
-    let dataset = Dataset::from_class_folders(
-        &request.data,
-        &config.classes.negative_folder,
-        &config.classes.positive_folder,
-    )?;
+) -> Result<(PreparedDataset, Vec<Option<String>>), TrainError> {
+    let dataset = request.source().load(&config.classes)?;
     let options = PrepareOptions {
         config: config.preprocess.clone(),
         skip_bad: request.skip_bad,
@@ -319,14 +402,21 @@ fn prepare_data(
         let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         observer.prepare_progress(n, total);
     })?;
-    Ok(prepared)
+    let patients = prepared_patients(&dataset, &prepared.items);
+    Ok((prepared, patients))
 }
 
-fn data_files(items: &[PreparedItem], train: &[usize]) -> Vec<DataFile> {
+fn data_files(
+    items: &[PreparedItem],
+    patients: &[Option<String>],
+    train: &[usize],
+) -> Vec<DataFile> {
     items
         .iter()
+        .zip(patients)
         .enumerate()
-        .map(|(i, item)| DataFile {
+        .map(|(i, (item, patient))| DataFile {
+            patient: patient.clone(),
             path: item.source.clone(),
             label: item.label,
             sha256: item.sha256.clone(),

@@ -65,6 +65,7 @@ fn small_config(seed: u64, epochs: usize) -> TrainConfig {
 fn request(data: &Path, out: &Path, config: TrainConfig) -> TrainRequest {
     TrainRequest {
         data: data.to_owned(),
+        manifest: None,
         out: out.to_owned(),
         cache: data.join(".cache"),
         config,

@@ -1,0 +1,238 @@
+//! The fused convolution block as a burn backend extension for the `flex` CPU backend, with a
+//! hand-written autodiff node.
+//!
+//! burn dispatches at run time; [`FusedConvBackend`] adds one operation,
+//! `Conv3D(k=3, valid) + bias → ReLU → MaxPool3D(2)`, implemented for `Flex` (inference) and for
+//! `Autodiff<Flex>` (training: the forward pass keeps the channels-last input and one arg-max
+//! byte per pooled value, and the backward node calls [`fused_conv::backward`]). Other devices
+//! never reach it: [`crate::ops::conv3d_relu_max_pool3d`] sends them through burn's own ops.
+//!
+//! Tensors cross the boundary channels-first (`[batch, channels, x, y, z]`, burn's layout), so
+//! the rest of the model is unchanged; the kernels transpose to channels-last inside.
+
+use std::sync::Arc;
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, Flex, backend_extension};
+use burn::tensor::TensorData;
+
+use crate::fused_conv::{self, FusedConvShape, PackedWeights};
+
+/// The fused convolution block as a backend operation.
+#[backend_extension(Flex, Autodiff)]
+pub trait FusedConvBackend: Backend {
+    /// `max_pool3d_2(relu(conv3d_valid(x, weight) + bias))`.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, in_channels, x, y, z]`, each spatial size ≥ 4
+    /// - `weight`: `[out_channels, in_channels, 3, 3, 3]`; `bias`: `[out_channels]`
+    /// - output: `[batch, out_channels, (x − 2) / 2, (y − 2) / 2, (z − 2) / 2]`
+    fn conv3d_relu_max_pool3d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+}
+
+/// The tensor with its `f32` values in one row-major run (copied only when it is a view).
+fn contiguous(tensor: &FlexTensor) -> FlexTensor {
+    let mut contiguous = tensor.to_contiguous();
+    if contiguous.as_slice::<f32>().is_none() {
+        // A contiguous view at a non-zero offset: copy it out.
+        let data = contiguous.into_data();
+        contiguous = FlexTensor::from_data(data);
+    }
+    contiguous
+}
+
+/// Row-major `f32` values of a tensor made by [`contiguous`].
+fn values(tensor: &FlexTensor) -> &[f32] {
+    tensor
+        .as_slice::<f32>()
+        .expect("the fused convolution runs on f32 tensors")
+}
+
+fn tensor(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape.to_vec()))
+}
+
+/// The operands of one call, converted for the kernels.
+struct Operands {
+    shape: FusedConvShape,
+    /// Channels-last input with its zero tail.
+    input: Vec<f32>,
+    weights: PackedWeights,
+    bias: Vec<f32>,
+}
+
+impl Operands {
+    fn new(x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor) -> Self {
+        let [batch, in_channels, sx, sy, sz] = x.layout().shape().dims::<5>();
+        let [out_channels, weight_in, kx, ky, kz] = weight.layout().shape().dims::<5>();
+        assert!(
+            weight_in == in_channels && [kx, ky, kz] == [fused_conv::KERNEL; 3],
+            "fused convolution: weight {:?} for input {:?}",
+            weight.layout().shape(),
+            x.layout().shape()
+        );
+        let shape = FusedConvShape {
+            batch,
+            in_channels,
+            out_channels,
+            input: [sx, sy, sz],
+        };
+        assert!(
+            shape.is_valid(),
+            "fused convolution: input {:?} too small",
+            x.layout().shape()
+        );
+        let input = fused_conv::to_channels_last(
+            values(&contiguous(x)),
+            batch,
+            in_channels,
+            shape.input_positions(),
+            shape.input_tail(),
+        );
+        Self {
+            shape,
+            input,
+            weights: PackedWeights::new(values(&contiguous(weight)), in_channels, out_channels),
+            bias: values(&contiguous(bias)).to_vec(),
+        }
+    }
+
+    /// The pooled output, channels-last from the kernel, as a channels-first tensor.
+    fn output(&self, pooled: &[f32]) -> FlexTensor {
+        let s = &self.shape;
+        let [px, py, pz] = s.pooled();
+        let data =
+            fused_conv::to_channels_first(pooled, s.batch, s.out_channels, s.pooled_positions());
+        tensor(data, &[s.batch, s.out_channels, px, py, pz])
+    }
+}
+
+impl FusedConvBackend for Flex {
+    fn conv3d_relu_max_pool3d(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
+        let operands = Operands::new(&x, &weight, &bias);
+        let (pooled, _) = fused_conv::forward(
+            &operands.shape,
+            &operands.input,
+            &operands.weights,
+            &operands.bias,
+            false,
+        );
+        operands.output(&pooled)
+    }
+}
+
+/// The autodiff node of [`FusedConvBackend::conv3d_relu_max_pool3d`]; parents are
+/// `[x, weight, bias]`.
+#[derive(Debug)]
+struct FusedConvBackward;
+
+/// What the backward pass needs from the forward pass.
+#[derive(Clone)]
+struct Saved {
+    shape: FusedConvShape,
+    input: Arc<Vec<f32>>,
+    weights: Arc<PackedWeights>,
+    argmax: Arc<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Saved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Saved")
+            .field("shape", &self.shape)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Backward<Flex, 3> for FusedConvBackward {
+    type State = Saved;
+
+    fn backward(self, ops: Ops<Saved, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_weight, node_bias] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let saved = ops.state;
+        let s = saved.shape;
+        let grad_pooled = fused_conv::to_channels_last(
+            values(&contiguous(&grad)),
+            s.batch,
+            s.out_channels,
+            s.pooled_positions(),
+            0,
+        );
+        let gradients = fused_conv::backward(
+            &s,
+            &saved.input,
+            &saved.weights,
+            &saved.argmax,
+            &grad_pooled,
+            node_x.is_some(),
+        );
+        if let (Some(node), Some(input)) = (node_x, gradients.input) {
+            let data =
+                fused_conv::to_channels_first(&input, s.batch, s.in_channels, s.input_positions());
+            let [sx, sy, sz] = s.input;
+            grads.register::<Flex>(node.id, tensor(data, &[s.batch, s.in_channels, sx, sy, sz]));
+        }
+        if let Some(node) = node_weight {
+            let data = fused_conv::unpack_weight_gradient(
+                &gradients.weights_packed,
+                s.in_channels,
+                s.out_channels,
+            );
+            let k = fused_conv::KERNEL;
+            grads.register::<Flex>(
+                node.id,
+                tensor(data, &[s.out_channels, s.in_channels, k, k, k]),
+            );
+        }
+        if let Some(node) = node_bias {
+            grads.register::<Flex>(node.id, tensor(gradients.bias, &[s.out_channels]));
+        }
+    }
+}
+
+impl<C: CheckpointStrategy> FusedConvBackend for Autodiff<Flex, C> {
+    fn conv3d_relu_max_pool3d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        match FusedConvBackward
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let operands = Operands::new(x.primitive(), weight.primitive(), bias.primitive());
+                let (pooled, argmax) = fused_conv::forward(
+                    &operands.shape,
+                    &operands.input,
+                    &operands.weights,
+                    &operands.bias,
+                    true,
+                );
+                let output = operands.output(&pooled);
+                let saved = Saved {
+                    shape: operands.shape,
+                    input: Arc::new(operands.input),
+                    weights: Arc::new(operands.weights),
+                    argmax: Arc::new(argmax.expect("forward keeps the arg-max when asked")),
+                };
+                prep.finish(saved, output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::conv3d_relu_max_pool3d(
+                x.into_primitive(),
+                weight.into_primitive(),
+                bias.into_primitive(),
+            )),
+        }
+    }
+}
