@@ -881,6 +881,20 @@ pub fn to_channels_first(
 mod tests {
     use super::*;
 
+    fn shape(
+        batch: usize,
+        in_channels: usize,
+        out_channels: usize,
+        input: [usize; 3],
+    ) -> FusedConvShape {
+        FusedConvShape {
+            batch,
+            in_channels,
+            out_channels,
+            input,
+        }
+    }
+
     /// Plain f64 Conv3D(valid) + bias → ReLU → MaxPool3D(2) on channels-first data, with the
     /// window's first maximum as its arg-max.
     fn reference_forward(
@@ -1090,31 +1104,11 @@ mod tests {
     #[test]
     fn backward_matches_f64_reference() {
         for shape in [
-            FusedConvShape {
-                batch: 2,
-                in_channels: 1,
-                out_channels: 5,
-                input: [7, 8, 9],
-            },
-            FusedConvShape {
-                batch: 1,
-                in_channels: 12,
-                out_channels: 3,
-                input: [6, 9, 7],
-            },
-            FusedConvShape {
-                batch: 2,
-                in_channels: 9,
-                out_channels: 70,
-                input: [5, 4, 6],
-            },
+            shape(2, 1, 5, [7, 8, 9]),
+            shape(1, 12, 3, [6, 9, 7]),
+            shape(2, 9, 70, [5, 4, 6]),
             // Slabs too big for one tile: blocks of pooled y rows.
-            FusedConvShape {
-                batch: 1,
-                in_channels: 2,
-                out_channels: 48,
-                input: [6, 40, 41],
-            },
+            shape(1, 2, 48, [6, 40, 41]),
         ] {
             let xs = random(shape.batch * shape.in_channels * shape.input_positions(), 4);
             let ws = random(shape.out_channels * shape.in_channels * 27, 5);
@@ -1161,30 +1155,10 @@ mod tests {
     #[test]
     fn tiles_cover_every_pooled_value_once() {
         for shape in [
-            FusedConvShape {
-                batch: 2,
-                in_channels: 1,
-                out_channels: 64,
-                input: [128, 128, 64],
-            },
-            FusedConvShape {
-                batch: 2,
-                in_channels: 64,
-                out_channels: 64,
-                input: [63, 63, 31],
-            },
-            FusedConvShape {
-                batch: 1,
-                in_channels: 128,
-                out_channels: 256,
-                input: [14, 14, 6],
-            },
-            FusedConvShape {
-                batch: 3,
-                in_channels: 1,
-                out_channels: 2,
-                input: [5, 4, 4],
-            },
+            shape(2, 1, 64, [128, 128, 64]),
+            shape(2, 64, 64, [63, 63, 31]),
+            shape(1, 128, 256, [14, 14, 6]),
+            shape(3, 1, 2, [5, 4, 4]),
         ] {
             let tiles = shape.tiles();
             let [px, py, pz] = shape.pooled();
@@ -1220,30 +1194,10 @@ mod tests {
     #[test]
     fn forward_matches_f64_reference() {
         for shape in [
-            FusedConvShape {
-                batch: 2,
-                in_channels: 1,
-                out_channels: 5,
-                input: [7, 8, 9],
-            },
-            FusedConvShape {
-                batch: 1,
-                in_channels: 12,
-                out_channels: 3,
-                input: [6, 9, 7],
-            },
-            FusedConvShape {
-                batch: 2,
-                in_channels: 3,
-                out_channels: 70,
-                input: [4, 5, 6],
-            },
-            FusedConvShape {
-                batch: 1,
-                in_channels: 10,
-                out_channels: 48,
-                input: [7, 40, 41],
-            },
+            shape(2, 1, 5, [7, 8, 9]),
+            shape(1, 12, 3, [6, 9, 7]),
+            shape(2, 3, 70, [4, 5, 6]),
+            shape(1, 10, 48, [7, 40, 41]),
         ] {
             check_forward(shape);
         }
