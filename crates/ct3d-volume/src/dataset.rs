@@ -158,8 +158,10 @@ impl Dataset {
         ))
     }
 
-    /// A dataset from its parts, for the readers of this crate.
-    pub(crate) fn from_parts(
+    /// A dataset from its parts: the readers of this crate build theirs with it, and a caller
+    /// that already knows the scans uses it too (evaluation lists exactly the scans a training
+    /// run recorded, whatever the folder holds now).
+    pub fn from_parts(
         root: PathBuf,
         manifest: Option<PathBuf>,
         class_names: [String; 2],

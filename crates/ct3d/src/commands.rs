@@ -378,6 +378,7 @@ pub fn demo(options: &DemoOptions) -> Result<()> {
         &run,
         None,
         None,
+        false,
         WeightsChoice::Best,
         options.device,
         false,

@@ -2,6 +2,13 @@
 //!
 //! Both load the run's recorded configuration, so scans are preprocessed exactly as the training
 //! data was (window, size), never with the defaults.
+//!
+//! A run is evaluated on the scans its `config.json` records (its validation part, or every
+//! recorded scan), matched by path and SHA-256 — never on a split recomputed from what the data
+//! folder holds now, which would score training scans as validation as soon as a scan is added
+//! or removed. A recorded scan that is gone or whose bytes changed is refused
+//! ([`RecordedDataError`]) unless the caller asks to evaluate what is there. Other data
+//! (`--data`/`--manifest`) is a different question, and the result says so ([`Evaluation::data`]).
 
 use std::path::{Path, PathBuf};
 
@@ -9,11 +16,12 @@ use ct3d_model::input::batch_from_volumes;
 use ct3d_model::weights::load_weights;
 use ct3d_model::{DeviceChoice, Model, predict_proba};
 use ct3d_volume::cache::{self, PrepareOptions};
-use ct3d_volume::dataset::is_scan_file_name;
+use ct3d_volume::dataset::{Dataset, DatasetItem, is_scan_file_name};
 use serde::Serialize;
 
 use crate::metrics::{BinaryMetrics, binary_metrics};
-use crate::run::{RunConfig, RunDir};
+use crate::run::{DataFile, RunConfig, RunDir, SplitPart};
+use crate::split::Split;
 use crate::train::{DataSource, TrainError, predict_items, prepared_patients, run_split};
 
 /// Which weights of a run to use.
@@ -26,13 +34,77 @@ pub enum WeightsChoice {
     Last,
 }
 
-/// Which scans of the data folder to evaluate.
+/// Which scans to evaluate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum EvalSplit {
-    /// The run's validation part (the same per-class split, or the same fold, as training).
+    /// The run's validation part: the scans `config.json` records as validation (for other
+    /// data: the run's split rule applied to it).
     Val,
-    /// Every scan.
+    /// Every scan (of the run: every recorded scan).
     All,
+}
+
+/// The run's recorded scans cannot be evaluated as recorded. One line naming the scan.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordedDataError {
+    /// A recorded scan no longer exists.
+    #[error(
+        "{}: recorded in {} as a {part} scan of this run, but it is missing{}",
+        path.display(),
+        config.display(),
+        more(*others, "is missing")
+    )]
+    Missing {
+        /// The (first) missing scan.
+        path: PathBuf,
+        /// The run's `config.json`.
+        config: PathBuf,
+        /// `validation` or `training`.
+        part: &'static str,
+        /// How many other recorded scans are missing too.
+        others: usize,
+    },
+    /// A recorded scan's bytes changed since the run recorded them.
+    #[error(
+        "{}: changed since the run recorded it in {} (SHA-256 {} then, {} now){}",
+        path.display(),
+        config.display(),
+        short(recorded),
+        short(now),
+        more(*others, "changed")
+    )]
+    Changed {
+        /// The (first) changed scan.
+        path: PathBuf,
+        /// The run's `config.json`.
+        config: PathBuf,
+        /// Its recorded SHA-256.
+        recorded: String,
+        /// Its SHA-256 now.
+        now: String,
+        /// How many other recorded scans changed too.
+        others: usize,
+    },
+    /// Every scan to evaluate is missing.
+    #[error("{}: none of the {count} recorded scans to evaluate exists any more", config.display())]
+    NoneLeft {
+        /// The run's `config.json`.
+        config: PathBuf,
+        /// How many scans were to be evaluated.
+        count: usize,
+    },
+}
+
+fn more(others: usize, what: &str) -> String {
+    match others {
+        0 => String::new(),
+        1 => format!(" (1 more recorded scan {what})"),
+        n => format!(" ({n} more recorded scans {})", what.replace("is ", "are ")),
+    }
+}
+
+fn short(sha256: &str) -> &str {
+    sha256.get(..12).unwrap_or(sha256)
 }
 
 /// A run's configuration and model, ready for inference.
@@ -84,16 +156,26 @@ pub struct ScanScore {
 /// The result of `ct3d eval`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Evaluation {
+    /// Which data was evaluated: `recorded` (the scans the run's `config.json` lists) or
+    /// `other: PATH` (another data folder or manifest, not the run's recorded scans).
+    pub data: String,
     /// Which scans were evaluated (`val` or `all`).
     pub split: String,
+    /// Recorded scans left out because they no longer exist (only when allowed).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<PathBuf>,
+    /// Recorded scans whose bytes changed since training, scored as they are now (only when
+    /// allowed).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changed: Vec<PathBuf>,
     /// The metrics.
     pub metrics: BinaryMetrics,
     /// Per-scan probabilities.
     pub scans: Vec<ScanScore>,
 }
 
-/// Evaluates `run` on `data` (default: the run's own data folder), on its validation part or on
-/// every scan.
+/// Evaluates `run` on another data folder `data`, or (`None`) on its recorded scans (refusing
+/// missing or changed ones), on the validation part or on every scan.
 pub fn evaluate(
     run: &LoadedRun,
     data: Option<&Path>,
@@ -102,25 +184,126 @@ pub fn evaluate(
     evaluate_source(run, data.map(|d| DataSource::Folder(d.to_owned())), split)
 }
 
-/// Evaluates `run` on the scans of `source` (default: the run's own class folders or manifest),
-/// on its validation part (the run's split or fold) or on every scan.
+/// Evaluates `run` on the scans of another `source`, or (`None`) on its recorded scans as
+/// [`evaluate_recorded`] does, refusing missing or changed ones.
 pub fn evaluate_source(
     run: &LoadedRun,
     source: Option<DataSource>,
     split: EvalSplit,
 ) -> Result<Evaluation, TrainError> {
-    let train = &run.config.train;
-    let source = source.unwrap_or_else(|| match &run.config.manifest {
-        Some(manifest) => DataSource::Manifest(manifest.clone()),
-        None => DataSource::Folder(run.config.data_root.clone()),
-    });
-    let dataset = source.load(&train.classes)?;
-    let options = PrepareOptions {
-        config: train.preprocess.clone(),
-        skip_bad: false,
-        verify_entries: false,
+    match source {
+        Some(source) => evaluate_other(run, &source, split),
+        None => evaluate_recorded(run, split, false),
+    }
+}
+
+/// Evaluates `run` on the scans its `config.json` records: those with split `validation`
+/// ([`EvalSplit::Val`]) or all of them, matched by path and SHA-256, whatever the data folder
+/// holds now. A recorded scan that is missing or changed is an error, unless
+/// `allow_changed_data`: then missing scans are left out and changed ones scored as they are
+/// now, both listed in the result.
+pub fn evaluate_recorded(
+    run: &LoadedRun,
+    split: EvalSplit,
+    allow_changed_data: bool,
+) -> Result<Evaluation, TrainError> {
+    let config = &run.config;
+    let config_path = run.dir.config();
+    let wanted: Vec<&DataFile> = config
+        .files
+        .iter()
+        .filter(|f| split == EvalSplit::All || f.split == SplitPart::Validation)
+        .collect();
+    let (present, missing): (Vec<&DataFile>, Vec<&DataFile>) =
+        wanted.iter().partition(|f| f.path.exists());
+    if let Some(first) = missing.first()
+        && !allow_changed_data
+    {
+        return Err(RecordedDataError::Missing {
+            path: first.path.clone(),
+            config: config_path,
+            part: match first.split {
+                SplitPart::Train => "training",
+                SplitPart::Validation => "validation",
+            },
+            others: missing.len() - 1,
+        }
+        .into());
+    }
+    if present.is_empty() {
+        return Err(RecordedDataError::NoneLeft {
+            config: config_path,
+            count: wanted.len(),
+        }
+        .into());
+    }
+    let classes = &config.train.classes;
+    let dataset = Dataset::from_parts(
+        config.data_root.clone(),
+        config.manifest.clone(),
+        [
+            classes.negative_folder.clone(),
+            classes.positive_folder.clone(),
+        ],
+        present
+            .iter()
+            .map(|f| DatasetItem {
+                path: f.path.clone(),
+                label: f.label,
+                patient: f.patient.clone(),
+            })
+            .collect(),
+    );
+    let prepared = prepare(run, &dataset)?;
+    // The cache hashed every file while preparing it: compare with the recorded hashes.
+    let recorded: std::collections::HashMap<&Path, &str> = present
+        .iter()
+        .map(|f| (f.path.as_path(), f.sha256.as_str()))
+        .collect();
+    let changed: Vec<(&Path, &str, &str)> = prepared
+        .items
+        .iter()
+        .filter_map(|item| {
+            let then = recorded.get(item.source.as_path())?;
+            (*then != item.sha256).then_some((item.source.as_path(), *then, item.sha256.as_str()))
+        })
+        .collect();
+    if let Some(&(path, then, now)) = changed.first()
+        && !allow_changed_data
+    {
+        return Err(RecordedDataError::Changed {
+            path: path.to_owned(),
+            config: config_path,
+            recorded: then.to_owned(),
+            now: now.to_owned(),
+            others: changed.len() - 1,
+        }
+        .into());
+    }
+    let labels: Vec<u8> = prepared.items.iter().map(|item| item.label).collect();
+    let indices = match split {
+        // Negatives first, then positives, as training validated them.
+        EvalSplit::Val => Split::from_assignment(&labels, &vec![false; labels.len()]).validation,
+        EvalSplit::All => (0..labels.len()).collect(),
     };
-    let prepared = cache::prepare_default(&dataset, &run.config.cache, &options, |_| {})?;
+    let mut evaluation = score(run, &prepared.items, &indices, split, "recorded".to_owned())?;
+    evaluation.missing = missing.iter().map(|f| f.path.clone()).collect();
+    evaluation.changed = changed
+        .iter()
+        .map(|(path, ..)| path.to_path_buf())
+        .collect();
+    Ok(evaluation)
+}
+
+/// Evaluates `run` on another dataset: every scan, or the run's split rule applied to it.
+fn evaluate_other(
+    run: &LoadedRun,
+    source: &DataSource,
+    split: EvalSplit,
+) -> Result<Evaluation, TrainError> {
+    let train = &run.config.train;
+    let dataset = source.load(&train.classes)?;
+    let prepared = prepare(run, &dataset)?;
     let labels: Vec<u8> = prepared.items.iter().map(|item| item.label).collect();
     let indices: Vec<usize> = match split {
         EvalSplit::All => (0..labels.len()).collect(),
@@ -129,23 +312,56 @@ pub fn evaluate_source(
             run_split(&labels, &patients, train)?.validation
         }
     };
-    let (probabilities, labels) =
-        predict_items(&run.model, &prepared.items, &indices, train, &run.device)?;
+    let path = match source {
+        DataSource::Folder(path) | DataSource::Manifest(path) => path,
+    };
+    let data = format!("other: {}", path.display());
+    score(run, &prepared.items, &indices, split, data)
+}
+
+/// Brings the run's cache up to date for `dataset` with the run's preprocessing.
+fn prepare(run: &LoadedRun, dataset: &Dataset) -> Result<cache::PreparedDataset, TrainError> {
+    let options = PrepareOptions {
+        config: run.config.train.preprocess.clone(),
+        skip_bad: false,
+        verify_entries: false,
+    };
+    Ok(cache::prepare_default(
+        dataset,
+        &run.config.cache,
+        &options,
+        |_| {},
+    )?)
+}
+
+/// Predicts `indices` of `items` and computes the metrics.
+fn score(
+    run: &LoadedRun,
+    items: &[cache::PreparedItem],
+    indices: &[usize],
+    split: EvalSplit,
+    data: String,
+) -> Result<Evaluation, TrainError> {
+    let train = &run.config.train;
+    let (probabilities, labels) = predict_items(&run.model, items, indices, train, &run.device)?;
     let scans = indices
         .iter()
         .zip(probabilities.iter().zip(&labels))
         .map(|(&i, (&probability, &label))| ScanScore {
-            path: prepared.items[i].source.clone(),
+            path: items[i].source.clone(),
             label,
             probability,
         })
         .collect();
     Ok(Evaluation {
+        data,
         split: match split {
             EvalSplit::Val => "val",
             EvalSplit::All => "all",
         }
         .to_owned(),
+        missing: Vec::new(),
+        changed: Vec::new(),
         metrics: binary_metrics(&probabilities, &labels),
         scans,
     })

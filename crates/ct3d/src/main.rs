@@ -160,6 +160,10 @@ enum Command {
         /// (default for other data).
         #[arg(long, value_enum)]
         split: Option<EvalSplit>,
+        /// Evaluate the run's recorded scans that are still there, as they are now: missing ones
+        /// are left out and changed ones scored anyway (both listed), instead of refusing.
+        #[arg(long, conflicts_with_all = ["data", "manifest"])]
+        allow_changed_data: bool,
         /// Which weights.
         #[arg(long, value_enum, default_value_t = WeightsChoice::Best)]
         weights: WeightsChoice,
@@ -272,6 +276,11 @@ enum Command {
         /// Montages of correctly and of wrongly classified validation scans to include (each).
         #[arg(long, default_value_t = 2, value_name = "N")]
         examples: usize,
+        /// Evaluate the run's recorded validation scans that are still there, as they are now:
+        /// missing ones are left out and changed ones scored anyway (both listed), instead of
+        /// refusing.
+        #[arg(long)]
+        allow_changed_data: bool,
         #[command(flatten)]
         device: DeviceArgs,
     },
@@ -645,6 +654,7 @@ fn main() -> ExitCode {
             run,
             data,
             split,
+            allow_changed_data,
             weights,
             json,
             plots,
@@ -653,6 +663,7 @@ fn main() -> ExitCode {
             &run,
             data.source(),
             split,
+            allow_changed_data,
             weights,
             device.device,
             json,
@@ -710,6 +721,7 @@ fn main() -> ExitCode {
             output,
             weights,
             examples,
+            allow_changed_data,
             device,
         } => picture_commands::report(
             &run,
@@ -719,6 +731,7 @@ fn main() -> ExitCode {
             &ct3d::report::ReportOptions {
                 correct_examples: examples,
                 wrong_examples: examples,
+                allow_changed_data,
                 ..Default::default()
             },
         )

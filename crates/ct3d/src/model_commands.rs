@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use ct3d::evaluate::{self, EvalSplit, WeightsChoice, prediction_sentences};
 use ct3d::history::{EpochRecord, keras_line};
-use ct3d::train::{self, TrainObserver, TrainRequest};
+use ct3d::train::{self, TrainError, TrainObserver, TrainRequest};
 use ct3d_model::bench::{Timing, bench_predict, bench_train_step};
 use ct3d_model::{DeviceChoice, ModelConfig};
 use indicatif::ProgressBar;
@@ -73,6 +73,13 @@ impl TrainObserver for ConsoleObserver {
         };
         println!(
             "{train} training and {validation} validation scans; {verb} epoch {first_epoch}/{epochs}"
+        );
+    }
+
+    fn patient_split(&self, s: &ct3d::split::PatientSplitSummary) {
+        println!(
+            "split by patient: {} patients ({} scans) train, {} patients ({} scans) validation",
+            s.train_patients, s.train_scans, s.validation_patients, s.validation_scans
         );
     }
 
@@ -243,11 +250,52 @@ fn cv_table(summary: &ct3d::cv::CvSummary) -> String {
     t.trim_end().to_owned()
 }
 
+/// The one-line refusal of a run whose recorded scans are missing or changed, naming the flag
+/// that evaluates what is there; other errors as they are.
+pub fn name_data_override(error: TrainError) -> anyhow::Error {
+    use ct3d::evaluate::RecordedDataError;
+    match error {
+        TrainError::RecordedData(
+            e @ (RecordedDataError::Missing { .. } | RecordedDataError::Changed { .. }),
+        ) => anyhow::anyhow!(
+            "{e}; pass --allow-changed-data to evaluate the recorded scans that are there, as \
+             they are now"
+        ),
+        e => e.into(),
+    }
+}
+
+/// Warns on stderr about recorded scans that an evaluation left out or scored as changed.
+pub fn warn_changed_data(evaluation: &ct3d::evaluate::Evaluation) {
+    for (paths, one, many) in [
+        (
+            &evaluation.missing,
+            "recorded scan is missing, left out of the evaluation",
+            "recorded scans are missing, left out of the evaluation",
+        ),
+        (
+            &evaluation.changed,
+            "recorded scan changed since training, evaluated as it is now",
+            "recorded scans changed since training, evaluated as they are now",
+        ),
+    ] {
+        if !paths.is_empty() {
+            let what = if paths.len() == 1 { one } else { many };
+            eprintln!("warning: {} {what}:", paths.len());
+            for path in paths {
+                eprintln!("  {}", path.display());
+            }
+        }
+    }
+}
+
 /// Runs `ct3d eval`.
+#[allow(clippy::too_many_arguments)]
 pub fn eval(
     run: &Path,
     data: Option<ct3d::train::DataSource>,
     split: Option<EvalSplit>,
+    allow_changed_data: bool,
     weights: WeightsChoice,
     device: DeviceChoice,
     json: bool,
@@ -260,7 +308,12 @@ pub fn eval(
     } else {
         EvalSplit::Val
     });
-    let evaluation = evaluate::evaluate_source(&loaded, data, split)?;
+    let evaluation = match data {
+        Some(data) => evaluate::evaluate_source(&loaded, Some(data), split)?,
+        None => evaluate::evaluate_recorded(&loaded, split, allow_changed_data)
+            .map_err(name_data_override)?,
+    };
+    warn_changed_data(&evaluation);
     if let Some(dir) = plots {
         let [roc, confusion] = ct3d::pictures::write_evaluation_pictures(
             &evaluation,
@@ -277,10 +330,17 @@ pub fn eval(
     let m = &evaluation.metrics;
     let classes = &loaded.config.train.classes;
     let rate = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format!("{v:.4}"));
+    let which = match (evaluation.data.strip_prefix("other: "), split) {
+        (Some(other), _) => format!(
+            "of other data ({other}), not the run's recorded validation scans ({} split)",
+            evaluation.split
+        ),
+        (None, EvalSplit::Val) => "(val split: the run's recorded validation scans)".to_owned(),
+        (None, EvalSplit::All) => "(all split: every scan the run recorded)".to_owned(),
+    };
     println!(
-        "{} scans ({} split), {} weights",
+        "{} scans {which}, {} weights",
         m.count,
-        evaluation.split,
         match weights {
             WeightsChoice::Best => "best",
             WeightsChoice::Last => "last",

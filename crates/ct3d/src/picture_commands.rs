@@ -101,7 +101,11 @@ pub fn report(
     let spinner = crate::progress::spinner("evaluating the validation scans and drawing");
     let report = build_report(&loaded, weights, options);
     spinner.finish_and_clear();
-    let report = report?;
+    let report = report.map_err(|e| match e {
+        ct3d::report::ReportError::Train(e) => crate::model_commands::name_data_override(e),
+        e => e.into(),
+    })?;
+    crate::model_commands::warn_changed_data(&report.evaluation);
     write_report(&report.html, &output)?;
     println!(
         "wrote {} ({} KiB, self-contained; open it in a browser)",

@@ -13,7 +13,9 @@ use ct3d_plot::slices::{MontageLayout, montage_png};
 use ct3d_volume::atomic::write_bytes_atomic;
 use ct3d_volume::preprocess::process_file;
 
-use crate::evaluate::{EvalSplit, Evaluation, LoadedRun, ScanScore, WeightsChoice, evaluate};
+use crate::evaluate::{
+    EvalSplit, Evaluation, LoadedRun, ScanScore, WeightsChoice, evaluate_recorded,
+};
 use crate::history::EpochRecord;
 use crate::pictures::{
     CURVES_SIZE, PictureError, curves_from_history, evaluation_pictures, read_history,
@@ -30,6 +32,9 @@ pub struct ReportOptions {
     pub wrong_examples: usize,
     /// Voxel magnification of the montages (the pictures are `scale ×` the model's input).
     pub montage_scale: usize,
+    /// Evaluate the recorded validation scans that are there, as they are now, instead of
+    /// refusing a run whose recorded scans are missing or changed (the page lists them).
+    pub allow_changed_data: bool,
 }
 
 impl Default for ReportOptions {
@@ -38,6 +43,7 @@ impl Default for ReportOptions {
             correct_examples: 2,
             wrong_examples: 2,
             montage_scale: 1,
+            allow_changed_data: false,
         }
     }
 }
@@ -75,8 +81,9 @@ pub struct Report {
     pub evaluation: Evaluation,
 }
 
-/// Builds the report of a loaded run: evaluates its validation scans with the loaded weights and
-/// draws every picture.
+/// Builds the report of a loaded run: evaluates its recorded validation scans (those
+/// `config.json` lists, see [`evaluate_recorded`]) with the loaded weights and draws every
+/// picture.
 pub fn build_report(
     run: &LoadedRun,
     weights: WeightsChoice,
@@ -85,7 +92,7 @@ pub fn build_report(
     let root = run.dir.root();
     let history = read_history(root)?;
     let state = run.dir.read_state().map_err(TrainError::from)?;
-    let evaluation = evaluate(run, None, EvalSplit::Val)?;
+    let evaluation = evaluate_recorded(run, EvalSplit::Val, options.allow_changed_data)?;
     let [width, height] = CURVES_SIZE;
     let curves = curves_png(&curves_from_history(&history), width, height)?;
     let classes = &run.config.train.classes;
@@ -394,6 +401,11 @@ fn render(page: &Page<'_>) -> String {
             "validation on fold {} of a stratified {}-fold split (seed {})",
             spec.fold, spec.count, train.seed
         ),
+        None if config.files.iter().any(|f| f.patient.is_some()) => format!(
+            "split per class by whole patients in data order, up to {:.0}% of each class for \
+             training (no patient in both parts)",
+            100.0 * train.train_fraction
+        ),
         None => format!(
             "split per class in sorted file-name order, first {:.0}% for training",
             100.0 * train.train_fraction
@@ -427,7 +439,31 @@ fn render(page: &Page<'_>) -> String {
             count(label, None),
         );
     }
-    h.push_str("</table>\n</section>\n");
+    h.push_str("</table>\n");
+    for (paths, what) in [
+        (
+            &page.evaluation.missing,
+            "missing now, left out of the evaluation",
+        ),
+        (
+            &page.evaluation.changed,
+            "changed since training, evaluated as they are now",
+        ),
+    ] {
+        if !paths.is_empty() {
+            let names: Vec<String> = paths
+                .iter()
+                .map(|p| format!("<code>{}</code>", esc(&p.display().to_string())))
+                .collect();
+            let _ = writeln!(
+                h,
+                "<p class=\"bad\">{} recorded validation scans {what}: {}.</p>",
+                paths.len(),
+                names.join(", ")
+            );
+        }
+    }
+    h.push_str("</section>\n");
 
     // Configuration.
     let p = &train.preprocess;
@@ -631,7 +667,7 @@ mod tests {
             &ReportOptions {
                 correct_examples: 2,
                 wrong_examples: 5,
-                montage_scale: 1,
+                ..ReportOptions::default()
             },
         );
         let got: Vec<(f32, bool)> = picked.iter().map(|(s, c)| (s.probability, *c)).collect();
@@ -645,7 +681,7 @@ mod tests {
             &ReportOptions {
                 correct_examples: 3,
                 wrong_examples: 0,
-                montage_scale: 1,
+                ..ReportOptions::default()
             },
         );
         let got: Vec<f32> = picked.iter().map(|(s, _)| s.probability).collect();

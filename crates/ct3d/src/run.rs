@@ -266,6 +266,18 @@ pub enum RunError {
         /// The cause.
         source: std::io::Error,
     },
+    /// A `ct3d cv` folder was given where a run folder was expected.
+    #[error(
+        "{}: a cross-validation folder (ct3d cv), not a run: {}",
+        root.display(),
+        fold_hint(folds)
+    )]
+    CrossValidationFolder {
+        /// The folder given.
+        root: PathBuf,
+        /// Its fold runs (`fold-1`, `fold-2`, …), in fold order.
+        folds: Vec<PathBuf>,
+    },
     /// A JSON file of the run is damaged.
     #[error("{path}: not a valid ct3d run file ({reason})")]
     Corrupt {
@@ -374,8 +386,17 @@ impl RunDir {
         write_json(&self.config(), config)
     }
 
-    /// Reads `config.json`.
+    /// Reads `config.json`. A `ct3d cv` folder (it holds `fold-I` runs and `cv.json`, no
+    /// `config.json`) is explained, with its fold runs, instead of "no such file".
     pub fn read_config(&self) -> Result<RunConfig, RunError> {
+        if !self.config().exists()
+            && let Some(folds) = cross_validation_folds(&self.root)
+        {
+            return Err(RunError::CrossValidationFolder {
+                root: self.root.clone(),
+                folds,
+            });
+        }
         read_json(&self.config())
     }
 
@@ -435,6 +456,34 @@ impl RunDir {
         }
         Ok(())
     }
+}
+
+/// The fold runs of a `ct3d cv` folder in fold order, or `None` when `root` is not one (it has
+/// neither `cv.json` nor a `fold-I` folder holding a run).
+fn cross_validation_folds(root: &Path) -> Option<Vec<PathBuf>> {
+    let mut folds: Vec<(u64, PathBuf)> = fs::read_dir(root)
+        .ok()?
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name();
+            let number = name.to_str()?.strip_prefix("fold-")?.parse().ok()?;
+            entry.path().is_dir().then(|| (number, entry.path()))
+        })
+        .collect();
+    folds.sort();
+    let is_cv = root.join("cv.json").is_file()
+        || folds
+            .iter()
+            .any(|(_, dir)| dir.join("config.json").is_file());
+    is_cv.then(|| folds.into_iter().map(|(_, dir)| dir).collect())
+}
+
+fn fold_hint(folds: &[PathBuf]) -> String {
+    if folds.is_empty() {
+        return "it holds no fold runs (fold-1, fold-2, …)".to_owned();
+    }
+    let names: Vec<String> = folds.iter().map(|f| f.display().to_string()).collect();
+    format!("pass one of its fold runs, {}", names.join(", "))
 }
 
 fn copy_atomic(from: &Path, to: &Path) -> Result<(), RunError> {
@@ -598,6 +647,42 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = RunDir::new(dir.path()).read_state().unwrap_err();
         assert!(err.to_string().contains("nothing to resume"), "{err}");
+    }
+
+    #[test]
+    fn a_cross_validation_folder_names_its_fold_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let cv = dir.path().join("cv");
+        for fold in [2, 1, 10] {
+            fs::create_dir_all(cv.join(format!("fold-{fold}"))).unwrap();
+        }
+        fs::write(cv.join("cv.json"), "{}").unwrap();
+        let err = RunDir::new(&cv).read_config().unwrap_err();
+        let fold = |i: usize| cv.join(format!("fold-{i}")).display().to_string();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}: a cross-validation folder (ct3d cv), not a run: pass one of its fold runs, \
+                 {}, {}, {}",
+                cv.display(),
+                fold(1),
+                fold(2),
+                fold(10)
+            )
+        );
+        // An interrupted cv (no cv.json yet) is recognised by a fold holding a run; empty
+        // fold-like folders alone are not enough.
+        fs::remove_file(cv.join("cv.json")).unwrap();
+        let err = RunDir::new(&cv).read_config().unwrap_err();
+        assert!(matches!(err, RunError::Io { .. }), "{err}");
+        fs::write(cv.join("fold-1").join("config.json"), "{}").unwrap();
+        assert!(matches!(
+            RunDir::new(&cv).read_config(),
+            Err(RunError::CrossValidationFolder { .. })
+        ));
+        // Any other folder without config.json still says so.
+        let err = RunDir::new(dir.path()).read_config().unwrap_err();
+        assert!(err.to_string().contains("config.json"), "{err}");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! `ct3d train`: the Keras example's `model.fit`, reproducibly and resumably.
 //!
-//! From class folders (or a CSV manifest) of raw scans: `prepare` cache → per-class 70/30 split
-//! (or fold `i` of a stratified k-fold, [`crate::folds`]) → each epoch a seeded
+//! From class folders (or a CSV manifest) of raw scans: `prepare` cache → per-class 70/30 split,
+//! patient-grouped when the data has patients ([`crate::split`]; or fold `i` of a stratified
+//! k-fold, [`crate::folds`]) → each epoch a seeded
 //! shuffle, on-the-fly rotation augmentation on a worker thread, Adam steps, validation, the two
 //! callbacks (best-`val_loss` checkpoint, early stopping on `val_acc`), and an atomic commit of
 //! the run folder (see [`crate::run`]). With the same seed two CPU runs produce the same history,
@@ -22,7 +23,7 @@ use crate::history::EpochRecord;
 use crate::loader::{self, Augmentation, streams};
 use crate::metrics::binary_metrics;
 use crate::run::{DataFile, RunConfig, RunDir, RunError, RunState, SplitPart, TrainConfig};
-use crate::split::{Split, split_per_class};
+use crate::split::{PatientSplitSummary, Split, SplitError, split_by_patient};
 
 /// Batches assembled ahead of the model, like the example's `prefetch(2)`.
 const PREFETCH: usize = 2;
@@ -93,9 +94,10 @@ impl DataSource {
     }
 }
 
-/// The train / validation split a run uses: fold `i` of K when the configuration asks for k-fold
-/// cross-validation (see [`crate::folds`]), else the per-class split of
-/// [`split_per_class`]. `patients` has one entry per label.
+/// The train / validation split a new run uses: fold `i` of K when the configuration asks for
+/// k-fold cross-validation (see [`crate::folds`]), else the per-class split of
+/// [`split_by_patient`] (without patients: the Keras example's). `patients` has one entry per
+/// label. A run, once started, keeps the split its `config.json` records ([`recorded_split`]).
 pub fn run_split(
     labels: &[u8],
     patients: &[Option<String>],
@@ -107,8 +109,15 @@ pub fn run_split(
     ];
     Ok(match config.folds {
         Some(spec) => fold_split(labels, patients, spec, config.seed, class_names)?,
-        None => split_per_class(labels, class_names, config.train_fraction)?,
+        None => split_by_patient(labels, patients, class_names, config.train_fraction)?,
     })
+}
+
+/// The split recorded in a run's `files` (one per item, in item order), in [`Split`]'s order.
+pub fn recorded_split(files: &[DataFile]) -> Split {
+    let labels: Vec<u8> = files.iter().map(|f| f.label).collect();
+    let in_train: Vec<bool> = files.iter().map(|f| f.split == SplitPart::Train).collect();
+    Split::from_assignment(&labels, &in_train)
 }
 
 /// The patient of each prepared item (matched by path), in item order.
@@ -136,6 +145,9 @@ pub trait TrainObserver: Sync {
     fn skipped(&self, _error: &str) {}
     /// Training starts or resumes at `first_epoch` with this many training / validation scans.
     fn started(&self, _first_epoch: usize, _epochs: usize, _train: usize, _validation: usize) {}
+    /// After [`TrainObserver::started`], when the data has patients: how the split divides them
+    /// (no patient is on both sides).
+    fn patient_split(&self, _summary: &PatientSplitSummary) {}
     /// `done` of `total` training batches of `epoch`, with the running mean loss and accuracy.
     fn batch(&self, _epoch: usize, _done: usize, _total: usize, _loss: f64, _acc: f64) {}
     /// An epoch finished and was committed.
@@ -186,6 +198,17 @@ pub enum TrainError {
     /// Too few scans for the split.
     #[error(transparent)]
     Split(#[from] crate::split::SplitError),
+    /// The data's patients cannot be split (the message names the data).
+    #[error("{}: {source}", data.display())]
+    PatientSplit {
+        /// The data folder or manifest.
+        data: PathBuf,
+        /// Which class cannot be split.
+        source: crate::split::SplitError,
+    },
+    /// The scans a run recorded are missing or changed.
+    #[error(transparent)]
+    RecordedData(#[from] crate::evaluate::RecordedDataError),
     /// The run folder.
     #[error(transparent)]
     Run(#[from] crate::run::RunError),
@@ -260,21 +283,40 @@ pub fn train(
 
     let (prepared, patients) = prepare_data(request, &train_config, observer)?;
     let labels: Vec<u8> = prepared.items.iter().map(|item| item.label).collect();
-    let split = run_split(&labels, &patients, &train_config)?;
-    let files = data_files(&prepared.items, &patients, &split.train);
-    if request.resume {
-        if files != config.files {
+    let data = request.manifest.as_ref().unwrap_or(&request.data);
+    let split = if request.resume {
+        // The recorded split, not a recomputed one: the data is the same (checked here), and a
+        // later ct3d with another split rule must still continue the run it started.
+        let files = data_files(&prepared.items, &patients, &[]);
+        let same = |a: &DataFile, b: &DataFile| {
+            (&a.path, a.label, &a.sha256, &a.patient) == (&b.path, b.label, &b.sha256, &b.patient)
+        };
+        if files.len() != config.files.len()
+            || !files.iter().zip(&config.files).all(|(a, b)| same(a, b))
+        {
             return Err(TrainError::DataChanged(format!(
                 "{}: the scans differ from those recorded in {} (added, removed or modified \
                  files); resuming would not reproduce the run — start a new run instead",
-                request.manifest.as_ref().unwrap_or(&request.data).display(),
+                data.display(),
                 run.config().display()
             )));
         }
+        recorded_split(&config.files)
     } else {
+        let split = run_split(&labels, &patients, &train_config).map_err(|e| match e {
+            TrainError::Split(source @ SplitError::TooFewPatients { .. }) => {
+                TrainError::PatientSplit {
+                    data: data.clone(),
+                    source,
+                }
+            }
+            e => e,
+        })?;
+        let files = data_files(&prepared.items, &patients, &split.train);
         RunDir::create(&request.out, request.force)?;
         run.write_config(&RunConfig { files, ..config })?;
-    }
+        split
+    };
 
     let autodiff = device.clone().autodiff();
     let mut model = train_config
@@ -293,6 +335,11 @@ pub fn train(
         split.train.len(),
         split.validation.len(),
     );
+    if state.finished.is_none()
+        && let Some(summary) = PatientSplitSummary::of(&split, &patients)
+    {
+        observer.patient_split(&summary);
+    }
     let mut data_wait = Duration::ZERO;
     let mut epochs_run = 0;
     // A run that already ended (its last commit says so) has nothing left to do.

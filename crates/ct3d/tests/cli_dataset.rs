@@ -335,3 +335,48 @@ fn bad_manifests_and_fold_options_are_refused() {
     usage(&["--manifest", s(&manifest)], "cannot be used with");
     assert!(!run.exists());
 }
+
+#[test]
+fn the_default_split_keeps_each_patient_on_one_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth(dir.path(), 5, 5);
+    // Patient a1 has three negative scans, rows 3 to 5: the per-class rule alone (first
+    // floor(5 · 0.7) = 3 rows train) would put one in training and two in validation.
+    let mut csv = String::from("path,label,patient\n");
+    for (class, patients) in [
+        ("CT-0", ["p0", "p1", "a1", "a1", "a1"]),
+        ("CT-23", ["b0", "b1", "b2", "b3", "b4"]),
+    ] {
+        for (scan, patient) in scans(&data.join(class)).iter().zip(patients) {
+            let name = scan.file_name().unwrap().to_str().unwrap();
+            csv.push_str(&format!("{class}/{name},{class},{patient}\n"));
+        }
+    }
+    let manifest = data.join("scans.csv");
+    fs::write(&manifest, &csv).unwrap();
+    let run = dir.path().join("run");
+    let mut args = small_train_args(&data, &run, &["--epochs", "1", "--seed", "2"]);
+    args[1] = "--manifest";
+    args[2] = s(&manifest);
+    let out = ct3d(&args);
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains(
+            "split by patient: 5 patients (5 scans) train, 3 patients (5 scans) validation"
+        ),
+        "{}",
+        stdout(&out)
+    );
+    let config = read_json(&run.join("config.json"));
+    let files = config["files"].as_array().unwrap();
+    assert_eq!(files.len(), 10);
+    for file in files {
+        let straddles = files
+            .iter()
+            .any(|other| other["patient"] == file["patient"] && other["split"] != file["split"]);
+        assert!(!straddles, "patient {} is on both sides", file["patient"]);
+    }
+    let a1: Vec<&Value> = files.iter().filter(|f| f["patient"] == "a1").collect();
+    assert_eq!(a1.len(), 3);
+    assert!(a1.iter().all(|f| f["split"] == "validation"));
+}

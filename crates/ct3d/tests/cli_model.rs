@@ -672,3 +672,158 @@ fn a_killed_run_resumes_to_the_uninterrupted_result() {
         }
     }
 }
+
+/// The recorded scan paths of a run with `split` (`train`, `validation`; `None`: all), sorted.
+fn recorded_paths(run: &Path, split: Option<&str>) -> Vec<String> {
+    let text = fs::read_to_string(run.join("config.json")).unwrap();
+    let config: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut paths: Vec<String> = config["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| split.is_none_or(|split| f["split"] == split))
+        .map(|f| f["path"].as_str().unwrap().to_owned())
+        .collect();
+    paths.sort();
+    paths
+}
+
+/// The scan paths an `eval --json` scored, sorted.
+fn scored_paths(evaluation: &serde_json::Value) -> Vec<String> {
+    let mut paths: Vec<String> = evaluation["scans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|scan| scan["path"].as_str().unwrap().to_owned())
+        .collect();
+    paths.sort();
+    paths
+}
+
+#[test]
+fn eval_and_report_score_the_recorded_validation_scans() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth(dir.path(), "data", 8, 8, 3);
+    let run = dir.path().join("run");
+    assert_success(&train(&data, &run, &["--epochs", "1", "--seed", "5"]));
+    let validation = recorded_paths(&run, Some("validation"));
+    assert_eq!(validation.len(), 6, "3 + 3 validation scans of 8 + 8");
+    let eval = |extra: &[&str]| ct3d(&[&["eval", "--run", s(&run), "--json"][..], extra].concat());
+    let report = |extra: &[&str]| {
+        let html = dir.path().join("report.html");
+        let out = ct3d(&[&["report", s(&run), "-o", s(&html)][..], extra].concat());
+        (out, fs::read_to_string(&html).unwrap_or_default())
+    };
+
+    // Scans added to the data folder are not evaluation data of the run: neither the recorded
+    // training scans (which a recomputed split would now call validation) nor the new ones.
+    let more = synth(dir.path(), "more", 6, 1, 9);
+    for scan in scans_in(&more.join("CT-0")) {
+        let name = scan.file_name().unwrap().to_str().unwrap();
+        fs::copy(&scan, data.join("CT-0").join(format!("added_{name}"))).unwrap();
+    }
+    let evaluation = json(&eval(&[]));
+    assert_eq!(evaluation["data"], "recorded");
+    assert_eq!(scored_paths(&evaluation), validation);
+    let all = json(&eval(&["--split", "all"]));
+    assert_eq!(scored_paths(&all), recorded_paths(&run, None));
+
+    // A training scan deleted: still exactly the recorded validation scans, in eval and in
+    // the report.
+    let training = recorded_paths(&run, Some("train"));
+    let ct23_training = training.iter().find(|p| p.contains("CT-23")).unwrap();
+    fs::remove_file(ct23_training).unwrap();
+    assert_eq!(scored_paths(&json(&eval(&[]))), validation);
+    let (out, html) = report(&[]);
+    assert_success(&out);
+    assert!(
+        html.contains("<div class=\"k\">validation scans</div><div class=\"v\">6</div>"),
+        "the report evaluates the 6 recorded validation scans"
+    );
+    let text = stdout(&ct3d(&["eval", "--run", s(&run)]));
+    assert!(
+        text.starts_with("6 scans (val split: the run's recorded validation scans)"),
+        "{text}"
+    );
+
+    // A recorded validation scan deleted: refused in one line naming it and the override;
+    // with the override, evaluated without it, and said so.
+    let gone = &validation[0];
+    let kept = dir.path().join("kept.nii.gz");
+    fs::rename(gone, &kept).unwrap();
+    assert_clean_failure(&eval(&[]), &[gone, "missing", "--allow-changed-data"]);
+    assert_clean_failure(&report(&[]).0, &[gone, "missing", "--allow-changed-data"]);
+    let out = eval(&["--allow-changed-data"]);
+    let evaluation = json(&out);
+    assert_eq!(scored_paths(&evaluation), validation[1..]);
+    assert_eq!(evaluation["missing"], serde_json::json!([gone]));
+    let err = stderr(&out);
+    assert!(
+        err.contains("warning: 1 recorded scan is missing") && err.contains(gone.as_str()),
+        "{err}"
+    );
+    fs::rename(&kept, gone).unwrap();
+
+    // A recorded validation scan whose bytes changed: refused, naming it; with the override,
+    // scored as it is now and listed.
+    let changed = &validation[1];
+    fs::copy(more.join("CT-0").join("phantom_0000.nii.gz"), changed).unwrap();
+    assert_clean_failure(
+        &eval(&[]),
+        &[changed, "changed since", "--allow-changed-data"],
+    );
+    let evaluation = json(&eval(&["--allow-changed-data"]));
+    assert_eq!(scored_paths(&evaluation), validation);
+    assert_eq!(evaluation["changed"], serde_json::json!([changed]));
+    let (out, html) = report(&["--allow-changed-data"]);
+    assert_success(&out);
+    assert!(
+        html.contains("changed since training"),
+        "the report lists it"
+    );
+
+    // Other data is another question, and the output says so.
+    let elsewhere = json(&ct3d(&[
+        "eval",
+        "--run",
+        s(&run),
+        "--data",
+        s(&more),
+        "--json",
+    ]));
+    assert_eq!(elsewhere["data"], format!("other: {}", s(&more)));
+    assert_eq!(elsewhere["metrics"]["count"], 7);
+    let text = stdout(&ct3d(&["eval", "--run", s(&run), "--data", s(&more)]));
+    assert!(
+        text.starts_with(&format!(
+            "7 scans of other data ({}), not the run's recorded validation scans",
+            s(&more)
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_cross_validation_folder_names_its_fold_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let cv = dir.path().join("cv");
+    for fold in ["fold-1", "fold-2"] {
+        fs::create_dir_all(cv.join(fold)).unwrap();
+    }
+    fs::write(cv.join("cv.json"), "{}\n").unwrap();
+    let folds = [cv.join("fold-1"), cv.join("fold-2")];
+    let needles = [
+        "cross-validation folder (ct3d cv)",
+        "pass one of its fold runs",
+        s(&folds[0]),
+        s(&folds[1]),
+    ];
+    let scan = dir.path().join("scan.nii.gz");
+    for args in [
+        vec!["eval", "--run", s(&cv)],
+        vec!["predict", "--run", s(&cv), s(&scan)],
+        vec!["report", s(&cv)],
+    ] {
+        assert_clean_failure(&ct3d(&args), &needles);
+    }
+}

@@ -480,3 +480,53 @@ fn the_pipeline_fits_eight_separable_scans() {
     );
     println!("fitted at epoch {}: {summary:?}", fitted.unwrap().epoch);
 }
+
+/// Records what `started` reports: (training scans, validation scans).
+struct SplitSpy(std::sync::Mutex<Option<(usize, usize)>>);
+
+impl TrainObserver for SplitSpy {
+    fn started(&self, _first_epoch: usize, _epochs: usize, train: usize, validation: usize) {
+        *self.0.lock().unwrap() = Some((train, validation));
+    }
+}
+
+#[test]
+fn resuming_keeps_the_recorded_split() {
+    // A run whose config.json records another split than today's rule would compute (as a run
+    // of an older ct3d would): --resume continues with the recorded one instead of refusing or
+    // recomputing it, so a change of the split rule never breaks resuming.
+    let dir = tempfile::tempdir().unwrap();
+    let data = phantoms(dir.path(), 4, 4, 6);
+    let run = dir.path().join("run");
+    train(&request(&data, &run, small_config(3, 1)), &Silent).unwrap();
+    let config_path = run.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&config_path).unwrap()).unwrap();
+    let files = config["files"].as_array_mut().unwrap();
+    let validation: Vec<usize> = (0..files.len())
+        .filter(|&i| files[i]["split"] == "validation")
+        .collect();
+    assert_eq!(validation.len(), 4, "2 + 2 validation scans of 4 + 4");
+    files[validation[0]]["split"] = "train".into();
+    fs::write(&config_path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+
+    let spy = SplitSpy(std::sync::Mutex::new(None));
+    let resume = TrainRequest {
+        resume: true,
+        ..request(&data, &run, small_config(3, 1))
+    };
+    train(&resume, &spy).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(*spy.0.lock().unwrap(), Some((5, 3)));
+
+    // Changed data is still refused.
+    fs::copy(
+        data.join("CT-0").join("phantom_0001.nii.gz"),
+        data.join("CT-0").join("phantom_0000.nii.gz"),
+    )
+    .unwrap();
+    let err = train(&resume, &Silent).unwrap_err().to_string();
+    assert!(
+        err.contains("the scans differ from those recorded"),
+        "{err}"
+    );
+}
