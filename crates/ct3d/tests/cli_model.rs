@@ -723,8 +723,8 @@ fn eval_and_report_score_the_recorded_validation_scans() {
         fs::copy(&scan, data.join("CT-0").join(format!("added_{name}"))).unwrap();
     }
     let evaluation = json(&eval(&[]));
-    assert_eq!(evaluation["data"], "recorded");
     assert_eq!(scored_paths(&evaluation), validation);
+    assert_eq!(evaluation["data"], "recorded");
     let all = json(&eval(&["--split", "all"]));
     assert_eq!(scored_paths(&all), recorded_paths(&run, None));
 
