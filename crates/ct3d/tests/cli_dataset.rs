@@ -379,4 +379,18 @@ fn the_default_split_keeps_each_patient_on_one_side() {
         "{}",
         stdout(&out)
     );
+
+    // Every positive scan from one patient: no split keeps the patient whole and the class on
+    // both sides, so it is refused in one line naming the manifest and the class.
+    let one_patient = data.join("one-patient.csv");
+    let csv = (0..5).fold(csv, |csv, i| csv.replace(&format!(",b{i}\n"), ",b\n"));
+    fs::write(&one_patient, csv).unwrap();
+    let other_run = dir.path().join("other-run");
+    args[2] = s(&one_patient);
+    args[4] = s(&other_run);
+    assert_clean_failure(
+        &ct3d(&args),
+        &[s(&one_patient), "class \"CT-23\"", "belong to 1 patient"],
+    );
+    assert!(!other_run.exists());
 }
