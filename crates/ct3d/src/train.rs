@@ -287,6 +287,7 @@ pub fn train(
     let split = if request.resume {
         // The recorded split, not a recomputed one: the data is the same (checked here), and a
         // later ct3d with another split rule must still continue the run it started.
+        // Compared without their split (`&[]` marks every file validation here).
         let files = data_files(&prepared.items, &patients, &[]);
         let same = |a: &DataFile, b: &DataFile| {
             (&a.path, a.label, &a.sha256, &a.patient) == (&b.path, b.label, &b.sha256, &b.patient)
