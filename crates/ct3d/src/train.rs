@@ -183,9 +183,20 @@ pub enum TrainError {
     /// Preprocessing or the cache failed.
     #[error(transparent)]
     Cache(#[from] ct3d_volume::cache::CacheError),
+    /// A scan could not be read or preprocessed, and unreadable scans were not to be left out.
+    #[error("{0} (pass --skip-bad to leave unreadable scans out)")]
+    BadScan(#[source] ct3d_volume::cache::CacheError),
     /// Too few scans for the split.
     #[error(transparent)]
     Split(#[from] crate::split::SplitError),
+    /// Too few scans of one class for the split, naming the class folder (or the manifest).
+    #[error("{}: {source}", path.display())]
+    SplitData {
+        /// The class folder, or the CSV manifest.
+        path: PathBuf,
+        /// What is wrong with the split.
+        source: crate::split::SplitError,
+    },
     /// The run folder.
     #[error(transparent)]
     Run(#[from] crate::run::RunError),
@@ -260,7 +271,16 @@ pub fn train(
 
     let (prepared, patients) = prepare_data(request, &train_config, observer)?;
     let labels: Vec<u8> = prepared.items.iter().map(|item| item.label).collect();
-    let split = run_split(&labels, &patients, &train_config)?;
+    let split = run_split(&labels, &patients, &train_config).map_err(|error| match error {
+        TrainError::Split(source) => TrainError::SplitData {
+            path: match &request.manifest {
+                Some(manifest) => manifest.clone(),
+                None => request.data.join(&source.class),
+            },
+            source,
+        },
+        other => other,
+    })?;
     let files = data_files(&prepared.items, &patients, &split.train);
     if request.resume {
         if files != config.files {
@@ -401,6 +421,10 @@ fn prepare_data(
         }
         let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         observer.prepare_progress(n, total);
+    })
+    .map_err(|error| match error.failed_scan() {
+        Some(_) if !request.skip_bad => TrainError::BadScan(error),
+        _ => error.into(),
     })?;
     let patients = prepared_patients(&dataset, &prepared.items);
     Ok((prepared, patients))
