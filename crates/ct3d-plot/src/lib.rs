@@ -64,6 +64,26 @@ pub enum PlotError {
     Draw(String),
 }
 
+/// JPEG quality of [`Png::to_jpeg`]: high enough that slices keep their fine texture.
+pub const JPEG_QUALITY: u8 = 95;
+
+impl Png {
+    /// The same picture as a baseline JPEG (quality [`JPEG_QUALITY`]), for outputs named `.jpg`.
+    pub fn to_jpeg(&self) -> Result<Vec<u8>, PlotError> {
+        let picture = image::load_from_memory_with_format(&self.bytes, image::ImageFormat::Png)
+            .map_err(|e| PlotError::Draw(format!("PNG decoding: {e}")))?;
+        let mut bytes = Vec::new();
+        let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, JPEG_QUALITY);
+        // Gray stays one channel; anything else (charts) is RGB, which JPEG has no alpha for.
+        let written = match picture {
+            image::DynamicImage::ImageLuma8(gray) => gray.write_with_encoder(encoder),
+            other => other.to_rgb8().write_with_encoder(encoder),
+        };
+        written.map_err(|e| PlotError::Draw(format!("JPEG encoding: {e}")))?;
+        Ok(bytes)
+    }
+}
+
 /// Largest width or height of a picture, in pixels: a guard against a typo such as `--scale 400`
 /// allocating gigabytes.
 pub const MAX_SIDE: u32 = 16_384;
@@ -95,4 +115,26 @@ fn encode_png(pixels: Vec<u8>, width: u32, height: u32, channels: u8) -> Result<
         width,
         height,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_png_converts_to_a_jpeg_of_the_same_size() {
+        let gray = encode_png((0..64 * 32).map(|i| (i % 251) as u8).collect(), 64, 32, 1).unwrap();
+        let rgb = encode_png(vec![200; 16 * 8 * 3], 16, 8, 3).unwrap();
+        for (png, size) in [(gray, (64, 32)), (rgb, (16, 8))] {
+            let jpeg = png.to_jpeg().unwrap();
+            assert_eq!(
+                &jpeg[..3],
+                &[0xFF, 0xD8, 0xFF],
+                "JPEG start-of-image marker"
+            );
+            let decoded =
+                image::load_from_memory_with_format(&jpeg, image::ImageFormat::Jpeg).unwrap();
+            assert_eq!((decoded.width(), decoded.height()), size);
+        }
+    }
 }

@@ -222,10 +222,21 @@ pub enum EntryError {
 /// Why [`prepare`] failed. Displays as one line naming the file or folder.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
-    /// A scan or the cache folder could not be read or written.
+    /// A scan could not be read.
     #[error("{}: {source}", path.display())]
     Io {
-        /// The file or folder.
+        /// The scan.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The cache folder or its index could not be created or written (a read-only dataset, say).
+    #[error(
+        "{}: cannot create or write the preprocessing cache: {source}; pass --cache DIR to keep it elsewhere",
+        path.display()
+    )]
+    Folder {
+        /// The cache folder, or its index file.
         path: PathBuf,
         /// The underlying error.
         source: io::Error,
@@ -244,6 +255,17 @@ pub enum CacheError {
     /// The config could not be serialised for the key.
     #[error("preprocessing config cannot be serialised for the cache key: {0}")]
     Config(#[from] serde_json::Error),
+}
+
+impl CacheError {
+    /// The scan at fault when a scan could not be read or preprocessed (what
+    /// [`PrepareOptions::skip_bad`] would have left out), else `None`.
+    pub fn failed_scan(&self) -> Option<&Path> {
+        match self {
+            Self::Process { path, .. } | Self::Io { path, .. } => Some(path),
+            _ => None,
+        }
+    }
 }
 
 /// A preprocessed volume stored in the cache: its file and `[x, y, z]` shape, read from its header
@@ -684,7 +706,7 @@ impl Index {
 
     fn save(&self, path: &Path) -> Result<(), CacheError> {
         let json = serde_json::to_vec_pretty(self)?;
-        crate::atomic::write_bytes_atomic(path, &json).map_err(|source| CacheError::Io {
+        crate::atomic::write_bytes_atomic(path, &json).map_err(|source| CacheError::Folder {
             path: path.to_owned(),
             source,
         })
@@ -795,7 +817,7 @@ where
     E: std::error::Error + Send + Sync + 'static,
 {
     let run_started = SystemTime::now();
-    let dir_error = |source| CacheError::Io {
+    let dir_error = |source| CacheError::Folder {
         path: cache_dir.to_owned(),
         source,
     };

@@ -67,15 +67,18 @@ pub enum DatasetError {
     },
     /// One class folder is missing.
     #[error(
-        "{}: class folder {class}/ not found (folders present: {})",
+        "{}: class folder {class}/ not found (folders present: {}){}",
         path.display(),
-        present.join(", ")
+        present.join(", "),
+        class_folder_hint(classes, present)
     )]
     MissingClass {
         /// The dataset folder.
         path: PathBuf,
         /// The missing class.
         class: String,
+        /// The negative and positive class folder names asked for.
+        classes: [String; 2],
         /// The sub-folders that do exist, sorted.
         present: Vec<String>,
     },
@@ -136,6 +139,7 @@ impl Dataset {
                 return Err(DatasetError::MissingClass {
                     path: dir.to_owned(),
                     class: class.to_owned(),
+                    classes: [negative.to_owned(), positive.to_owned()],
                     present,
                 });
             }
@@ -226,6 +230,50 @@ pub fn is_scan_file_name(name: &str) -> bool {
         .any(|ext| lower.len() > ext.len() && lower.ends_with(ext))
 }
 
+/// The flags that would name the class folders present, for [`DatasetError::MissingClass`]:
+/// with exactly two folders, which is negative is guessed from its name ("normal", "0", …) and an
+/// already-right folder is kept; with more, the flags are only named.
+fn class_folder_hint(classes: &[String; 2], present: &[String]) -> String {
+    let [negative, positive] = classes;
+    let [a, b] = present else {
+        return if present.len() > 2 {
+            "; name the class folders with --negative NAME --positive NAME".to_owned()
+        } else {
+            // One folder: the other class is missing, no flag fixes that.
+            String::new()
+        };
+    };
+    if a == negative || b == negative {
+        let other = if a == negative { b } else { a };
+        return format!("; pass --positive {other}");
+    }
+    if a == positive || b == positive {
+        let other = if a == positive { b } else { a };
+        return format!("; pass --negative {other}");
+    }
+    let (neg, pos) = if looks_negative(b) && !looks_negative(a) {
+        (b, a)
+    } else {
+        (a, b)
+    };
+    format!("; pass --negative {neg} --positive {pos}")
+}
+
+/// Whether a class folder's name suggests the negative (normal) class.
+fn looks_negative(name: &str) -> bool {
+    let name = name.to_lowercase();
+    let words: Vec<&str> = name
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    [
+        "normal", "negative", "neg", "healthy", "control", "controls", "benign", "0", "no", "non",
+        "none",
+    ]
+    .iter()
+    .any(|word| words.contains(word))
+}
+
 fn require_dir(path: &Path, is_root: bool) -> Result<(), DatasetError> {
     match fs::metadata(path) {
         Ok(meta) if meta.is_dir() => Ok(()),
@@ -281,4 +329,44 @@ fn list_scans(class_dir: &Path) -> Result<Vec<PathBuf>, DatasetError> {
     }
     names.sort();
     Ok(names.into_iter().map(|name| class_dir.join(name)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hint(classes: [&str; 2], present: &[&str]) -> String {
+        class_folder_hint(
+            &classes.map(str::to_owned),
+            &present.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>(),
+        )
+    }
+
+    #[test]
+    fn missing_class_folders_suggest_the_flags() {
+        let default = ["CT-0", "CT-23"];
+        assert_eq!(
+            hint(default, &["abnormal", "normal"]),
+            "; pass --negative normal --positive abnormal"
+        );
+        assert_eq!(
+            hint(default, &["covid", "no-covid"]),
+            "; pass --negative no-covid --positive covid"
+        );
+        // No clue in the names: the sorted order, which the user can swap.
+        assert_eq!(
+            hint(default, &["a", "b"]),
+            "; pass --negative a --positive b"
+        );
+        assert_eq!(hint(default, &["CT-0", "CT-1"]), "; pass --positive CT-1");
+        assert_eq!(
+            hint(default, &["CT-23", "healthy"]),
+            "; pass --negative healthy"
+        );
+        assert_eq!(
+            hint(default, &["a", "b", "c"]),
+            "; name the class folders with --negative NAME --positive NAME"
+        );
+        assert_eq!(hint(default, &["CT-0"]), "");
+    }
 }

@@ -19,6 +19,15 @@ use ct3d_model::{DeviceChoice, ModelConfig};
 
 use crate::progress;
 
+/// `n` and the noun, in the plural unless `n` is 1: "1 epoch", "2 epochs", "0 scans".
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("{n} {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// Parses `W,H,D` (e.g. `128,128,64`) into a size in voxels.
 pub fn parse_size(text: &str) -> Result<[usize; 3], String> {
     let parts: Vec<&str> = text.split(',').map(str::trim).collect();
@@ -192,14 +201,22 @@ pub fn prepare(
             .context("starting worker threads")?
             .install(run),
         None => run(),
-    }?;
+    }
+    .map_err(|error| match error.failed_scan() {
+        Some(_) if !skip_bad => {
+            anyhow::anyhow!("{error} (pass --skip-bad to leave unreadable scans out)")
+        }
+        _ => error.into(),
+    })?;
     bar.finish_and_clear();
-    let [n_neg, n_pos] = dataset.class_counts();
+    // Per class, the scans that were prepared: a skipped scan is counted as failed only.
+    let n_pos = prepared.items.iter().filter(|item| item.label == 1).count();
+    let n_neg = prepared.items.len() - n_pos;
     let [neg, pos] = dataset.class_names();
     let stats = &prepared.stats;
     println!(
-        "prepared {} scans ({n_neg} {neg}, {n_pos} {pos}) into {} in {:.1}s: {} computed, {} from cache, {} failed",
-        prepared.items.len(),
+        "prepared {} ({n_neg} {neg}, {n_pos} {pos}) into {} in {:.1}s: {} computed, {} from cache, {} failed",
+        count(prepared.items.len(), "scan"),
         cache.display(),
         started.elapsed().as_secs_f64(),
         stats.computed,
@@ -249,8 +266,8 @@ pub fn synth(
     )?;
     bar.finish_and_clear();
     println!(
-        "wrote {} phantom scans ({normal} CT-0, {abnormal} CT-23, seed {seed}) to {} in {:.1}s",
-        paths.len(),
+        "wrote {} ({normal} CT-0, {abnormal} CT-23, seed {seed}) to {} in {:.1}s",
+        count(paths.len(), "phantom scan"),
         out.display(),
         started.elapsed().as_secs_f64()
     );
@@ -308,6 +325,14 @@ const FULL_DEMO: DemoSettings = DemoSettings {
     batch_norm_momentum: 0.99,
 };
 
+/// `demo --epochs`'s help, with the real defaults of [`QUICK_DEMO`] and [`FULL_DEMO`].
+pub fn demo_epochs_help() -> String {
+    format!(
+        "Number of epochs (default: {}, or {} with --full)",
+        QUICK_DEMO.epochs, FULL_DEMO.epochs
+    )
+}
+
 /// Seed of the demo's phantoms and training; fixed so that every demo run is the same.
 const DEMO_SEED: u64 = 0;
 
@@ -334,7 +359,8 @@ pub fn demo(options: &DemoOptions) -> Result<()> {
     println!("\n== 2/6 synthesise 2 held-out scans (not in the dataset) for prediction");
     let held_out = synth_held_out(&held_out_dir, settings.size_xy)?;
     println!(
-        "\n== 3/6 train the example's model at {w}×{h}×{d} for up to {epochs} epochs{}",
+        "\n== 3/6 train the example's model at {w}×{h}×{d} for up to {}{}",
+        count(epochs, "epoch"),
         if options.full {
             " (the example's settings)"
         } else {
@@ -394,7 +420,7 @@ pub fn demo(options: &DemoOptions) -> Result<()> {
         None,
     )?;
     println!("\n== 6/6 write the report");
-    crate::picture_commands::plot(&run, &out.join("plots").join("curves.png"))?;
+    crate::picture_commands::plot(&run, Some(out.join("plots").join("curves.png")))?;
     let report = crate::picture_commands::report(
         &run,
         Some(out.join("report.html")),
@@ -452,6 +478,30 @@ mod tests {
         assert_eq!(parse_filters("4,4,8,8").unwrap().0, vec![4, 4, 8, 8]);
         assert!(parse_filters("4,0,8").is_err());
         assert!(parse_filters("4,,8").is_err());
+    }
+
+    #[test]
+    fn counts_are_plural_unless_one() {
+        assert_eq!(count(1, "epoch"), "1 epoch");
+        assert_eq!(count(2, "epoch"), "2 epochs");
+        assert_eq!(count(0, "scan"), "0 scans");
+    }
+
+    #[test]
+    fn demo_help_gives_the_real_default_epochs() {
+        use clap::CommandFactory;
+        let mut cli = crate::Cli::command();
+        let demo = cli
+            .find_subcommand_mut("demo")
+            .expect("demo is a subcommand");
+        // Whitespace collapsed: clap wraps long help at the terminal's width.
+        let help = demo.render_long_help().to_string();
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        let expected = format!(
+            "default: {}, or {} with --full",
+            QUICK_DEMO.epochs, FULL_DEMO.epochs
+        );
+        assert!(help.contains(&expected), "{expected:?} not in:\n{help}");
     }
 
     #[test]

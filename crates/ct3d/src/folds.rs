@@ -61,8 +61,9 @@ pub enum FoldError {
     },
     /// A class has fewer scans than folds.
     #[error(
-        "class {class:?} has {scans} scans: too few for {count} folds (every fold needs at least \
-         one scan of each class); use --folds {scans} or fewer"
+        "class {class:?} has {scans} {}: too few for {count} folds (every fold needs at least \
+         one scan of each class); use --folds {scans} or fewer",
+        if *scans == 1 { "scan" } else { "scans" }
     )]
     ClassTooSmall {
         /// The class name.

@@ -170,7 +170,8 @@ enum Command {
         /// Print JSON (metrics and per-scan probabilities) instead of a table.
         #[arg(long)]
         json: bool,
-        /// Also write roc.png (ROC curve with AUC) and confusion.png into this folder.
+        /// Also write roc.png (ROC curve with AUC) and confusion.png into this folder (the line
+        /// naming them goes to stdout, or to stderr with --json so that stdout stays pure JSON).
         #[arg(long, value_name = "DIR")]
         plots: Option<PathBuf>,
         #[command(flatten)]
@@ -213,7 +214,7 @@ enum Command {
         /// Slice index along z, 0-based (the example shows slice 30).
         #[arg(long, default_value_t = 30)]
         slice: usize,
-        /// Output PNG; written atomically.
+        /// Output picture: .png, or .jpg/.jpeg for a JPEG; written atomically.
         #[arg(short, long, value_name = "OUT")]
         output: PathBuf,
         #[command(flatten)]
@@ -240,7 +241,7 @@ enum Command {
         /// First slice (0-based).
         #[arg(long, default_value_t = 0)]
         first: usize,
-        /// Output PNG; written atomically.
+        /// Output picture: .png, or .jpg/.jpeg for a JPEG; written atomically.
         #[arg(short, long, value_name = "OUT")]
         output: PathBuf,
         #[command(flatten)]
@@ -254,9 +255,10 @@ enum Command {
         /// The run folder written by `ct3d train`.
         #[arg(value_name = "RUN")]
         run: PathBuf,
-        /// Output PNG; written atomically.
-        #[arg(short, long, value_name = "OUT", default_value = "curves.png")]
-        output: PathBuf,
+        /// Output picture (default: RUN/curves.png): .png, or .jpg/.jpeg for a JPEG; written
+        /// atomically.
+        #[arg(short, long, value_name = "OUT")]
+        output: Option<PathBuf>,
     },
     /// Write a self-contained HTML report of a run: configuration, data, curves, best epoch,
     /// validation metrics, ROC curve, confusion matrix, and montages of validation scans.
@@ -296,6 +298,8 @@ enum Command {
         /// Input size W,H,D.
         #[arg(long, value_name = "W,H,D", default_value = "128,128,64", value_parser = commands::parse_size)]
         size: [usize; 3],
+        #[command(flatten)]
+        architecture: ArchitectureArgs,
     },
     /// Time one training step and one-scan inference on random data (warm-up excluded, median).
     Bench {
@@ -333,8 +337,8 @@ enum Command {
         /// learning rate 1e-4, up to 100 epochs with patience 15.
         #[arg(long)]
         full: bool,
-        /// Number of epochs (default: 12, or 100 with --full).
-        #[arg(long)]
+        // The help is built from the demo's settings so that it cannot drift from them.
+        #[arg(long, value_name = "N", help = commands::demo_epochs_help())]
         epochs: Option<usize>,
         #[command(flatten)]
         device: DeviceArgs,
@@ -443,6 +447,9 @@ struct TrainArgs {
     /// The validation fold of --folds K, numbered 1 to K.
     #[arg(long, value_name = "I", requires = "folds")]
     fold: Option<usize>,
+    /// Fraction of each class used for training (in sorted file-name order).
+    #[arg(long, default_value_t = DEFAULT_TRAIN_FRACTION)]
+    split: f64,
     #[command(flatten)]
     options: TrainOptions,
     /// Continue the run in --out from its last complete epoch (its recorded settings are used).
@@ -463,7 +470,7 @@ struct CvArgs {
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
     /// Number of folds, K (at least 2, at most the smaller class's scan count).
-    #[arg(long, value_name = "K", conflicts_with = "split")]
+    #[arg(long, value_name = "K")]
     folds: usize,
     #[command(flatten)]
     options: TrainOptions,
@@ -508,26 +515,14 @@ struct TrainOptions {
     /// Stop after this many epochs without a better validation accuracy.
     #[arg(long, default_value_t = 15)]
     patience: usize,
-    /// Fraction of each class used for training (in sorted file-name order).
-    #[arg(long, default_value_t = 0.7)]
-    split: f64,
     /// Seed for initialisation, shuffling, augmentation and dropout (default: random, recorded).
     #[arg(long)]
     seed: Option<u64>,
     /// Train without the random-rotation augmentation.
     #[arg(long)]
     no_augment: bool,
-    /// Filters of the four conv blocks (the example: 64,64,128,256); smaller is faster.
-    #[arg(
-        long,
-        value_name = "N,N,N,N",
-        default_value = "64,64,128,256",
-        value_parser = commands::parse_filters
-    )]
-    filters: Filters,
-    /// Units of the hidden dense layer.
-    #[arg(long, default_value_t = 512)]
-    dense: usize,
+    #[command(flatten)]
+    architecture: ArchitectureArgs,
     /// Dropout rate after the dense layer.
     #[arg(long, default_value_t = 0.3)]
     dropout: f64,
@@ -541,6 +536,27 @@ struct TrainOptions {
     #[arg(long)]
     skip_bad: bool,
 }
+
+/// The network's shape, shared by `train`, `cv` and `summary`.
+#[derive(Debug, Args)]
+struct ArchitectureArgs {
+    /// Filters of each conv block, one value per block: the example's 64,64,128,256 is four
+    /// blocks; fewer values make a shallower network, more a deeper one; smaller is faster. Each
+    /// --size axis needs at least 3·2^n − 2 voxels for n blocks (46 for four, 22 for three).
+    #[arg(
+        long,
+        value_name = "N,N,...",
+        default_value = "64,64,128,256",
+        value_parser = commands::parse_filters
+    )]
+    filters: Filters,
+    /// Units of the hidden dense layer.
+    #[arg(long, default_value_t = 512)]
+    dense: usize,
+}
+
+/// Training fraction of the default split (the example's 70/30); `cv` records it unchanged.
+const DEFAULT_TRAIN_FRACTION: f64 = 0.7;
 
 /// Other data to evaluate on (default: the run's own).
 #[derive(Debug, Args)]
@@ -715,7 +731,7 @@ fn main() -> ExitCode {
             scale,
             &output,
         ),
-        Command::Plot { run, output } => picture_commands::plot(&run, &output),
+        Command::Plot { run, output } => picture_commands::plot(&run, output),
         Command::Report {
             run,
             output,
@@ -737,7 +753,12 @@ fn main() -> ExitCode {
         )
         .map(|_| ()),
         Command::Fetch { dataset } => fetch_commands::fetch(dataset),
-        Command::Summary { size } => model_commands::summary(size),
+        Command::Summary { size, architecture } => model_commands::summary(ModelConfig {
+            input: size,
+            filters: architecture.filters.0,
+            dense: architecture.dense,
+            ..ModelConfig::default()
+        }),
         Command::Bench {
             batch,
             size,
@@ -795,8 +816,8 @@ impl PreprocessArgs {
 }
 
 impl TrainOptions {
-    /// The hyper-parameters, with `seed` (or a random one) and no folds.
-    fn config(&mut self, seed: Option<u64>) -> TrainConfig {
+    /// The hyper-parameters, with `seed` (or a random one), `train_fraction` and no folds.
+    fn config(&mut self, seed: Option<u64>, train_fraction: f64) -> TrainConfig {
         let preprocess = ct3d_volume::preprocess::PreprocessConfig {
             hu_min: self.preprocess.hu_window[0],
             hu_max: self.preprocess.hu_window[1],
@@ -813,13 +834,13 @@ impl TrainOptions {
             },
             adam: AdamConfig::default(),
             patience: self.patience,
-            train_fraction: self.split,
+            train_fraction,
             augment: !self.no_augment,
             seed: seed.unwrap_or_else(random_seed),
             model: ModelConfig {
                 input: preprocess.size,
-                filters: std::mem::take(&mut self.filters.0),
-                dense: self.dense,
+                filters: std::mem::take(&mut self.architecture.filters.0),
+                dense: self.architecture.dense,
                 dropout: self.dropout,
                 batch_norm_momentum: self.batch_norm_momentum,
             },
@@ -844,7 +865,7 @@ impl TrainOptions {
 
 impl TrainArgs {
     fn into_request(mut self) -> TrainRequest {
-        let mut config = self.options.config(self.options.seed);
+        let mut config = self.options.config(self.options.seed, self.split);
         config.folds = self
             .folds
             .zip(self.fold)
@@ -871,7 +892,7 @@ impl TrainArgs {
 
 impl CvArgs {
     fn into_request(mut self, seed: Option<u64>) -> ct3d::cv::CvRequest {
-        let config = self.options.config(seed);
+        let config = self.options.config(seed, DEFAULT_TRAIN_FRACTION);
         let source = self.data.source();
         ct3d::cv::CvRequest {
             cache: self.options.cache(&source),

@@ -13,6 +13,7 @@ use ct3d_model::bench::{Timing, bench_predict, bench_train_step};
 use ct3d_model::{DeviceChoice, ModelConfig};
 use indicatif::ProgressBar;
 
+use crate::commands::count;
 use crate::progress;
 
 /// Shows `train`'s progress: a bar while preparing, a bar per epoch, a Keras line per epoch.
@@ -72,7 +73,8 @@ impl TrainObserver for ConsoleObserver {
             "starting"
         };
         println!(
-            "{train} training and {validation} validation scans; {verb} epoch {first_epoch}/{epochs}"
+            "{train} training and {}; {verb} epoch {first_epoch}/{epochs}",
+            count(validation, "validation scan")
         );
     }
 
@@ -110,7 +112,10 @@ pub fn train(request: TrainRequest, seed_was_chosen: bool) -> Result<()> {
     observer.clear();
     let outcome = outcome?;
     if !outcome.skipped.is_empty() {
-        println!("left out {} unreadable scans:", outcome.skipped.len());
+        println!(
+            "left out {}:",
+            count(outcome.skipped.len(), "unreadable scan")
+        );
         for line in &outcome.skipped {
             println!("  {line}");
         }
@@ -123,9 +128,9 @@ pub fn train(request: TrainRequest, seed_was_chosen: bool) -> Result<()> {
         .sum();
     if outcome.epochs_run > 0 {
         println!(
-            "data pipeline: the model waited {:.2} s for batches over {} epochs ({:.2}% of {:.1} s)",
+            "data pipeline: the model waited {:.2} s for batches over {} ({:.2}% of {:.1} s)",
             outcome.data_wait.as_secs_f64(),
-            outcome.epochs_run,
+            count(outcome.epochs_run, "epoch"),
             100.0 * outcome.data_wait.as_secs_f64() / trained_seconds.max(1e-9),
             trained_seconds
         );
@@ -136,9 +141,9 @@ pub fn train(request: TrainRequest, seed_was_chosen: bool) -> Result<()> {
         .find(|r| r.epoch == outcome.best_epoch);
     match best {
         Some(best) => println!(
-            "{} after {} epochs; best val_loss {:.4} (val_acc {:.4}) at epoch {}; run in {}",
+            "{} after {}; best val_loss {:.4} (val_acc {:.4}) at epoch {}; run in {}",
             outcome.finished,
-            outcome.history.len(),
+            count(outcome.history.len(), "epoch"),
             best.val_loss,
             best.val_acc,
             best.epoch,
@@ -166,9 +171,9 @@ impl ct3d::cv::CvObserver for CvConsole {
     fn fold_finished(&self, result: &ct3d::cv::FoldResult, folds: usize) {
         let m = &result.metrics;
         println!(
-            "fold {}/{folds}: {} validation scans, best epoch {} of {}: loss {:.4}, accuracy {:.4}, AUC {}",
+            "fold {}/{folds}: {}, best epoch {} of {}: loss {:.4}, accuracy {:.4}, AUC {}",
             result.fold,
-            result.validation_scans,
+            count(result.validation_scans, "validation scan"),
             result.best_epoch,
             result.epochs,
             m.loss,
@@ -320,8 +325,14 @@ pub fn eval(
             &loaded.config.train.classes,
             dir,
         )?;
-        // Keep stdout pure JSON with --json.
-        eprintln!("wrote {} and {}", roc.display(), confusion.display());
+        // Like every command, the "wrote" line goes to stdout, except with --json: stdout then
+        // holds nothing but the JSON document.
+        let wrote = format!("wrote {} and {}", roc.display(), confusion.display());
+        if json {
+            eprintln!("{wrote}");
+        } else {
+            println!("{wrote}");
+        }
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&evaluation)?);
@@ -339,8 +350,8 @@ pub fn eval(
         (None, EvalSplit::All) => "(all split: every scan the run recorded)".to_owned(),
     };
     println!(
-        "{} scans {which}, {} weights",
-        m.count,
+        "{} {which}, {} weights",
+        count(m.count, "scan"),
         match weights {
             WeightsChoice::Best => "best",
             WeightsChoice::Last => "last",
@@ -396,7 +407,7 @@ pub fn predict(
     let loaded = evaluate::load_run(run, weights, device)?;
     let scans = evaluate::expand_inputs(inputs);
     if scans.is_empty() {
-        bail!("no scans found in the given folders");
+        bail!("{}", no_scans_message(run, inputs));
     }
     let classes = &loaded.config.train.classes;
     let mut predictions = Vec::new();
@@ -446,6 +457,47 @@ pub fn predict(
     }
 }
 
+/// Why `predict` found nothing in `inputs` (folders, since a file is always kept), and, when
+/// their sub-folders hold scans (a class-folder dataset's root, say), the command that predicts
+/// those.
+fn no_scans_message(run: &Path, inputs: &[PathBuf]) -> String {
+    let folders = inputs
+        .iter()
+        .map(|input| input.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut with_scans: Vec<PathBuf> = inputs
+        .iter()
+        .flat_map(|input| std::fs::read_dir(input).into_iter().flatten().flatten())
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| !name.starts_with('.'))
+                && path.is_dir()
+                && !evaluate::expand_inputs(std::slice::from_ref(path)).is_empty()
+        })
+        .collect();
+    with_scans.sort();
+    if with_scans.is_empty() {
+        format!(
+            "{folders}: no scans in it (looked for .nii, .nii.gz and .hdr files and DICOM \
+             series folders directly inside)"
+        )
+    } else {
+        let command: Vec<String> = with_scans
+            .iter()
+            .map(|path| path.display().to_string())
+            .collect();
+        format!(
+            "{folders}: no scans directly in it (class sub-folders are not searched); predict \
+             the sub-folders that hold scans with: ct3d predict --run {} {}",
+            run.display(),
+            command.join(" ")
+        )
+    }
+}
+
 /// Quotes a CSV field when it holds a comma, quote or newline.
 fn csv_field(text: &str) -> String {
     if text.contains([',', '"', '\n']) {
@@ -455,12 +507,8 @@ fn csv_field(text: &str) -> String {
     }
 }
 
-/// Runs `ct3d summary`.
-pub fn summary(size: [usize; 3]) -> Result<()> {
-    let config = ModelConfig {
-        input: size,
-        ..ModelConfig::default()
-    };
+/// Runs `ct3d summary` for the model `config` describes.
+pub fn summary(config: ModelConfig) -> Result<()> {
     config.validate()?;
     print!("{}", ct3d_model::summary::summary(&config));
     Ok(())

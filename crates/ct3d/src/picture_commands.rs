@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use ct3d::evaluate::{self, WeightsChoice};
-use ct3d::pictures::{run_curves_png, save_png};
+use ct3d::pictures::{picture_format, run_curves_png, save_png};
 use ct3d::report::{ReportOptions, build_report, write_report};
 use ct3d_model::DeviceChoice;
 use ct3d_plot::slices::{MontageLayout, axial_slice_png, montage_png};
@@ -42,6 +42,8 @@ impl VolumeSource<'_> {
 
 /// Runs `ct3d show`.
 pub fn show(source: &VolumeSource<'_>, slice: usize, scale: usize, output: &Path) -> Result<()> {
+    // An unsupported output name is refused before the (possibly slow) reading.
+    picture_format(output)?;
     let volume = source.load()?;
     let png = axial_slice_png(&volume, slice, scale)
         .with_context(|| source.scan.display().to_string())?;
@@ -63,6 +65,7 @@ pub fn montage(
     scale: usize,
     output: &Path,
 ) -> Result<()> {
+    picture_format(output)?;
     let volume = source.load()?;
     let png =
         montage_png(&volume, layout, scale).with_context(|| source.scan.display().to_string())?;
@@ -80,10 +83,13 @@ pub fn montage(
     Ok(())
 }
 
-/// Runs `ct3d plot`.
-pub fn plot(run: &Path, output: &Path) -> Result<()> {
+/// Runs `ct3d plot`; the picture goes into the run folder (`RUN/curves.png`) unless `output`
+/// says otherwise, as `report` does.
+pub fn plot(run: &Path, output: Option<PathBuf>) -> Result<()> {
+    let output = output.unwrap_or_else(|| run.join("curves.png"));
+    picture_format(&output)?;
     let png = run_curves_png(run)?;
-    save_png(&png, output)?;
+    save_png(&png, &output)?;
     println!("wrote {}", output.display());
     Ok(())
 }

@@ -30,6 +30,14 @@ pub enum PictureError {
     /// Drawing failed.
     #[error(transparent)]
     Plot(#[from] PlotError),
+    /// The output's extension names a format ct3d does not write.
+    #[error("{}: cannot write a .{extension} picture; name the output .png or .jpg", path.display())]
+    Format {
+        /// The output file.
+        path: PathBuf,
+        /// Its extension.
+        extension: String,
+    },
     /// The picture could not be written.
     #[error("{path}: cannot write: {source}")]
     Write {
@@ -124,9 +132,43 @@ pub fn write_evaluation_pictures(
     Ok([roc, confusion])
 }
 
-/// Writes a PNG atomically (temporary file, then rename).
+/// The file format a picture output gets, from its extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PictureFormat {
+    /// `.png`, or no extension.
+    Png,
+    /// `.jpg` or `.jpeg`.
+    Jpeg,
+}
+
+/// The format of the picture file `path` asks for (case-insensitive extension); any extension
+/// other than .png, .jpg and .jpeg is refused, so that a file's name never lies about its bytes.
+pub fn picture_format(path: &Path) -> Result<PictureFormat, PictureError> {
+    let Some(extension) = path.extension() else {
+        return Ok(PictureFormat::Png);
+    };
+    match extension.to_string_lossy().to_lowercase().as_str() {
+        "png" => Ok(PictureFormat::Png),
+        "jpg" | "jpeg" => Ok(PictureFormat::Jpeg),
+        other => Err(PictureError::Format {
+            path: path.to_owned(),
+            extension: other.to_owned(),
+        }),
+    }
+}
+
+/// Writes a picture atomically (temporary file, then rename): PNG, or JPEG when `path` ends in
+/// .jpg or .jpeg (see [`picture_format`]).
 pub fn save_png(png: &Png, path: &Path) -> Result<(), PictureError> {
-    write_bytes_atomic(path, &png.bytes).map_err(|source| PictureError::Write {
+    let jpeg;
+    let bytes = match picture_format(path)? {
+        PictureFormat::Png => &png.bytes,
+        PictureFormat::Jpeg => {
+            jpeg = png.to_jpeg()?;
+            &jpeg
+        }
+    };
+    write_bytes_atomic(path, bytes).map_err(|source| PictureError::Write {
         path: path.to_owned(),
         source,
     })

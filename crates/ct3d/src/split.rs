@@ -62,8 +62,9 @@ impl Split {
 pub enum SplitError {
     /// The class has too few scans for the fraction.
     #[error(
-        "class {class:?} has {count} scans: too few for a {percent}% training split \
-         (each class needs at least one training and one validation scan)"
+        "class {class:?} has {count} {}: too few for a {percent}% training split \
+         (each class needs at least one training and one validation scan)",
+        if *count == 1 { "scan" } else { "scans" }
     )]
     TooFewScans {
         /// The class name.
@@ -277,7 +278,7 @@ mod tests {
     fn too_few_scans_is_an_error_naming_the_class() {
         let err = split_per_class(&[0, 0, 0, 1], ["CT-0", "CT-23"], 0.7).unwrap_err();
         assert_eq!(err.class(), "CT-23");
-        assert!(err.to_string().contains("\"CT-23\" has 1 scans"));
+        assert!(err.to_string().contains("\"CT-23\" has 1 scan:"), "{err}");
         assert!(split_per_class(&[0, 0, 1, 1], ["a", "b"], 0.2).is_err());
         assert!(split_per_class(&[0, 0, 1, 1], ["a", "b"], 1.0).is_err());
     }

@@ -195,15 +195,19 @@ pub enum TrainError {
     /// Preprocessing or the cache failed.
     #[error(transparent)]
     Cache(#[from] ct3d_volume::cache::CacheError),
+    /// A scan could not be read or preprocessed, and unreadable scans were not to be left out.
+    #[error("{0} (pass --skip-bad to leave unreadable scans out)")]
+    BadScan(#[source] ct3d_volume::cache::CacheError),
     /// Too few scans for the split.
     #[error(transparent)]
     Split(#[from] crate::split::SplitError),
-    /// The data's patients cannot be split (the message names the data).
-    #[error("{}: {source}", data.display())]
-    PatientSplit {
-        /// The data folder or manifest.
-        data: PathBuf,
-        /// Which class cannot be split.
+    /// One class cannot be split, naming the class folder (or, for patients, the data folder
+    /// or the CSV manifest).
+    #[error("{}: {source}", path.display())]
+    SplitData {
+        /// The class folder, the data folder or the CSV manifest.
+        path: PathBuf,
+        /// What is wrong with the split.
         source: crate::split::SplitError,
     },
     /// The scans a run recorded are missing or changed.
@@ -305,12 +309,14 @@ pub fn train(
         recorded_split(&config.files)
     } else {
         let split = run_split(&labels, &patients, &train_config).map_err(|e| match e {
-            TrainError::Split(source @ SplitError::TooFewPatients { .. }) => {
-                TrainError::PatientSplit {
-                    data: data.clone(),
-                    source,
-                }
-            }
+            TrainError::Split(source) => TrainError::SplitData {
+                path: match (&source, &request.manifest) {
+                    (_, Some(manifest)) => manifest.clone(),
+                    (SplitError::TooFewScans { class, .. }, None) => request.data.join(class),
+                    (SplitError::TooFewPatients { .. }, None) => request.data.clone(),
+                },
+                source,
+            },
             e => e,
         })?;
         let files = data_files(&prepared.items, &patients, &split.train);
@@ -449,6 +455,10 @@ fn prepare_data(
         }
         let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         observer.prepare_progress(n, total);
+    })
+    .map_err(|error| match error.failed_scan() {
+        Some(_) if !request.skip_bad => TrainError::BadScan(error),
+        _ => error.into(),
     })?;
     let patients = prepared_patients(&dataset, &prepared.items);
     Ok((prepared, patients))

@@ -115,6 +115,58 @@ fn summary_prints_the_seed_parameter_counts() {
 }
 
 #[test]
+fn summary_takes_the_training_architecture_flags() {
+    // Three values are three conv blocks, and the size minimum follows the block count.
+    let out = ct3d(&[
+        "summary",
+        "--filters",
+        "4,4,8",
+        "--dense",
+        "16",
+        "--size",
+        "30,30,30",
+    ]);
+    assert_success(&out);
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().map(str::trim_end).collect();
+    for expected in [
+        "Total params: 1,645",
+        "Trainable params: 1,613",
+        "Non-trainable params: 32",
+    ] {
+        assert!(lines.contains(&expected), "{expected:?} not in:\n{text}");
+    }
+    assert_eq!(text.matches("Conv3D").count(), 3, "{text}");
+    let out = ct3d(&["summary", "--filters", "4,4,8", "--size", "21,30,30"]);
+    assert_clean_failure(&out, &["3 conv blocks", "at least 22 voxels"]);
+}
+
+#[test]
+fn help_lists_only_the_flags_a_command_accepts() {
+    // Whitespace collapsed: clap wraps long help at the terminal's width.
+    let help = |command: &str| {
+        let text = stdout(&ct3d(&[command, "--help"]));
+        text.split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    let train = help("train");
+    assert!(train.contains("--split"), "{train}");
+    assert!(train.contains("one value per block"), "{train}");
+    let cv = help("cv");
+    assert!(!cv.contains("--split"), "cv takes no --split:\n{cv}");
+    assert!(cv.contains("--filters"), "{cv}");
+    let out = ct3d(&[
+        "cv", "--data", "d", "--out", "o", "--folds", "2", "--split", "0.5",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--split"), "{}", stderr(&out));
+    let summary = help("summary");
+    assert!(
+        summary.contains("--filters") && summary.contains("--dense"),
+        "{summary}"
+    );
+}
+
+#[test]
 fn predict_and_eval_print_what_users_read() {
     let dir = tempfile::tempdir().unwrap();
     let data = synth(dir.path(), "data", 6, 6, 3);
@@ -505,7 +557,15 @@ fn bad_training_input_is_refused_without_leaving_a_run_folder() {
 
     let too_few = synth(dir.path(), "too-few", 3, 1, 1);
     let out = train(&too_few, &run, &["--seed", "1"]);
-    assert_clean_failure(&out, &["CT-23", "too few"]);
+    assert_clean_failure(
+        &out,
+        &[
+            "CT-23",
+            "too few",
+            &format!("{}: ", s(&too_few.join("CT-23"))),
+            "has 1 scan:",
+        ],
+    );
     assert!(!run.exists(), "a failed start leaves no run folder");
 
     let data = synth(dir.path(), "data", 6, 6, 3);
@@ -532,22 +592,55 @@ fn bad_training_input_is_refused_without_leaving_a_run_folder() {
         assert!(!run.exists());
     }
 
-    // A scan that cannot be read is named; --skip-bad leaves it out and lists it.
+    // A default cache that cannot be created (here a file is in its way, which stops root as
+    // well as a read-only dataset stops a user) names the folder and --cache.
+    let in_the_way = data.join(".ct3d-cache");
+    fs::write(&in_the_way, b"not a folder").unwrap();
+    let out = train(&data, &run, &["--seed", "1", "--epochs", "1"]);
+    assert_clean_failure(&out, &[s(&in_the_way), "--cache DIR"]);
+    assert!(!run.exists(), "a failed start leaves no run folder");
+    fs::remove_file(&in_the_way).unwrap();
+
+    // A scan that cannot be read is named, with the flag that leaves it out; --skip-bad leaves
+    // it out and lists it.
     let broken = data.join("CT-0").join("zz_broken.nii.gz");
     fs::write(&broken, b"not a scan at all").unwrap();
     let out = train(&data, &run, &["--seed", "1", "--epochs", "1"]);
-    assert_clean_failure(&out, &[s(&broken)]);
+    assert_clean_failure(&out, &[s(&broken), "pass --skip-bad"]);
     assert!(!run.exists(), "a failed start leaves no run folder");
     let out = train(&data, &run, &["--seed", "1", "--epochs", "1", "--skip-bad"]);
     assert_success(&out);
+    let text = stdout(&out);
     assert!(
-        stdout(&out).lines().any(|l| l.contains(s(&broken))),
-        "the skipped scan must be listed: {}",
-        stdout(&out)
+        text.lines().any(|l| l.contains(s(&broken))),
+        "the skipped scan must be listed: {text}"
     );
+    // Counts of one are singular.
+    assert!(text.contains("left out 1 unreadable scan:"), "{text}");
+    assert!(text.contains(" after 1 epoch; "), "{text}");
+    assert!(text.contains(" over 1 epoch ("), "{text}");
+    assert!(!text.contains("1 epochs"), "{text}");
     let config = RunDir::new(&run).read_config().unwrap();
     assert_eq!(config.files.len(), 12);
     assert!(config.files.iter().all(|f| f.path != broken));
+
+    // `predict` on the dataset's root (class sub-folders) names the folder and the command
+    // that predicts its sub-folders.
+    let out = ct3d(&["predict", "--run", s(&run), s(&data)]);
+    let command = format!(
+        "ct3d predict --run {} {} {}",
+        s(&run),
+        s(&data.join("CT-0")),
+        s(&data.join("CT-23"))
+    );
+    assert_clean_failure(
+        &out,
+        &[s(&data), "class sub-folders are not searched", &command],
+    );
+    let empty = dir.path().join("empty");
+    fs::create_dir(&empty).unwrap();
+    let out = ct3d(&["predict", "--run", s(&run), s(&empty)]);
+    assert_clean_failure(&out, &[s(&empty), "no scans in it"]);
 }
 
 /// When to `kill -9` a training run.

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod support;
-use support::{assert_clean_failure, assert_success, ct3d, s, small_train_args, stdout};
+use support::{
+    assert_clean_failure, assert_success, ct3d, ct3d_in, s, small_train_args, stderr, stdout,
+};
 
 fn png_size(path: &Path) -> (u32, u32) {
     let bytes = std::fs::read(path).unwrap();
@@ -133,6 +135,43 @@ fn show_and_montage_write_pictures_or_clear_errors() {
         (512, 512),
         "a failed command leaves the old picture"
     );
+
+    // The extension decides the format: .jpg is a JPEG; others are refused before any work.
+    for (command, name) in [("show", "slice.jpg"), ("montage", "montage.JPEG")] {
+        let jpeg = dir.path().join(name);
+        assert_success(&ct3d(&[command, s(&scan), "-o", s(&jpeg)]));
+        assert_eq!(
+            jpeg_size(&jpeg),
+            if command == "show" {
+                (512, 512)
+            } else {
+                (1280, 512)
+            }
+        );
+    }
+    for name in ["slice.gif", "slice.nii"] {
+        let other = dir.path().join(name);
+        let out = ct3d(&["show", s(&scan), "-o", s(&other)]);
+        assert_clean_failure(&out, &[s(&other), "name the output .png or .jpg"]);
+        assert!(!other.exists());
+    }
+}
+
+/// Width and height of a baseline JPEG (from its SOF0 segment).
+fn jpeg_size(path: &Path) -> (u32, u32) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..2], b"\xFF\xD8", "{} is not a JPEG", path.display());
+    let mut i = 2;
+    loop {
+        assert_eq!(bytes[i], 0xFF, "JPEG segment marker");
+        let marker = bytes[i + 1];
+        let length = usize::from(u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]));
+        if marker == 0xC0 {
+            let be = |j: usize| u32::from(u16::from_be_bytes([bytes[j], bytes[j + 1]]));
+            return (be(i + 7), be(i + 5));
+        }
+        i += 2 + length;
+    }
 }
 
 /// Runs the whole picture and report flow on one small run (training is the slow part).
@@ -141,18 +180,44 @@ fn plot_eval_plots_and_a_report_that_a_browser_renders() {
     let dir = tempfile::tempdir().unwrap();
     let (_data, run) = small_run(dir.path());
 
+    // Like `report`, `plot` writes into the run folder unless -o says otherwise.
+    let out = ct3d_in(dir.path(), &["plot", s(&run)]);
+    assert_success(&out);
+    assert_eq!(png_size(&run.join("curves.png")), (1200, 400));
+    assert!(
+        stdout(&out).contains(s(&run.join("curves.png"))),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        !dir.path().join("curves.png").exists(),
+        "nothing in the working folder"
+    );
     let curves = dir.path().join("curves.png");
     assert_success(&ct3d(&["plot", s(&run), "-o", s(&curves)]));
     assert_eq!(png_size(&curves), (1200, 400));
+    let curves_jpeg = dir.path().join("curves.jpg");
+    assert_success(&ct3d(&["plot", s(&run), "-o", s(&curves_jpeg)]));
+    assert_eq!(jpeg_size(&curves_jpeg), (1200, 400));
     let out = ct3d(&["plot", s(dir.path()), "-o", s(&curves)]);
     assert_clean_failure(&out, &["history.csv", "not found"]);
 
+    // The "wrote" line goes to stdout, except with --json, whose stdout stays pure JSON.
     let plots = dir.path().join("plots");
     let out = ct3d(&["eval", "--run", s(&run), "--plots", s(&plots), "--json"]);
     assert_success(&out);
     serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("stdout stays pure JSON");
+    assert!(stderr(&out).contains("wrote "), "{}", stderr(&out));
     assert_eq!(png_size(&plots.join("roc.png")), (480, 480));
     assert_eq!(png_size(&plots.join("confusion.png")), (480, 480));
+    let out = ct3d(&["eval", "--run", s(&run), "--plots", s(&plots)]);
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains(&format!("wrote {}", s(&plots.join("roc.png")))),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!stderr(&out).contains("wrote"), "{}", stderr(&out));
 
     let report = dir.path().join("report.html");
     let out = ct3d(&["report", s(&run), "-o", s(&report), "--examples", "1"]);

@@ -6,7 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 mod support;
-use support::{assert_clean_failure, ct3d, stderr, stdout};
+use support::{assert_clean_failure, assert_success, ct3d, stderr, stdout};
 
 /// Writes a small synthetic dataset with the CLI itself and returns its folder.
 fn synth_dataset(dir: &Path, normal: usize, abnormal: usize) -> PathBuf {
@@ -218,7 +218,7 @@ fn prepare_names_a_bad_scan_and_skip_bad_continues() {
         "--size",
         "16,16,8",
     ];
-    assert_clean_failure(&ct3d(&base), &["zz_broken.nii.gz"]);
+    assert_clean_failure(&ct3d(&base), &["zz_broken.nii.gz", "pass --skip-bad"]);
     let mut with_skip = base.to_vec();
     with_skip.push("--skip-bad");
     let out = ct3d(&with_skip);
@@ -228,4 +228,59 @@ fn prepare_names_a_bad_scan_and_skip_bad_continues() {
         "skipped file must be listed: {}",
         stdout(&out)
     );
+    // The class counts are of the prepared scans; the skipped one is only "failed".
+    assert!(
+        stdout(&out).contains("prepared 4 scans (2 CT-0, 2 CT-23) into ")
+            && stdout(&out).contains(", 1 failed"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn prepare_errors_name_the_flag_that_fixes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth_dataset(dir.path(), 1, 1);
+    let cache = dir.path().join("cache");
+    let prepare = |data: &Path, cache: &Path| {
+        ct3d(&[
+            "prepare",
+            "--data",
+            data.to_str().unwrap(),
+            "--cache",
+            cache.to_str().unwrap(),
+            "--size",
+            "16,16,8",
+        ])
+    };
+
+    // Class folders with other names: the flags that name them.
+    fs::rename(data.join("CT-0"), data.join("normal")).unwrap();
+    fs::rename(data.join("CT-23"), data.join("abnormal")).unwrap();
+    assert_clean_failure(
+        &prepare(&data, &cache),
+        &[
+            "folders present: abnormal, normal",
+            "pass --negative normal --positive abnormal",
+        ],
+    );
+    // One already right: only the other flag.
+    fs::rename(data.join("normal"), data.join("CT-0")).unwrap();
+    assert_clean_failure(&prepare(&data, &cache), &["pass --positive abnormal"]);
+    fs::rename(data.join("abnormal"), data.join("CT-23")).unwrap();
+
+    // A cache folder that cannot be created names --cache. A path under a regular file fails
+    // for root too (a read-only dataset, the usual cause, does not stop root).
+    let file = dir.path().join("file");
+    fs::write(&file, b"x").unwrap();
+    let under_file = file.join("cache");
+    assert_clean_failure(
+        &prepare(&data, &under_file),
+        &[
+            under_file.to_str().unwrap(),
+            "cannot create or write the preprocessing cache",
+            "pass --cache DIR",
+        ],
+    );
+    assert_success(&prepare(&data, &cache));
 }
