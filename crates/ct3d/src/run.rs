@@ -362,7 +362,11 @@ impl RunDir {
         }
         fs::create_dir(&trash).map_err(io(&trash))?;
         entries.retain(|name| name != TRASH);
-        entries.sort_by_key(|name| !matches!(name.as_str(), "config.json" | "state.json"));
+        entries.sort_by_key(|name| match name.as_str() {
+            "config.json" => 0,
+            "state.json" => 1,
+            _ => 2,
+        });
         for name in entries {
             let from = self.root.join(&name);
             fs::rename(&from, trash.join(&name)).map_err(io(&from))?;
