@@ -196,7 +196,7 @@ fn process(
     let window = HuWindow::new(config.hu_min, config.hu_max);
     let factors = seed_zoom_factors(shape, config.size);
     let out_shape = spline::zoom_output_shape(shape, factors);
-    let mut out = if (shape[0] + shape[1]) % 2 == 0 && shape[0] >= 2 {
+    let mut out = if (shape[0] + shape[1]).is_multiple_of(2) && shape[0] >= 2 {
         let data = quarter_turn_zoom(volume, &window, out_shape);
         volume
             .with_data(out_shape, data)

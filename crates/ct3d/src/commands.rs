@@ -345,6 +345,7 @@ pub fn demo(options: &DemoOptions) -> Result<()> {
     };
     let epochs = options.epochs.unwrap_or(settings.epochs);
     let out = &options.out;
+    claim_demo_folder(out)?;
     let data = out.join("data");
     let held_out_dir = out.join("held-out");
     let run = out.join("run");
@@ -397,6 +398,7 @@ pub fn demo(options: &DemoOptions) -> Result<()> {
         resume: false,
         force: true,
         skip_bad: false,
+        given: Vec::new(),
     };
     crate::model_commands::train(request, false)?;
     println!("\n== 4/6 evaluate the best weights on the validation scans");
@@ -436,6 +438,29 @@ pub fn demo(options: &DemoOptions) -> Result<()> {
     Ok(())
 }
 
+/// Marks a folder as the demo's (created by it, or empty when it started), so a rerun reuses it.
+const DEMO_MARKER: &str = ".ct3d-demo";
+
+/// Refuses a non-empty `out` that the demo did not make: it would train on whatever scans are in
+/// its `data/` and overwrite its files. Otherwise creates `out` if needed and marks it.
+fn claim_demo_folder(out: &Path) -> Result<()> {
+    let marker = out.join(DEMO_MARKER);
+    let non_empty = std::fs::read_dir(out).is_ok_and(|mut entries| entries.next().is_some());
+    if non_empty && !marker.is_file() {
+        bail!(
+            "{}: not empty and not made by `ct3d demo` (no {DEMO_MARKER} file); the demo writes \
+             its data, run and report there: choose a new or empty --out folder",
+            out.display()
+        );
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
+    ct3d_volume::atomic::write_bytes_atomic(
+        &marker,
+        b"made by ct3d demo: a rerun of the demo may reuse this folder\n",
+    )
+    .with_context(|| format!("{}: cannot write", marker.display()))
+}
+
 /// One normal and one abnormal phantom from seeds outside the dataset's, in their own folder.
 fn synth_held_out(dir: &Path, size_xy: usize) -> Result<Vec<std::path::PathBuf>> {
     let config = PhantomConfig {
@@ -463,6 +488,29 @@ const HELD_OUT_SEED: u64 = 0x00de_0000_0000;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn demo_reuses_only_its_own_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        // A new folder, then a rerun into it.
+        let new = dir.path().join("new");
+        claim_demo_folder(&new).unwrap();
+        assert!(new.join(DEMO_MARKER).is_file());
+        std::fs::create_dir_all(new.join("data/CT-0")).unwrap();
+        claim_demo_folder(&new).unwrap();
+        // An empty folder is taken.
+        let empty = dir.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        claim_demo_folder(&empty).unwrap();
+        assert!(empty.join(DEMO_MARKER).is_file());
+        // A user's folder is refused and left alone.
+        let mine = dir.path().join("mine");
+        std::fs::create_dir_all(mine.join("CT-0")).unwrap();
+        let err = claim_demo_folder(&mine).unwrap_err().to_string();
+        assert!(err.contains(&mine.display().to_string()), "{err}");
+        assert!(err.contains("not made by `ct3d demo`"), "{err}");
+        assert!(!mine.join(DEMO_MARKER).exists());
+    }
 
     #[test]
     fn size_parsing() {

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::evaluate::{EvalSplit, WeightsChoice, evaluate_source, load_run};
 use crate::folds::{FoldError, FoldSpec};
 use crate::metrics::BinaryMetrics;
-use crate::run::{RunDir, RunError, SplitPart, TrainConfig};
+use crate::run::{FolderLock, LOCK_FILE, RunDir, RunError, SplitPart, TrainConfig};
 use crate::train::{DataSource, Silent, TrainError, TrainObserver, TrainRequest, train};
 
 /// What to cross-validate, and where.
@@ -202,6 +202,7 @@ pub fn recorded_seed(out: &Path) -> Option<u64> {
 }
 
 /// Trains and evaluates every fold (skipping finished ones), then writes `cv.json` and `cv.csv`.
+/// The folder is locked for the whole time, so a second `cv` into it fails at once.
 pub fn run_cross_validation(
     request: &CvRequest,
     train_observer: &dyn TrainObserver,
@@ -212,6 +213,33 @@ pub fn run_cross_validation(
         fold: 1,
     }
     .validate()?;
+    let created = !request.out.exists();
+    let lock = FolderLock::acquire_creating(&request.out)?;
+    let result = cross_validate(request, train_observer, observer);
+    let only_the_lock = || {
+        std::fs::read_dir(&request.out)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .all(|entry| entry.file_name() == LOCK_FILE)
+            })
+            .unwrap_or(false)
+    };
+    if result.is_err() && created && only_the_lock() {
+        // A start that failed leaves nothing behind: the folder made for the lock is removed
+        // while still locked.
+        let _ = std::fs::remove_file(request.out.join(LOCK_FILE));
+        let _ = std::fs::remove_dir(&request.out);
+    }
+    drop(lock);
+    result
+}
+
+fn cross_validate(
+    request: &CvRequest,
+    train_observer: &dyn TrainObserver,
+    observer: &dyn CvObserver,
+) -> Result<CvSummary, CvError> {
     let mut per_fold = Vec::with_capacity(request.folds);
     for fold in 1..=request.folds {
         let dir = fold_dir(&request.out, fold);
@@ -254,6 +282,8 @@ pub fn run_cross_validation(
             // A fold folder without a run (an earlier start that failed early) is reused.
             force: start == FoldStart::New && (request.force || dir.exists()),
             skip_bad: request.skip_bad,
+            // Every setting was compared with the recorded one above.
+            given: Vec::new(),
         };
         let outcome = if start == FoldStart::Finished {
             train(&train_request, &Silent)?

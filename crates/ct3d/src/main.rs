@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use ct3d::evaluate::{EvalSplit, WeightsChoice};
 use ct3d::folds::FoldSpec;
 use ct3d::run::{Classes, TrainConfig};
@@ -452,10 +452,12 @@ struct TrainArgs {
     split: f64,
     #[command(flatten)]
     options: TrainOptions,
-    /// Continue the run in --out from its last complete epoch (its recorded settings are used).
+    /// Continue the run in --out from its last complete epoch with its recorded settings (a
+    /// setting flag given with it must equal the recorded value; --epochs N extends the run).
     #[arg(long, conflicts_with = "force")]
     resume: bool,
-    /// Replace an existing run in --out.
+    /// Replace an existing run in --out: everything in the folder is removed (a non-empty folder
+    /// that holds no ct3d run is refused).
     #[arg(long)]
     force: bool,
 }
@@ -593,7 +595,10 @@ struct ClassArgs {
 
 fn main() -> ExitCode {
     restore_default_sigpipe();
-    let cli = Cli::parse();
+    // Parsed in two steps to keep the matches: `train --resume` asks which flags were typed.
+    let matches = Cli::command().get_matches();
+    let cli =
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut Cli::command()).exit());
     init_logging(cli.verbose);
     let result = match cli.command {
         Command::Info { scans, series } => commands::info(&scans, series.uid.as_deref()),
@@ -646,7 +651,11 @@ fn main() -> ExitCode {
                     .exit();
             }
             let seed_was_chosen = args.options.seed.is_none();
-            model_commands::train(args.into_request(), seed_was_chosen)
+            let mut request = args.into_request();
+            if let Some(train) = matches.subcommand_matches("train") {
+                request.given = model_commands::given_settings(train);
+            }
+            model_commands::train(request, seed_was_chosen)
         }
         Command::Cv(args) => {
             if let Err(error) = (FoldSpec {
@@ -886,6 +895,7 @@ impl TrainArgs {
             resume: self.resume,
             force: self.force,
             skip_bad: self.options.skip_bad,
+            given: Vec::new(),
         }
     }
 }

@@ -1,14 +1,17 @@
 //! The model subcommands (`train`, `eval`, `predict`, `summary`, `bench`): printing and progress
 //! around `ct3d::train`, `ct3d::evaluate` and `ct3d_model`.
 
+use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Result, bail};
 use ct3d::evaluate::{self, EvalSplit, WeightsChoice, prediction_sentences};
 use ct3d::history::{EpochRecord, keras_line};
-use ct3d::train::{self, TrainError, TrainObserver, TrainRequest};
+use ct3d::run::ScheduleChange;
+use ct3d::train::{self, DataSource, TrainError, TrainObserver, TrainRequest};
 use ct3d_model::bench::{Timing, bench_predict, bench_train_step};
 use ct3d_model::{DeviceChoice, ModelConfig};
 use indicatif::ProgressBar;
@@ -21,6 +24,10 @@ struct ConsoleObserver {
     bar: Mutex<Option<ProgressBar>>,
     /// The seed to announce once training starts, when ct3d chose it.
     chosen_seed: Option<u64>,
+    /// Plain progress lines when stderr is not a terminal (the bars are hidden there).
+    plain: Option<progress::PlainProgress>,
+    /// The run's number of epochs, once training started.
+    epochs: AtomicUsize,
 }
 
 impl ConsoleObserver {
@@ -28,6 +35,8 @@ impl ConsoleObserver {
         Self {
             bar: Mutex::new(None),
             chosen_seed,
+            plain: progress::PlainProgress::for_stderr(),
+            epochs: AtomicUsize::new(0),
         }
     }
 
@@ -51,6 +60,14 @@ impl ConsoleObserver {
 impl TrainObserver for ConsoleObserver {
     fn prepare_progress(&self, done: usize, total: usize) {
         self.with_bar(total, "prepare", |bar| bar.set_position(done as u64));
+        if let Some(plain) = &self.plain {
+            plain.step("prepare", |elapsed| {
+                format!(
+                    "prepare: {done}/{total} scans, {} s",
+                    elapsed.as_secs_f64().round()
+                )
+            });
+        }
         if done == total {
             self.clear();
         }
@@ -61,6 +78,7 @@ impl TrainObserver for ConsoleObserver {
     }
 
     fn started(&self, first_epoch: usize, epochs: usize, train: usize, validation: usize) {
+        self.epochs.store(epochs, Ordering::Relaxed);
         if first_epoch > epochs {
             return;
         }
@@ -90,6 +108,27 @@ impl TrainObserver for ConsoleObserver {
             bar.set_position(done as u64);
             bar.set_message(format!("loss {loss:.4} acc {acc:.4}"));
         });
+        if let Some(plain) = &self.plain {
+            plain.step(&format!("epoch {epoch}"), |elapsed| {
+                format!(
+                    "epoch {epoch}/{}: batch {done}/{total}, loss {loss:.4}, acc {acc:.4}, {} s",
+                    self.epochs.load(Ordering::Relaxed),
+                    elapsed.as_secs_f64().round()
+                )
+            });
+        }
+    }
+
+    fn schedule_changed(&self, change: &ScheduleChange) {
+        let verb = if change.to > change.from {
+            "extending"
+        } else {
+            "shortening"
+        };
+        println!(
+            "{verb} the schedule from {} to {} epochs (recorded in config.json)",
+            change.from, change.to
+        );
     }
 
     fn epoch(&self, record: &EpochRecord, epochs: usize, data_wait: Duration) {
@@ -103,14 +142,89 @@ impl TrainObserver for ConsoleObserver {
     }
 }
 
+/// The `train` options that set a recorded setting: clap's argument id, the flag, and the keys
+/// of `config.json`'s `train` that it sets. A resumed run refuses such a flag, when typed, if its
+/// value differs from the recorded one (`--epochs` changes the schedule instead).
+pub const TRAIN_SETTINGS: &[(&str, &str, &[&str])] = &[
+    ("epochs", "--epochs", &["epochs"]),
+    ("batch_size", "--batch-size", &["batch_size"]),
+    ("learning_rate", "--learning-rate", &["schedule.initial"]),
+    ("decay_steps", "--decay-steps", &["schedule.decay_steps"]),
+    ("decay_rate", "--decay-rate", &["schedule.rate"]),
+    ("patience", "--patience", &["patience"]),
+    ("split", "--split", &["train_fraction"]),
+    ("seed", "--seed", &["seed"]),
+    ("no_augment", "--no-augment", &["augment"]),
+    ("filters", "--filters", &["model.filters"]),
+    ("dense", "--dense", &["model.dense"]),
+    ("dropout", "--dropout", &["model.dropout"]),
+    (
+        "batch_norm_momentum",
+        "--batch-norm-momentum",
+        &["model.batch_norm_momentum"],
+    ),
+    ("size", "--size", &["preprocess.size"]),
+    (
+        "hu_window",
+        "--hu-window",
+        &["preprocess.hu_min", "preprocess.hu_max"],
+    ),
+    ("negative", "--negative", &["classes.negative_folder"]),
+    ("positive", "--positive", &["classes.positive_folder"]),
+    (
+        "negative_name",
+        "--negative-name",
+        &["classes.negative_name"],
+    ),
+    (
+        "positive_name",
+        "--positive-name",
+        &["classes.positive_name"],
+    ),
+    ("folds", "--folds", &["folds"]),
+    ("fold", "--fold", &["folds"]),
+];
+
+/// The configuration keys of the settings typed on `train`'s command line (defaults and
+/// unset options do not count).
+pub fn given_settings(matches: &clap::ArgMatches) -> Vec<String> {
+    let mut keys: Vec<String> = TRAIN_SETTINGS
+        .iter()
+        .filter(|(id, _, _)| {
+            matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
+        })
+        .flat_map(|(_, _, keys)| keys.iter().map(|key| (*key).to_owned()))
+        .collect();
+    keys.dedup();
+    keys
+}
+
 /// Runs `ct3d train` and prints where the results are.
 pub fn train(request: TrainRequest, seed_was_chosen: bool) -> Result<()> {
     // Announced only once training really starts, not before a refusal.
     let chosen_seed = (seed_was_chosen && !request.resume).then_some(request.config.seed);
     let observer = ConsoleObserver::new(chosen_seed);
+    on_interrupt(train_interrupted_message(&request));
     let outcome = train::train(&request, &observer);
     observer.clear();
-    let outcome = outcome?;
+    clear_interrupt_message();
+    let outcome = match outcome {
+        Err(TrainError::SettingChanged { run, change }) => {
+            let flag = TRAIN_SETTINGS
+                .iter()
+                .find(|(_, _, keys)| keys.contains(&change.key.as_str()))
+                .map_or(change.key.as_str(), |(_, flag, _)| flag);
+            bail!(
+                "{}: {flag} {} differs from the recorded {} ({} in config.json); a resumed run \
+                 keeps its settings: leave out {flag}, or start a new run with --force",
+                run.display(),
+                change.given,
+                change.recorded,
+                change.key
+            );
+        }
+        other => other?,
+    };
     if !outcome.skipped.is_empty() {
         println!(
             "left out {}:",
@@ -152,6 +266,104 @@ pub fn train(request: TrainRequest, seed_was_chosen: bool) -> Result<()> {
         None => println!("{}; run in {}", outcome.finished, outcome.run.display()),
     }
     Ok(())
+}
+
+/// Builds the line Ctrl-C prints, at the moment it is pressed.
+type InterruptMessage = Box<dyn Fn() -> String + Send>;
+
+/// What Ctrl-C prints while a run is being written; `None` otherwise.
+static INTERRUPT_MESSAGE: Mutex<Option<InterruptMessage>> = Mutex::new(None);
+
+/// From now on, Ctrl-C (SIGINT) prints `message` on stderr and exits with 130 (the shell's code
+/// for SIGINT). Nothing needs cleaning up: every run file is committed atomically, so the
+/// folder is left as after `kill -9`, which `--resume` continues.
+fn on_interrupt(message: InterruptMessage) {
+    *INTERRUPT_MESSAGE.lock().unwrap_or_else(|e| e.into_inner()) = Some(message);
+    #[cfg(unix)]
+    {
+        static INSTALL: std::sync::Once = std::sync::Once::new();
+        INSTALL.call_once(install_interrupt_handler);
+    }
+}
+
+/// Watches for SIGINT on a thread of its own; the signal handler itself only wakes that thread
+/// (signal-hook's self-pipe), which then may print and exit freely.
+#[cfg(unix)]
+fn install_interrupt_handler() {
+    let watch = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT]).and_then(
+        |mut signals| {
+            std::thread::Builder::new()
+                .name("ctrl-c".into())
+                .spawn(move || {
+                    if signals.forever().next().is_some() {
+                        let message = INTERRUPT_MESSAGE
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .as_ref()
+                            .map(|message| message());
+                        if let Some(message) = message {
+                            // Below a progress bar's line on a terminal.
+                            if std::io::stderr().is_terminal() {
+                                eprintln!();
+                            }
+                            eprintln!("{message}");
+                        }
+                        std::process::exit(130);
+                    }
+                })
+        },
+    );
+    if let Err(error) = watch {
+        tracing::warn!("Ctrl-C will not print how to resume: {error}");
+    }
+}
+
+fn clear_interrupt_message() {
+    *INTERRUPT_MESSAGE.lock().unwrap_or_else(|e| e.into_inner()) = None;
+}
+
+/// The Ctrl-C line of `train`: how to continue the run, or that it had not been recorded yet.
+fn train_interrupted_message(request: &TrainRequest) -> InterruptMessage {
+    let run = request.out.clone();
+    let source = request.manifest.clone().map_or_else(
+        || DataSource::Folder(request.data.clone()),
+        DataSource::Manifest,
+    );
+    let mut command = match &source {
+        DataSource::Folder(dir) => format!("ct3d train --data {}", shell_word(dir)),
+        DataSource::Manifest(csv) => format!("ct3d train --manifest {}", shell_word(csv)),
+    };
+    if request.cache != train::default_cache(&source.folder()) {
+        command.push_str(&format!(" --cache {}", shell_word(&request.cache)));
+    }
+    command.push_str(&format!(" --out {} --resume", shell_word(&run)));
+    Box::new(move || {
+        if run.join("config.json").exists() {
+            format!(
+                "interrupted: the run in {} keeps its completed epochs; continue it with: {command}",
+                run.display()
+            )
+        } else {
+            format!(
+                "interrupted before the run in {} was recorded; nothing to resume: start it again",
+                run.display()
+            )
+        }
+    })
+}
+
+/// `path` as one shell word: quoted when it holds anything but plain path characters.
+fn shell_word(path: &Path) -> String {
+    let text = path.display().to_string();
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+,:@%".contains(c));
+    if plain {
+        text
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
 }
 
 /// Shows `cv`'s progress: a header per fold, then its training (as `train` shows it) and its
@@ -196,8 +408,17 @@ pub fn cv(request: ct3d::cv::CvRequest, seed_was_chosen: bool) -> Result<()> {
         request.out.display()
     );
     let observer = ConsoleObserver::new(None);
+    let out = request.out.clone();
+    on_interrupt(Box::new(move || {
+        format!(
+            "interrupted: finished folds in {} are kept; run the same `ct3d cv` command again \
+             to continue (the interrupted fold resumes)",
+            out.display()
+        )
+    }));
     let summary = ct3d::cv::run_cross_validation(&request, &observer, &CvConsole);
     observer.clear();
+    clear_interrupt_message();
     let summary = summary?;
     println!("\n{}", cv_table(&summary));
     println!(
@@ -592,5 +813,52 @@ mod tests {
         assert_eq!(csv_field("a/b.nii"), "a/b.nii");
         assert_eq!(csv_field("a,b.nii"), "\"a,b.nii\"");
         assert_eq!(csv_field("a\"b"), "\"a\"\"b\"");
+    }
+
+    #[test]
+    fn train_settings_name_train_flags_and_config_keys() {
+        use clap::CommandFactory as _;
+        let cli = crate::Cli::command();
+        let train = cli.find_subcommand("train").unwrap();
+        let config = ct3d::run::TrainConfig {
+            folds: Some(ct3d::folds::FoldSpec { count: 2, fold: 1 }),
+            ..Default::default()
+        };
+        let json = serde_json::to_value(config).unwrap();
+        for (id, flag, keys) in TRAIN_SETTINGS {
+            let arg = train
+                .get_arguments()
+                .find(|arg| arg.get_id() == id)
+                .unwrap_or_else(|| panic!("train has no argument {id}"));
+            assert_eq!(format!("--{}", arg.get_long().unwrap()), *flag);
+            for key in *keys {
+                let pointer = format!("/{}", key.replace('.', "/"));
+                assert!(
+                    json.pointer(&pointer).is_some(),
+                    "{key} is not a config key"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn only_typed_flags_are_given_settings() {
+        use clap::CommandFactory as _;
+        let given = |args: &[&str]| {
+            let base = ["ct3d", "train", "--data", "d", "--out", "r", "--resume"];
+            let matches = crate::Cli::command()
+                .try_get_matches_from(base.iter().chain(args))
+                .unwrap();
+            given_settings(matches.subcommand_matches("train").unwrap())
+        };
+        assert!(given(&[]).is_empty(), "defaults are not given");
+        assert_eq!(
+            given(&["--learning-rate", "0.5", "--epochs", "3", "--no-augment"]),
+            ["epochs", "schedule.initial", "augment"]
+        );
+        assert_eq!(
+            given(&["--hu-window", "-900,400"]),
+            ["preprocess.hu_min", "preprocess.hu_max"]
+        );
     }
 }

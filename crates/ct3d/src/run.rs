@@ -10,6 +10,7 @@
 //!   optimizer.safetensors          Adam moments and iteration count after that epoch
 //!   state.json                     the commit point: epochs done, callback state, checkpoint names
 //!   checkpoints/epoch-NNNN.*       the files state.json points to
+//!   .ct3d.lock                     held (flock) by the process writing the run; its PID inside
 //! ```
 //!
 //! Each epoch writes its weights and optimizer state under new names in `checkpoints/`, then
@@ -17,8 +18,13 @@
 //! (`last`/`best`/`optimizer.safetensors`) and deletes checkpoints nothing points to. A crash
 //! before the commit leaves the previous state intact; a crash after it is repaired on resume by
 //! redoing the idempotent copy step.
+//!
+//! Only one process writes a run folder at a time: it holds an exclusive advisory lock on
+//! `.ct3d.lock` ([`FolderLock`]) for as long as it writes, which the kernel releases when the
+//! process ends in any way (`kill -9` included), so a dead owner never blocks the folder.
 
-use std::fs;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use ct3d_model::{AdamConfig, ExponentialDecay, ModelConfig};
@@ -208,6 +214,20 @@ pub struct RunConfig {
     pub train: TrainConfig,
     /// Every scan with its label, hash and split.
     pub files: Vec<DataFile>,
+    /// Each time `--resume --epochs` changed `train.epochs`, in order. Absent in older runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedule_changes: Vec<ScheduleChange>,
+}
+
+/// A change of a run's number of epochs when it was resumed (`--resume --epochs N`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleChange {
+    /// Epochs completed when the schedule changed.
+    pub after_epoch: usize,
+    /// `train.epochs` before.
+    pub from: usize,
+    /// `train.epochs` after.
+    pub to: usize,
 }
 
 /// `state.json`: the commit point of a run.
@@ -258,6 +278,24 @@ pub enum RunError {
     /// `--resume` on a folder that holds no run.
     #[error("{0}: nothing to resume (no state.json); start a new run without --resume")]
     NothingToResume(PathBuf),
+    /// `--force` on a folder that holds other files than a ct3d run.
+    #[error(
+        "{0}: not a ct3d run folder (no config.json or state.json) and not empty; --force only \
+         replaces ct3d runs: choose a new or empty --out folder"
+    )]
+    NotARun(PathBuf),
+    /// Another live process holds the folder's lock.
+    #[error(
+        "{}: in use by another ct3d process (PID {}); wait for it or stop it",
+        folder.display(),
+        pid.map_or_else(|| "unknown".to_owned(), |pid| pid.to_string())
+    )]
+    InUse {
+        /// The locked folder.
+        folder: PathBuf,
+        /// The holder's process id, as it recorded it in the lock file.
+        pid: Option<u32>,
+    },
     /// A file of the run could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -300,37 +338,52 @@ impl RunDir {
         Self { root: root.into() }
     }
 
-    /// Prepares a folder for a new run: refuses an existing one unless `force`, in which case its
-    /// run files are removed (other files are left alone).
+    /// Prepares a folder for a new run; the caller holds its [`FolderLock`]. A folder holding
+    /// anything but the lock file is refused unless `force`. With `force`, a folder holding a ct3d
+    /// run is emptied except for the lock file (nothing the previous run or its reports wrote
+    /// survives), and any other non-empty folder is refused, so that a mistyped `--out` never
+    /// deletes a user's files.
     pub fn create(root: &Path, force: bool) -> Result<Self, RunError> {
         let dir = Self::new(root);
-        if root.exists() {
+        let entries = folder_entries(root)?;
+        if !entries.is_empty() {
             if !force {
                 return Err(RunError::Exists(root.to_owned()));
             }
-            for name in [
-                "config.json",
-                "history.csv",
-                "best.safetensors",
-                "last.safetensors",
-                "optimizer.safetensors",
-                "state.json",
-            ] {
-                remove_if_exists(&root.join(name))?;
-            }
-            let checkpoints = dir.checkpoints();
-            if checkpoints.exists() {
-                fs::remove_dir_all(&checkpoints).map_err(|source| RunError::Io {
-                    path: checkpoints.clone(),
-                    source,
-                })?;
-            }
+            check_replaceable(root)?;
+            dir.clear(entries)?;
         }
         fs::create_dir_all(dir.checkpoints()).map_err(|source| RunError::Io {
             path: dir.checkpoints(),
             source,
         })?;
         Ok(dir)
+    }
+
+    /// Removes every entry but the lock file. Entries are first moved into a hidden trash folder
+    /// (the run files first, so the folder stops being a resumable run at once), which is then
+    /// deleted: an interruption leaves a folder that `--force` recognises and finishes.
+    fn clear(&self, mut entries: Vec<String>) -> Result<(), RunError> {
+        let trash = self.root.join(TRASH);
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| RunError::Io { path, source }
+        };
+        if trash.exists() {
+            fs::remove_dir_all(&trash).map_err(io(&trash))?;
+        }
+        fs::create_dir(&trash).map_err(io(&trash))?;
+        entries.retain(|name| name != TRASH);
+        entries.sort_by_key(|name| match name.as_str() {
+            "config.json" => 0,
+            "state.json" => 1,
+            _ => 2,
+        });
+        for name in entries {
+            let from = self.root.join(&name);
+            fs::rename(&from, trash.join(&name)).map_err(io(&from))?;
+        }
+        fs::remove_dir_all(&trash).map_err(io(&trash))
     }
 
     /// The folder.
@@ -508,6 +561,200 @@ fn remove_if_exists(path: &Path) -> Result<(), RunError> {
     }
 }
 
+/// Name of the lock file in a run (or cross-validation) folder.
+pub const LOCK_FILE: &str = ".ct3d.lock";
+
+/// Where `--force` moves a replaced run's files before deleting them.
+const TRASH: &str = ".ct3d-replaced";
+
+/// The names in `root` other than the lock file (none when `root` does not exist).
+fn folder_entries(root: &Path) -> Result<Vec<String>, RunError> {
+    let entries = match fs::read_dir(root) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(RunError::Io {
+                path: root.to_owned(),
+                source,
+            });
+        }
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| RunError::Io {
+            path: root.to_owned(),
+            source,
+        })?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name != LOCK_FILE {
+            names.push(name);
+        }
+    }
+    Ok(names)
+}
+
+/// Refuses to let `--force` empty `root` unless it is missing, empty, or a ct3d run folder: one
+/// with `config.json` or `state.json`, or only what a run killed before recording itself leaves
+/// (`checkpoints/`, the lock file, an interrupted replacement, stale temporary files).
+pub fn check_replaceable(root: &Path) -> Result<(), RunError> {
+    let entries = folder_entries(root)?;
+    let run_files = entries
+        .iter()
+        .any(|name| name == "config.json" || name == "state.json");
+    let leftovers_only = entries.iter().all(|name| {
+        name == "checkpoints" || name == TRASH || (name.starts_with('.') && name.contains(".tmp-"))
+    });
+    if run_files || leftovers_only {
+        Ok(())
+    } else {
+        Err(RunError::NotARun(root.to_owned()))
+    }
+}
+
+/// An exclusive claim on a folder by this process, released when dropped or when the process
+/// ends (the kernel drops advisory locks of a dead process, `kill -9` included).
+///
+/// The lock is `flock` on `FOLDER/.ct3d.lock` through [`File::try_lock`]; the file holds the
+/// owner's PID so that a refused process can name it. The file itself is never removed or
+/// replaced: a process that opened it just before it was unlinked would lock a file nobody else
+/// sees.
+#[derive(Debug)]
+pub struct FolderLock {
+    file: File,
+    /// False where the file system offers no locks (then nothing is enforced).
+    locked: bool,
+}
+
+impl FolderLock {
+    /// Locks the existing folder `folder`, or fails at once with [`RunError::InUse`].
+    pub fn acquire(folder: &Path) -> Result<Self, RunError> {
+        let path = folder.join(LOCK_FILE);
+        let io = |source| RunError::Io {
+            path: path.clone(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io)?;
+        let locked = match file.try_lock() {
+            Ok(()) => true,
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(RunError::InUse {
+                    folder: folder.to_owned(),
+                    pid: holder_pid(&path),
+                });
+            }
+            Err(fs::TryLockError::Error(e)) if e.kind() == std::io::ErrorKind::Unsupported => {
+                tracing::warn!(
+                    "{}: this file system has no file locks; nothing stops two ct3d processes \
+                     from writing this folder at once",
+                    path.display()
+                );
+                false
+            }
+            Err(fs::TryLockError::Error(source)) => return Err(io(source)),
+        };
+        if locked {
+            // Written in place, not atomically: the lock belongs to this very file (inode).
+            file.set_len(0).map_err(io)?;
+            (&file)
+                .write_all(format!("{}\n", std::process::id()).as_bytes())
+                .map_err(io)?;
+        }
+        Ok(Self { file, locked })
+    }
+
+    /// Creates `folder` (and its parents) if needed, then locks it as [`FolderLock::acquire`].
+    pub fn acquire_creating(folder: &Path) -> Result<Self, RunError> {
+        fs::create_dir_all(folder).map_err(|source| RunError::Io {
+            path: folder.to_owned(),
+            source,
+        })?;
+        Self::acquire(folder)
+    }
+}
+
+impl Drop for FolderLock {
+    fn drop(&mut self) {
+        if self.locked {
+            // An idle folder's lock file is empty; the kernel releases the lock when the file
+            // closes right after this.
+            let _ = self.file.set_len(0);
+        }
+    }
+}
+
+/// The PID the lock's holder wrote. It writes it right after locking, so an empty file is
+/// read again for a moment before giving up.
+fn holder_pid(path: &Path) -> Option<u32> {
+    for _ in 0..20 {
+        if let Some(pid) = fs::read_to_string(path)
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+        {
+            return Some(pid);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    None
+}
+
+/// A setting given for a resumed run that differs from the recorded one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingChange {
+    /// The configuration key, e.g. `schedule.initial` (see [`TrainConfig`]'s JSON).
+    pub key: String,
+    /// The recorded value, as JSON (arrays without brackets: `48,48,48`).
+    pub recorded: String,
+    /// The given value, in the same form.
+    pub given: String,
+}
+
+/// The first of `keys` (dotted configuration keys such as `schedule.initial` or `model.filters`)
+/// whose value differs between `recorded` and `given`. A key that neither has is equal.
+pub fn changed_setting(
+    recorded: &TrainConfig,
+    given: &TrainConfig,
+    keys: &[String],
+) -> Option<SettingChange> {
+    let (Ok(a), Ok(b)) = (serde_json::to_value(recorded), serde_json::to_value(given)) else {
+        return None;
+    };
+    keys.iter().find_map(|key| {
+        let pointer = format!("/{}", key.replace('.', "/"));
+        let (x, y) = (a.pointer(&pointer), b.pointer(&pointer));
+        (x != y).then(|| SettingChange {
+            key: key.clone(),
+            recorded: setting_text(x),
+            given: setting_text(y),
+        })
+    })
+}
+
+/// A configuration value as users type it: `0.0001`, `48,48,48`, `CT-0`, `none`.
+fn setting_text(value: Option<&serde_json::Value>) -> String {
+    use serde_json::Value;
+    match value {
+        None | Some(Value::Null) => "none".to_owned(),
+        Some(Value::String(text)) => text.clone(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| setting_text(Some(item)))
+            .collect::<Vec<_>>()
+            .join(","),
+        // `-1000`, as typed, rather than JSON's `-1000.0`.
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", f as i64),
+            _ => n.to_string(),
+        },
+        Some(other) => other.to_string(),
+    }
+}
+
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), RunError> {
     let mut text = serde_json::to_string_pretty(value).map_err(|e| RunError::Corrupt {
         path: path.to_owned(),
@@ -596,14 +843,104 @@ mod tests {
         RunDir::create(&root, false).unwrap();
         let err = RunDir::create(&root, false).unwrap_err();
         assert!(err.to_string().contains("--resume"), "{err}");
+        // --force removes everything the previous run and its reports wrote, but the lock.
         fs::write(root.join("notes.txt"), "mine").unwrap();
         fs::write(root.join("state.json"), "{}").unwrap();
+        fs::write(root.join("report.html"), "old report").unwrap();
+        fs::create_dir_all(root.join("plots")).unwrap();
+        fs::write(root.join("plots/curves.png"), "old").unwrap();
+        let lock = FolderLock::acquire(&root).unwrap();
         RunDir::create(&root, true).unwrap();
-        assert!(
-            root.join("notes.txt").exists(),
-            "unrelated files survive --force"
+        let mut left: Vec<_> = fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, [LOCK_FILE, "checkpoints"]);
+        drop(lock);
+    }
+
+    #[test]
+    fn force_refuses_a_folder_that_is_not_a_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("mine");
+        fs::create_dir_all(root.join("CT-0")).unwrap();
+        fs::write(root.join("notes.txt"), "mine").unwrap();
+        let err = RunDir::create(&root, true).unwrap_err();
+        assert!(matches!(err, RunError::NotARun(_)), "{err}");
+        assert!(err.to_string().contains("not a ct3d run folder"), "{err}");
+        assert!(root.join("notes.txt").exists() && root.join("CT-0").is_dir());
+        // What a run killed before recording itself leaves is a run folder.
+        let bare = dir.path().join("bare");
+        fs::create_dir_all(bare.join("checkpoints")).unwrap();
+        fs::write(bare.join(".config.json.tmp-12-0"), "{").unwrap();
+        fs::write(bare.join(LOCK_FILE), "").unwrap();
+        RunDir::create(&bare, true).unwrap();
+        assert!(!bare.join(".config.json.tmp-12-0").exists());
+    }
+
+    #[test]
+    fn a_locked_folder_names_its_holder_until_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = FolderLock::acquire(dir.path()).unwrap();
+        let pid = std::process::id();
+        assert_eq!(
+            fs::read_to_string(dir.path().join(LOCK_FILE)).unwrap(),
+            format!("{pid}\n")
         );
-        assert!(!root.join("state.json").exists());
+        let err = FolderLock::acquire(dir.path()).unwrap_err();
+        assert!(
+            matches!(err, RunError::InUse { pid: Some(p), .. } if p == pid),
+            "{err}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("in use by another ct3d process (PID {pid})")),
+            "{text}"
+        );
+        drop(lock);
+        let again = FolderLock::acquire(dir.path()).unwrap();
+        drop(again);
+        // Released: the file stays (never unlinked) and names nobody.
+        assert_eq!(fs::read_to_string(dir.path().join(LOCK_FILE)).unwrap(), "");
+    }
+
+    #[test]
+    fn changed_settings_are_found_by_key() {
+        let recorded = TrainConfig::default();
+        let given = TrainConfig {
+            epochs: 3,
+            schedule: ExponentialDecay {
+                initial: 0.5,
+                ..ExponentialDecay::default()
+            },
+            ..TrainConfig::default()
+        };
+        let keys = |list: &[&str]| list.iter().map(|k| (*k).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            changed_setting(&recorded, &given, &keys(&["seed", "schedule.initial"])),
+            Some(SettingChange {
+                key: "schedule.initial".into(),
+                recorded: "0.0001".into(),
+                given: "0.5".into(),
+            })
+        );
+        assert_eq!(
+            changed_setting(&recorded, &given, &keys(&["seed", "model.filters"])),
+            None
+        );
+        let sized = TrainConfig {
+            preprocess: PreprocessConfig {
+                size: [48, 48, 48],
+                ..PreprocessConfig::default()
+            },
+            ..TrainConfig::default()
+        };
+        let change = changed_setting(&recorded, &sized, &keys(&["preprocess.size"])).unwrap();
+        assert_eq!(
+            (change.recorded.as_str(), change.given.as_str()),
+            ("128,128,64", "48,48,48")
+        );
     }
 
     #[test]

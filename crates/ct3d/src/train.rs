@@ -22,7 +22,10 @@ use crate::folds::fold_split;
 use crate::history::EpochRecord;
 use crate::loader::{self, Augmentation, streams};
 use crate::metrics::binary_metrics;
-use crate::run::{DataFile, RunConfig, RunDir, RunError, RunState, SplitPart, TrainConfig};
+use crate::run::{
+    DataFile, FolderLock, RunConfig, RunDir, RunError, RunState, ScheduleChange, SettingChange,
+    SplitPart, TrainConfig, changed_setting, check_replaceable,
+};
 use crate::split::{PatientSplitSummary, Split, SplitError, split_by_patient};
 
 /// Batches assembled ahead of the model, like the example's `prefetch(2)`.
@@ -41,8 +44,15 @@ pub struct TrainRequest {
     pub out: PathBuf,
     /// The `prepare` cache folder.
     pub cache: PathBuf,
-    /// Hyper-parameters (ignored on resume: the run's recorded ones are used).
+    /// Hyper-parameters. On resume the run's recorded ones are used, and those named in
+    /// `given` must equal them (except `epochs`, which changes the schedule).
     pub config: TrainConfig,
+    /// The settings of `config` that the user gave explicitly, as configuration keys of
+    /// [`TrainConfig`]'s JSON (`epochs`, `schedule.initial`, `model.filters`, …). Only used on
+    /// resume: a given setting that differs from the recorded one is refused
+    /// ([`TrainError::SettingChanged`]), except `epochs`, which extends a run (or ends it
+    /// earlier, but not before its completed epochs) and is recorded in `config.json`.
+    pub given: Vec<String>,
     /// Where to compute.
     pub device: DeviceChoice,
     /// Continue the run in `out` from its last complete epoch.
@@ -152,6 +162,8 @@ pub trait TrainObserver: Sync {
     fn batch(&self, _epoch: usize, _done: usize, _total: usize, _loss: f64, _acc: f64) {}
     /// An epoch finished and was committed.
     fn epoch(&self, _record: &EpochRecord, _epochs: usize, _data_wait: Duration) {}
+    /// A resumed run's number of epochs changed (`--resume --epochs`), as recorded.
+    fn schedule_changed(&self, _change: &ScheduleChange) {}
 }
 
 /// An observer that shows nothing.
@@ -234,6 +246,47 @@ pub enum TrainError {
     /// The data changed since the run started, so resuming would not reproduce it.
     #[error("{0}")]
     DataChanged(String),
+    /// A setting given for a resumed run differs from the recorded one.
+    #[error(
+        "{}: {} differs from the run's recorded setting (recorded {}, given {}); a resumed run \
+         keeps its settings: leave it out, or start a new run with --force",
+        run.display(),
+        change.key,
+        change.recorded,
+        change.given
+    )]
+    SettingChanged {
+        /// The run folder.
+        run: PathBuf,
+        /// The setting and both values.
+        change: SettingChange,
+    },
+    /// `--resume --epochs N` with N below the epochs already trained.
+    #[error(
+        "{}: --epochs {epochs} is fewer than the {completed} epochs already trained; pass \
+         --epochs {completed} or more",
+        run.display()
+    )]
+    EpochsBelowCompleted {
+        /// The run folder.
+        run: PathBuf,
+        /// The number asked for.
+        epochs: usize,
+        /// Epochs committed.
+        completed: usize,
+    },
+    /// `--resume --epochs N` on a run that early stopping ended.
+    #[error(
+        "{}: the run ended by early stopping at epoch {epoch}, so more epochs would stop again \
+         at once; start a new run instead (--force, perhaps with a larger --patience)",
+        run.display()
+    )]
+    EarlyStopped {
+        /// The run folder.
+        run: PathBuf,
+        /// Its last epoch.
+        epoch: usize,
+    },
 }
 
 /// Trains (or resumes) a run as `request` says, reporting progress to `observer`.
@@ -251,7 +304,11 @@ pub fn train(
         ..request.clone()
     };
     let run = RunDir::new(&request.out);
+    // Held until training ends; see `claim_folder`.
+    let mut lock: Option<FolderLock>;
+    let mut schedule_change = None;
     let (config, mut state) = if request.resume {
+        lock = claim_folder(request, &run)?;
         let state = match run.read_state() {
             Ok(state) => Some(state),
             // Killed before its first commit: the recorded config.json is all there is, and
@@ -259,8 +316,10 @@ pub fn train(
             Err(RunError::NothingToResume(_)) if run.config().exists() => None,
             Err(error) => return Err(error.into()),
         };
-        let recorded = run.read_config()?;
-        let state = state.unwrap_or_else(|| RunState::new(recorded.train.patience));
+        let mut recorded = run.read_config()?;
+        let mut state = state.unwrap_or_else(|| RunState::new(recorded.train.patience));
+        schedule_change = resume_settings(request, &run, &mut recorded, &mut state)?
+            .map(|change| (change, recorded.clone()));
         // A crash between the commit and the friendly copies is repaired here.
         run.refresh_copies(&state)?;
         (recorded, state)
@@ -268,9 +327,7 @@ pub fn train(
         request.config.validate()?;
         // Refused before the (possibly long) preparation; the folder itself is only created
         // once the data is known to be usable, so a failed start leaves nothing behind.
-        if request.out.exists() && !request.force {
-            return Err(RunError::Exists(request.out.clone()).into());
-        }
+        lock = claim_folder(request, &run)?;
         let state = RunState::new(request.config.patience);
         let config = RunConfig {
             ct3d_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -280,6 +337,7 @@ pub fn train(
             cache: request.cache.clone(),
             train: request.config.clone(),
             files: Vec::new(),
+            schedule_changes: Vec::new(),
         };
         (config, state)
     };
@@ -320,10 +378,20 @@ pub fn train(
             e => e,
         })?;
         let files = data_files(&prepared.items, &patients, &split.train);
+        if lock.is_none() {
+            lock = Some(FolderLock::acquire_creating(&request.out)?);
+        }
         RunDir::create(&request.out, request.force)?;
         run.write_config(&RunConfig { files, ..config })?;
         split
     };
+    if let Some((change, updated)) = &schedule_change {
+        // Recorded first: a crash before the state commit leaves a "completed" state with fewer
+        // epochs than config.json asks for, which `resume_settings` treats as unfinished.
+        run.write_config(updated)?;
+        run.commit(&state)?;
+        observer.schedule_changed(change);
+    }
 
     let autodiff = device.clone().autodiff();
     let mut model = train_config
@@ -414,6 +482,7 @@ pub fn train(
             }
         }
     }
+    drop(lock);
     Ok(TrainOutcome {
         run: run.root().to_owned(),
         history: state.history.clone(),
@@ -423,6 +492,91 @@ pub fn train(
         data_wait,
         epochs_run,
     })
+}
+
+/// Locks the run folder before anything in it is read for resuming or removed by `--force`, so
+/// that a second writer fails at once instead of corrupting the first one's run. A folder that
+/// does not exist yet is locked when it is created, once the data is known to be usable.
+fn claim_folder(request: &TrainRequest, run: &RunDir) -> Result<Option<FolderLock>, TrainError> {
+    if request.resume {
+        if !run.state().exists() && !run.config().exists() {
+            return Err(RunError::NothingToResume(request.out.clone()).into());
+        }
+        return Ok(Some(FolderLock::acquire(&request.out)?));
+    }
+    if !request.out.exists() {
+        return Ok(None);
+    }
+    if !request.force {
+        return Err(RunError::Exists(request.out.clone()).into());
+    }
+    check_replaceable(&request.out)?;
+    Ok(Some(FolderLock::acquire(&request.out)?))
+}
+
+/// Checks the settings given for a resumed run against `recorded`, and applies a changed
+/// `--epochs` to `recorded` and `state` (the caller writes both). Returns that change.
+///
+/// More epochs continue the same run: the learning rate, shuffling, augmentation and dropout
+/// depend only on the step and epoch, never on the total, so the result equals a run started
+/// with the larger number. A run that early stopping ended is not extended: its patience is
+/// used up, so it would stop again after one epoch.
+fn resume_settings(
+    request: &TrainRequest,
+    run: &RunDir,
+    recorded: &mut RunConfig,
+    state: &mut RunState,
+) -> Result<Option<ScheduleChange>, TrainError> {
+    let others: Vec<String> = request
+        .given
+        .iter()
+        .filter(|key| *key != "epochs")
+        .cloned()
+        .collect();
+    if let Some(change) = changed_setting(&recorded.train, &request.config, &others) {
+        return Err(TrainError::SettingChanged {
+            run: run.root().to_owned(),
+            change,
+        });
+    }
+    // A schedule extended by a call that died before its first commit.
+    if state.finished.as_deref() == Some("completed")
+        && state.completed_epochs < recorded.train.epochs
+    {
+        state.finished = None;
+    }
+    let epochs = request.config.epochs;
+    if !request.given.iter().any(|key| key == "epochs") || epochs == recorded.train.epochs {
+        return Ok(None);
+    }
+    TrainConfig {
+        epochs,
+        ..recorded.train.clone()
+    }
+    .validate()?;
+    let completed = state.completed_epochs;
+    if epochs < completed {
+        return Err(TrainError::EpochsBelowCompleted {
+            run: run.root().to_owned(),
+            epochs,
+            completed,
+        });
+    }
+    if state.finished.as_deref() == Some("early stopping") {
+        return Err(TrainError::EarlyStopped {
+            run: run.root().to_owned(),
+            epoch: completed,
+        });
+    }
+    let change = ScheduleChange {
+        after_epoch: completed,
+        from: recorded.train.epochs,
+        to: epochs,
+    };
+    recorded.train.epochs = epochs;
+    recorded.schedule_changes.push(change.clone());
+    state.finished = (epochs == completed).then(|| "completed".to_owned());
+    Ok(Some(change))
 }
 
 /// `path` made absolute, and canonical (symbolic links and `..` resolved) when it exists.

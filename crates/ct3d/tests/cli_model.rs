@@ -518,15 +518,29 @@ fn an_existing_run_is_refused_resumed_when_finished_or_replaced() {
     let out = train(&data, &run, &["--resume", "--force"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 
-    // --force replaces the run (and leaves the user's own files alone).
+    // --force replaces the run: nothing the previous run or its reports wrote survives.
     fs::write(run.join("notes.txt"), "mine").unwrap();
+    fs::write(run.join("report.html"), "8 of 8 epochs").unwrap();
+    fs::create_dir_all(run.join("plots")).unwrap();
+    fs::write(run.join("plots/curves.png"), "old").unwrap();
     let out = train(&data, &run, &["--epochs", "1", "--seed", "6", "--force"]);
     assert_success(&out);
     assert_eq!(history(&run).len(), 1);
     let config = RunDir::new(&run).read_config().unwrap();
     assert_eq!((config.train.seed, config.train.epochs), (6, 1));
-    assert!(run.join("notes.txt").exists());
+    for old in ["notes.txt", "report.html", "plots"] {
+        assert!(!run.join(old).exists(), "{old} survived --force");
+    }
     assert!(snapshot(&run)["last.safetensors"] != before["last.safetensors"]);
+
+    // --force never empties a folder that holds no ct3d run.
+    let mine = dir.path().join("mine");
+    fs::create_dir_all(mine.join("CT-0")).unwrap();
+    fs::write(mine.join("notes.txt"), "mine").unwrap();
+    let out = train(&data, &mine, &["--epochs", "1", "--seed", "6", "--force"]);
+    assert_clean_failure(&out, &[s(&mine), "not a ct3d run folder"]);
+    assert!(mine.join("notes.txt").exists() && mine.join("CT-0").is_dir());
+    assert_eq!(fs::read_dir(&mine).unwrap().count(), 2, "nothing was added");
 
     // --resume where there is no run: a clean error, and no folder is created.
     let nowhere = dir.path().join("nowhere");
@@ -919,4 +933,277 @@ fn a_cross_validation_folder_names_its_fold_runs() {
     ] {
         assert_clean_failure(&ct3d(&args), &needles);
     }
+}
+
+#[test]
+fn resume_refuses_changed_flags_and_extends_the_schedule() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth(dir.path(), "data", 6, 6, 4);
+    let run = dir.path().join("run");
+    assert_success(&train(&data, &run, &["--epochs", "2", "--seed", "5"]));
+    let before = snapshot(&run);
+
+    // A typed flag whose value differs from the recorded one is refused, naming both values
+    // (the command: --epochs alone would be allowed, the learning rate is not).
+    for extra in [
+        &["--resume", "--learning-rate", "0.5"][..],
+        &["--resume", "--epochs", "3", "--learning-rate", "0.5"],
+    ] {
+        let out = train(&data, &run, extra);
+        assert_clean_failure(
+            &out,
+            &[s(&run), "--learning-rate 0.5", "recorded 0.0001", "--force"],
+        );
+        assert!(snapshot(&run) == before, "{extra:?} changed the run");
+    }
+    let out = train(&data, &run, &["--resume", "--hu-window", "-900,400"]);
+    assert_clean_failure(&out, &["--hu-window", "recorded -1000", "-900"]);
+    // Typed flags equal to the recorded ones (the small model's --size, --filters, --dense
+    // are typed on every call here) are fine.
+    let out = train(&data, &run, &["--resume", "--seed", "5", "--epochs", "2"]);
+    assert_success(&out);
+    assert!(
+        snapshot(&run) == before,
+        "an unchanged --resume changed the run"
+    );
+    // Fewer epochs than were trained: refused.
+    let out = train(&data, &run, &["--resume", "--epochs", "1"]);
+    assert_clean_failure(&out, &["--epochs 1", "fewer than the 2 epochs"]);
+    assert!(snapshot(&run) == before);
+
+    // More epochs extend the finished run, say so, and record it.
+    let out = train(&data, &run, &["--resume", "--epochs", "4"]);
+    assert_success(&out);
+    let text = stdout(&out);
+    for needle in [
+        "extending the schedule from 2 to 4 epochs",
+        "resuming at epoch 3/4",
+        "Epoch 3/4",
+        "Epoch 4/4",
+    ] {
+        assert!(text.contains(needle), "{needle:?} not in:\n{text}");
+    }
+    assert!(
+        !text.contains("Epoch 2/"),
+        "epochs 1-2 are not trained again:\n{text}"
+    );
+    let config: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["train"]["epochs"], 4);
+    assert_eq!(
+        config["schedule_changes"],
+        serde_json::json!([{"after_epoch": 2, "from": 2, "to": 4}])
+    );
+    // ... to exactly the run trained with 4 epochs from the start.
+    let reference = dir.path().join("reference");
+    assert_success(&train(&data, &reference, &["--epochs", "4", "--seed", "5"]));
+    assert_eq!(
+        without_seconds(history(&run)),
+        without_seconds(history(&reference))
+    );
+    for name in [
+        "last.safetensors",
+        "best.safetensors",
+        "optimizer.safetensors",
+    ] {
+        assert!(
+            fs::read(run.join(name)).unwrap() == fs::read(reference.join(name)).unwrap(),
+            "{name} differs from the run trained with 4 epochs"
+        );
+    }
+
+    // A run that early stopping ended is not extended.
+    let state_path = run.join("state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&state_path).unwrap()).unwrap();
+    state["finished"] = "early stopping".into();
+    fs::write(&state_path, serde_json::to_string(&state).unwrap()).unwrap();
+    let out = train(&data, &run, &["--resume", "--epochs", "6"]);
+    assert_clean_failure(&out, &[s(&run), "early stopping at epoch 4", "--patience"]);
+}
+
+/// Starts `ct3d args` in the background, its output piped, with `env` set.
+fn spawn(args: &[&str], env: &[(&str, &str)]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_ct3d"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the ct3d binary starts")
+}
+
+/// Waits until `child` holds the lock of `run` (its PID is in the lock file) and `run` is
+/// recorded (config.json), then stops it (SIGSTOP): it keeps holding the lock, doing nothing,
+/// until [`resume_process`].
+fn stop_once_holding(child: &mut Child, run: &Path) {
+    stop_once_holding_and(child, run, &run.join("config.json"));
+}
+
+/// [`stop_once_holding`], waiting for `ready` to exist instead of `run/config.json`.
+fn stop_once_holding_and(child: &mut Child, run: &Path, ready: &Path) {
+    let started = Instant::now();
+    let pid = child.id().to_string();
+    while fs::read_to_string(run.join(".ct3d.lock")).map_or(true, |text| text.trim() != pid)
+        || !ready.exists()
+    {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it was seen holding {}",
+            run.display()
+        );
+        assert!(started.elapsed() < Duration::from_secs(120), "never locked");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    signal(child, libc::SIGSTOP);
+}
+
+fn resume_process(child: &Child) {
+    signal(child, libc::SIGCONT);
+}
+
+fn signal(child: &Child, signal: libc::c_int) {
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) with a live child's PID and a valid signal number has no preconditions.
+    assert_eq!(
+        unsafe { libc::kill(pid, signal) },
+        0,
+        "kill({pid}, {signal})"
+    );
+}
+
+fn completed_epochs(run: &Path) -> usize {
+    RunDir::new(run)
+        .read_state()
+        .map_or(0, |s| s.completed_epochs)
+}
+
+#[test]
+fn a_run_folder_has_one_writer_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth(dir.path(), "data", 6, 6, 2);
+    let run = dir.path().join("run");
+
+    // A long training holds its folder: --force and --resume fail at once, naming its PID,
+    // and touch nothing.
+    let mut first = spawn(
+        &train_args(&data, &run, &["--epochs", "50", "--seed", "1"]),
+        &[],
+    );
+    stop_once_holding(&mut first, &run);
+    let holder = format!("PID {}", first.id());
+    let before = snapshot(&run);
+    for extra in [
+        &["--epochs", "1", "--seed", "1", "--force"][..],
+        &["--resume"],
+    ] {
+        let out = train(&data, &run, extra);
+        assert_clean_failure(
+            &out,
+            &[
+                s(&run),
+                "in use by another ct3d process",
+                &holder,
+                "wait for it or stop it",
+            ],
+        );
+        assert!(snapshot(&run) == before, "{extra:?} changed a locked run");
+    }
+
+    // The holder dies without releasing anything (kill -9): the lock is free again.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let epochs = (completed_epochs(&run) + 1).to_string();
+    let resume_args = train_args(&data, &run, &["--resume", "--epochs", &epochs]);
+    let mut second = spawn(&resume_args, &[]);
+    stop_once_holding(&mut second, &run);
+    // Two --resume at once: the second is refused.
+    let out = ct3d(&resume_args);
+    assert_clean_failure(&out, &[s(&run), &format!("PID {}", second.id())]);
+    resume_process(&second);
+    let out = second.wait_with_output().unwrap();
+    assert_success(&out);
+    let state = RunDir::new(&run).read_state().unwrap();
+    assert_eq!(state.completed_epochs.to_string(), epochs);
+    assert_eq!(state.finished.as_deref(), Some("completed"));
+    assert_eq!(history(&run).len(), state.completed_epochs);
+    // Released at exit: the next writer gets in.
+    assert_success(&train(&data, &run, &["--resume"]));
+}
+
+#[test]
+fn ctrl_c_prints_how_to_resume_and_logs_show_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth(dir.path(), "data", 6, 6, 6);
+    let run = dir.path().join("run");
+    // stderr is a pipe here, as in CI: plain progress lines replace the bars (every batch with
+    // an interval of 0 s).
+    let mut child = spawn(
+        &train_args(&data, &run, &["--epochs", "50", "--seed", "2"]),
+        &[("CT3D_PROGRESS_SECONDS", "0")],
+    );
+    let started = Instant::now();
+    while completed_epochs(&run) < 1 {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no epoch finished"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    signal(&child, libc::SIGINT);
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(130), "stderr: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        err.lines().any(|l| l.starts_with("epoch 1/50: batch 1/")
+            && l.contains(", loss ")
+            && l.contains(", acc ")),
+        "no plain progress line: {err}"
+    );
+    // (A progress line of the still running epoch may follow it.)
+    let interrupted: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("interrupted: "))
+        .collect();
+    assert_eq!(interrupted.len(), 1, "one line says what happened: {err}");
+    assert!(
+        interrupted[0].contains(s(&run))
+            && interrupted[0].contains(&format!("ct3d train --data {}", s(&data)))
+            && interrupted[0].ends_with("--resume"),
+        "the line must say how to continue: {err}"
+    );
+    // And it continues.
+    let epochs = (completed_epochs(&run) + 1).to_string();
+    let out = train(&data, &run, &["--resume", "--epochs", &epochs]);
+    assert_success(&out);
+    assert_eq!(history(&run).len().to_string(), epochs);
+}
+
+#[test]
+fn a_cv_folder_has_one_writer_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth(dir.path(), "data", 4, 4, 2);
+    let out = dir.path().join("cv");
+    let mut args = train_args(
+        &data,
+        &out,
+        &["--folds", "2", "--epochs", "1", "--seed", "3"],
+    );
+    args[0] = "cv";
+    let mut first = spawn(&args, &[]);
+    stop_once_holding_and(&mut first, &out, &out.join(".ct3d.lock"));
+    let second = ct3d(&args);
+    assert_clean_failure(
+        &second,
+        &[
+            s(&out),
+            &format!("in use by another ct3d process (PID {})", first.id()),
+        ],
+    );
+    resume_process(&first);
+    assert_success(&first.wait_with_output().unwrap());
+    assert!(out.join("cv.json").is_file());
 }

@@ -441,4 +441,28 @@ fn demo_runs_every_stage_and_writes_the_report() {
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("ct3d report: run"));
     assert!(out.join("held-out/abnormal_held_out.nii.gz").is_file());
+    assert!(
+        out.join(".ct3d-demo").is_file(),
+        "the demo marks its folder"
+    );
+}
+
+/// `demo --out DIR` never trains on (or overwrites) a folder it did not make.
+#[test]
+fn demo_refuses_a_folder_it_did_not_make() {
+    let dir = tempfile::tempdir().unwrap();
+    let mine = dir.path().join("mine");
+    std::fs::create_dir_all(mine.join("data/CT-0")).unwrap();
+    std::fs::write(mine.join("data/CT-0/my_scan.nii.gz"), b"a user's scan").unwrap();
+    let out = ct3d(&["demo", "--out", s(&mine), "--epochs", "1"]);
+    assert_clean_failure(&out, &[s(&mine), "not made by `ct3d demo`", "--out"]);
+    let left: Vec<_> = std::fs::read_dir(&mine)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["data"], "the demo wrote into a user's folder");
+    assert_eq!(
+        std::fs::read_dir(mine.join("data/CT-0")).unwrap().count(),
+        1
+    );
 }

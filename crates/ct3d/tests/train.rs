@@ -73,6 +73,7 @@ fn request(data: &Path, out: &Path, config: TrainConfig) -> TrainRequest {
         resume: false,
         force: false,
         skip_bad: false,
+        given: Vec::new(),
     }
 }
 
