@@ -167,6 +167,25 @@ pub fn output_description(config: &PreprocessConfig) -> String {
     )
 }
 
+/// How the parameters recorded in a `ct3d preprocess` header (`description`, see
+/// [`output_description`]) differ from `config`, e.g. `window=-900,300 (expected
+/// window=-1000,400)`; `None` when they agree or the description is not ct3d's.
+pub fn description_mismatch(description: &str, config: &PreprocessConfig) -> Option<String> {
+    if !description.starts_with(OUTPUT_DESCRIPTION_PREFIX) {
+        return None;
+    }
+    let expected = output_description(config);
+    let differences: Vec<String> = ["size=", "window="]
+        .into_iter()
+        .filter_map(|key| {
+            let found = description.split(' ').find(|w| w.starts_with(key))?;
+            let wanted = expected.split(' ').find(|w| w.starts_with(key))?;
+            (found != wanted).then(|| format!("{found} (expected {wanted})"))
+        })
+        .collect();
+    (!differences.is_empty()).then(|| differences.join(", "))
+}
+
 /// Why `volume` is not a raw CT scan in Hounsfield units, or `None` when it may be one.
 ///
 /// `description` is the NIfTI header's `descrip`, if known: `ct3d preprocess` marks its output
@@ -847,6 +866,21 @@ mod tests {
                 .contains(&description)
         );
         assert_eq!(not_raw_hu_reason(&v, Some("ct3d")), None);
+        let same = PreprocessConfig {
+            size: [48, 40, 32],
+            ..Default::default()
+        };
+        assert_eq!(description_mismatch(&description, &same), None);
+        let other = PreprocessConfig {
+            hu_min: -900.0,
+            hu_max: 300.0,
+            size: [48, 40, 33],
+        };
+        assert_eq!(
+            description_mismatch(&description, &other).unwrap(),
+            "size=48,40,32 (expected size=48,40,33), window=-1000,400 (expected window=-900,300)"
+        );
+        assert_eq!(description_mismatch("ct3d", &other), None);
         // Integer scans are never flagged by their values.
         let mut ints = Volume::filled([2, 2, 2], 1.0);
         ints.provenance.datatype = Some("int16".to_owned());

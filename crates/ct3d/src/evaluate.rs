@@ -11,7 +11,7 @@ use ct3d_model::{DeviceChoice, Model, predict_proba};
 use ct3d_volume::Volume;
 use ct3d_volume::cache::{self, PrepareOptions};
 use ct3d_volume::dataset::is_scan_file_name;
-use ct3d_volume::preprocess::PreprocessError;
+use ct3d_volume::preprocess::{PreprocessError, description_mismatch};
 use serde::Serialize;
 
 use crate::metrics::{BinaryMetrics, binary_metrics};
@@ -224,8 +224,9 @@ pub fn predict_scan_series(
 
 /// Predicts a model-ready volume (`ct3d preprocess` output made with the run's window and size)
 /// as it is: no windowing, rotation or resizing. Its values must be finite and within `[0, 1]`
-/// (up to [`MODEL_READY_SLACK`]) and its shape the run's input size, else one line says what is
-/// wrong ([`check_model_ready`]).
+/// (up to [`MODEL_READY_SLACK`]) and its shape the run's input size ([`check_model_ready`]), and
+/// the parameters its `ct3d preprocess` header records (if any) the run's; else one line says
+/// what is wrong.
 pub fn predict_model_ready(
     run: &LoadedRun,
     path: &Path,
@@ -234,6 +235,18 @@ pub fn predict_model_ready(
     let volume =
         ct3d_volume::scan::read_scan(path, series).map_err(|e| TrainError::Scan(e.to_string()))?;
     check_model_ready(&volume, path, run.config.train.model.input)?;
+    // `ct3d preprocess` records its parameters: other ones than the run's give wrong answers.
+    let recorded = (!path.is_dir())
+        .then(|| ct3d_volume::nifti_io::read_header(path).ok())
+        .flatten()
+        .and_then(|h| description_mismatch(&h.description, &run.config.train.preprocess));
+    if let Some(difference) = recorded {
+        return Err(TrainError::Scan(format!(
+            "{}: preprocessed with other parameters than the run's: {difference} (preprocess \
+             the raw scan again with the run's, or predict the raw scan without --preprocessed)",
+            path.display()
+        )));
+    }
     predict_volume(run, path, &volume)
 }
 

@@ -407,6 +407,24 @@ fn predict_refuses_preprocessed_volumes_unless_told() {
         &ct3d(&["predict", "--run", s(&run), "--preprocessed", s(scan)]),
         &[s(scan), "not model-ready", "Hounsfield"],
     );
+    let windowed = dir.path().join("windowed.nii");
+    assert_success(&ct3d(&[
+        "preprocess",
+        s(scan),
+        "-o",
+        s(&windowed),
+        "--size",
+        "48,48,48",
+        "--hu-window",
+        "-900,300",
+    ]));
+    assert_clean_failure(
+        &ct3d(&["predict", "--run", s(&run), "--preprocessed", s(&windowed)]),
+        &[
+            "windowed.nii",
+            "window=-900,300 (expected window=-1000,400)",
+        ],
+    );
 }
 
 /// `predict --json`/`--csv` list a scan that fails as an entry with its error, and the exit
@@ -820,6 +838,31 @@ fn a_killed_run_resumes_to_the_uninterrupted_result() {
     }
 }
 
+/// Runs ct3d, killing it if it is still running after a minute: without the check (as on older
+/// versions) the command would go on to write gigabytes, and the test must not do that.
+fn refused_or_killed(args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ct3d"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(60) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!(
+                "`ct3d {}` was not refused: it started the work",
+                args.join(" ")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
 /// `train`/`cv` at a size whose one training step needs far more memory than there is are
 /// refused at once, with the estimate and `--yes`, before any cache entry or run folder exists.
 #[test]
@@ -833,7 +876,7 @@ fn oversized_training_is_refused_before_anything_is_written() {
     let at = args.iter().position(|a| *a == "--size").unwrap();
     args.drain(at..at + 2);
     args.extend_from_slice(&huge);
-    let out = ct3d(&args);
+    let out = refused_or_killed(&args);
     assert_clean_failure(
         &out,
         &[
@@ -848,7 +891,7 @@ fn oversized_training_is_refused_before_anything_is_written() {
     assert!(!data.join(".ct3d-cache").exists(), "no cache entries");
     args[0] = "cv";
     args.extend_from_slice(&["--folds", "2"]);
-    let out = ct3d(&args);
+    let out = refused_or_killed(&args);
     assert_clean_failure(
         &out,
         &["--size 1000,1000,1000", "training needs ~", "--yes"],
