@@ -60,12 +60,12 @@ pub const RACY_WINDOW: Duration = Duration::from_secs(2);
 pub const INDEX_FILE_NAME: &str = "index.json";
 
 const ENTRY_MAGIC: [u8; 8] = *b"CT3DVOL\0";
-const ENTRY_EXTENSION: &str = "vol";
+pub(crate) const ENTRY_EXTENSION: &str = "vol";
 const TRAILER_LEN: u64 = 16;
 const KEY_TAG: &[u8] = b"ct3d-prepare-cache\0";
 const INDEX_FORMAT: u32 = 1;
 const IO_CHUNK: usize = 1 << 16;
-const CACHEDIR_TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
+pub(crate) const CACHEDIR_TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
 # This file marks a ct3d preprocessing cache; backup tools may skip this folder.\n";
 
 /// Options of [`prepare`].
@@ -357,6 +357,14 @@ impl CacheEntry {
         self.shape.iter().product()
     }
 
+    /// Size in bytes of an entry file holding a volume of `shape` (`None` if it overflows).
+    pub fn file_len(shape: [usize; 3]) -> Option<u64> {
+        shape
+            .iter()
+            .try_fold(4u64, |acc, &d| acc.checked_mul(d as u64))
+            .and_then(|data| data.checked_add(Self::DATA_OFFSET + TRAILER_LEN))
+    }
+
     /// Reads the volume (with its spacing and affine), verifying length and checksum.
     pub fn load(&self) -> Result<Volume, EntryError> {
         let mut data = vec![0.0f32; self.voxel_count()];
@@ -489,11 +497,7 @@ fn read_header(path: &Path, file: &mut File) -> Result<(Header, Vec<u8>), EntryE
         *size = usize::try_from(u64::from_le_bytes(u64_at(16 + 8 * axis)))
             .map_err(|_| invalid("implausible shape"))?;
     }
-    let expected = shape
-        .iter()
-        .try_fold(4u64, |acc, &d| acc.checked_mul(d as u64))
-        .and_then(|data| data.checked_add(CacheEntry::DATA_OFFSET + TRAILER_LEN))
-        .ok_or_else(|| invalid("implausible shape"))?;
+    let expected = CacheEntry::file_len(shape).ok_or_else(|| invalid("implausible shape"))?;
     if expected != found {
         return Err(EntryError::Length {
             path: path.to_owned(),
@@ -575,7 +579,7 @@ pub fn hash_file(path: &Path) -> io::Result<[u8; 32]> {
 
 /// The stamp of a scan: a file's own, or for a DICOM series folder the total size of its DICOM
 /// files and the latest modification time among them and the folder; plus that time.
-fn scan_stamp(
+pub(crate) fn scan_stamp(
     path: &Path,
     meta: &fs::Metadata,
 ) -> io::Result<(Option<FileStamp>, Option<SystemTime>)> {
@@ -615,7 +619,7 @@ fn hex(bytes: &[u8]) -> String {
         })
 }
 
-fn unhex(text: &str) -> Option<[u8; 32]> {
+pub(crate) fn unhex(text: &str) -> Option<[u8; 32]> {
     let mut out = [0u8; 32];
     if text.len() != 64 {
         return None;
@@ -630,26 +634,31 @@ fn unhex(text: &str) -> Option<[u8; 32]> {
 // Index: content hashes of scans, and which entries have been checksummed
 
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
-struct Index {
+pub(crate) struct Index {
     format: u32,
     /// Canonical scan path → its stamp and SHA-256 (hex).
-    files: BTreeMap<String, IndexedFile>,
+    pub(crate) files: BTreeMap<String, IndexedFile>,
     /// Entry key → the stamp its file had when its checksum last passed.
     #[serde(default)]
-    verified_entries: BTreeMap<String, FileStamp>,
+    pub(crate) verified_entries: BTreeMap<String, FileStamp>,
+    /// Entry key → the preprocessing parameters it was made with (the key is a hash, so this is
+    /// the only place `ct3d cache info` can learn an entry's HU window from; caches written
+    /// before it existed lack it).
+    #[serde(default)]
+    pub(crate) entry_configs: BTreeMap<String, PreprocessConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-struct IndexedFile {
+pub(crate) struct IndexedFile {
     #[serde(flatten)]
-    stamp: FileStamp,
-    sha256: String,
+    pub(crate) stamp: FileStamp,
+    pub(crate) sha256: String,
 }
 
 /// What tells a file changed without reading it: size in bytes and modification time in ns since
 /// the Unix epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-struct FileStamp {
+pub(crate) struct FileStamp {
     size: u64,
     mtime_ns: i64,
 }
@@ -681,7 +690,7 @@ impl FileStamp {
 
 impl Index {
     /// The index at `path`, or an empty one if it is missing or unreadable (it is only a shortcut).
-    fn load(path: &Path) -> Self {
+    pub(crate) fn load(path: &Path) -> Self {
         let parsed = match fs::read(path) {
             Ok(bytes) => serde_json::from_slice::<Index>(&bytes).map_err(|e| e.to_string()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Self::empty(),
@@ -704,7 +713,7 @@ impl Index {
         }
     }
 
-    fn save(&self, path: &Path) -> Result<(), CacheError> {
+    pub(crate) fn save(&self, path: &Path) -> Result<(), CacheError> {
         let json = serde_json::to_vec_pretty(self)?;
         crate::atomic::write_bytes_atomic(path, &json).map_err(|source| CacheError::Folder {
             path: path.to_owned(),
@@ -931,9 +940,16 @@ where
         .collect::<Result<_, CacheError>>()?;
     stats.computed = computed.into_inner();
 
-    // Remember which entries passed their checksum, forgetting rebuilt and deleted ones.
+    // Remember which entries passed their checksum, forgetting rebuilt and deleted ones, and
+    // which parameters made each entry.
     let verified_before = index.verified_entries.clone();
-    for (&key, (_, verified)) in unique.iter().zip(&outcomes) {
+    let configs_before = index.entry_configs.clone();
+    for (&key, (outcome, verified)) in unique.iter().zip(&outcomes) {
+        if outcome.is_ok() && index.entry_configs.get(key) != Some(&options.config) {
+            index
+                .entry_configs
+                .insert(key.to_owned(), options.config.clone());
+        }
         match verified {
             Verified::Unchanged => {}
             Verified::Now(Some(stamp)) => {
@@ -947,7 +963,10 @@ where
     index
         .verified_entries
         .retain(|key, _| cache_dir.join(format!("{key}.{ENTRY_EXTENSION}")).exists());
-    if index.verified_entries != verified_before {
+    index
+        .entry_configs
+        .retain(|key, _| cache_dir.join(format!("{key}.{ENTRY_EXTENSION}")).exists());
+    if index.verified_entries != verified_before || index.entry_configs != configs_before {
         index.save(&index_path)?;
     }
 

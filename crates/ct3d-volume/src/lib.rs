@@ -13,7 +13,8 @@
 //! - [`augment`]: the example's random-angle rotation, seedable and thread-count independent;
 //! - [`synth`]: synthetic phantom chest CTs (the project's test and demo data);
 //! - [`dataset`], [`manifest`] and [`cache`]: class-folder and CSV-manifest datasets and the
-//!   content-addressed `prepare` cache;
+//!   content-addressed `prepare` cache; [`cache_admin`]: what the cache holds, cleaning it, and
+//!   what a preparation would add;
 //! - [`atomic`]: write-to-temp-then-rename helpers used by every output.
 //!
 //! Axis order everywhere is nibabel's `get_fdata()` order, `[x, y, z]`, stored with `x` varying
@@ -22,6 +23,7 @@
 pub mod atomic;
 pub mod augment;
 pub mod cache;
+pub mod cache_admin;
 pub mod dataset;
 pub mod dicom;
 pub mod manifest;

@@ -452,6 +452,9 @@ pub struct HeaderSummary {
     pub qform_code: i16,
     /// Byte offset of the voxels in [`data_path`](Self::data_path) (decompressed).
     pub vox_offset: u64,
+    /// The header's `descrip` text up to its first NUL (`ct3d preprocess` records its
+    /// parameters there, see [`crate::preprocess::output_description`]).
+    pub description: String,
 }
 
 impl HeaderSummary {
@@ -599,7 +602,17 @@ pub fn read_header(path: &Path) -> Result<HeaderSummary, ReadError> {
         sform_code: header.sform_code,
         qform_code: header.qform_code,
         vox_offset: layout.vox_offset,
+        description: description_text(&header.descrip),
     })
+}
+
+/// The `descrip` bytes up to the first NUL, as text (invalid UTF-8 replaced).
+fn description_text(descrip: &[u8]) -> String {
+    let end = descrip
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(descrip.len());
+    String::from_utf8_lossy(&descrip[..end]).into_owned()
 }
 
 /// Writes `volume` to `path` atomically; gzip-compressed when the name ends in `.gz`.
@@ -608,6 +621,17 @@ pub fn read_header(path: &Path) -> Result<HeaderSummary, ReadError> {
 /// the header written; [`read_volume`] of the result returns the same shape, spacing, affine (to
 /// `f32` precision, as NIfTI-1 stores it) and data (exactly for [`OutputDtype::F32`]).
 pub fn write_volume(path: &Path, volume: &Volume, dtype: OutputDtype) -> Result<(), WriteError> {
+    write_volume_described(path, volume, dtype, "ct3d")
+}
+
+/// [`write_volume`] with `description` in the header's `descrip` field (NIfTI-1 keeps its first
+/// 79 bytes; longer text is cut at a character boundary).
+pub fn write_volume_described(
+    path: &Path,
+    volume: &Volume,
+    dtype: OutputDtype,
+    description: &str,
+) -> Result<(), WriteError> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_ascii_lowercase())
@@ -621,7 +645,7 @@ pub fn write_volume(path: &Path, volume: &Volume, dtype: OutputDtype) -> Result<
             path: path.to_owned(),
         });
     };
-    let header = encode_header(volume, dtype, path)?;
+    let header = encode_header(volume, dtype, path, description)?;
     let io_err = |source| WriteError::Io {
         path: path.to_owned(),
         source,
@@ -1371,6 +1395,7 @@ fn encode_header(
     volume: &Volume,
     dtype: OutputDtype,
     path: &Path,
+    description: &str,
 ) -> Result<[u8; 352], WriteError> {
     let shape = volume.shape();
     let dims = shape.map(|d| i16::try_from(d).ok().filter(|&d| d >= 1));
@@ -1428,7 +1453,12 @@ fn encode_header(
     h.f32(112, 1.0); // scl_slope
     h.f32(116, 0.0); // scl_inter
     h.bytes[123] = 2; // xyzt_units: millimetres, time unknown
-    h.bytes[148..152].copy_from_slice(b"ct3d");
+    // descrip: 80 bytes, NUL-terminated.
+    let mut end = description.len().min(79);
+    while !description.is_char_boundary(end) {
+        end -= 1;
+    }
+    h.bytes[148..148 + end].copy_from_slice(&description.as_bytes()[..end]);
     h.i16(252, 0); // qform_code: unknown, as nibabel writes for a new image
     h.i16(254, 2); // sform_code: aligned
     let quaternion = [

@@ -129,6 +129,18 @@ pub enum PreprocessError {
     /// The parameters are invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The scan is not in Hounsfield units: it looks already preprocessed (see
+    /// [`not_raw_hu_reason`]). Preprocessing it again would squash it into a constant.
+    #[error(
+        "{}: looks already preprocessed ({reason}); ct3d expects raw CT scans in Hounsfield units",
+        path.display()
+    )]
+    AlreadyPreprocessed {
+        /// The scan file.
+        path: std::path::PathBuf,
+        /// Why it is not a raw scan: its header or its value range.
+        reason: String,
+    },
     /// The volume has an axis of zero voxels.
     #[error("{origin}: cannot preprocess an empty volume of shape {shape:?}")]
     EmptyVolume {
@@ -139,9 +151,85 @@ pub enum PreprocessError {
     },
 }
 
+/// How the `descrip` field of every `ct3d preprocess` output starts.
+pub const OUTPUT_DESCRIPTION_PREFIX: &str = "ct3d preprocess";
+
+/// The NIfTI `descrip` that `ct3d preprocess` writes into its output, e.g.
+/// `ct3d preprocess v0.1.0 size=128,128,64 window=-1000,400`: it marks the file as model-ready
+/// (not Hounsfield units) and records how it was made.
+pub fn output_description(config: &PreprocessConfig) -> String {
+    let [x, y, z] = config.size;
+    format!(
+        "{OUTPUT_DESCRIPTION_PREFIX} v{} size={x},{y},{z} window={},{}",
+        env!("CARGO_PKG_VERSION"),
+        config.hu_min,
+        config.hu_max
+    )
+}
+
+/// How the parameters recorded in a `ct3d preprocess` header (`description`, see
+/// [`output_description`]) differ from `config`, e.g. `window=-900,300 (expected
+/// window=-1000,400)`; `None` when they agree or the description is not ct3d's.
+pub fn description_mismatch(description: &str, config: &PreprocessConfig) -> Option<String> {
+    if !description.starts_with(OUTPUT_DESCRIPTION_PREFIX) {
+        return None;
+    }
+    let expected = output_description(config);
+    let differences: Vec<String> = ["size=", "window="]
+        .into_iter()
+        .filter_map(|key| {
+            let found = description.split(' ').find(|w| w.starts_with(key))?;
+            let wanted = expected.split(' ').find(|w| w.starts_with(key))?;
+            (found != wanted).then(|| format!("{found} (expected {wanted})"))
+        })
+        .collect();
+    (!differences.is_empty()).then(|| differences.join(", "))
+}
+
+/// Why `volume` is not a raw CT scan in Hounsfield units, or `None` when it may be one.
+///
+/// `description` is the NIfTI header's `descrip`, if known: `ct3d preprocess` marks its output
+/// there ([`output_description`]). Otherwise a floating-point volume whose finite values all lie
+/// in `[0, 1]` cannot be a CT scan (real HU span about -1024 to 3000, air alone is -1000) and is
+/// taken as already preprocessed. Integer volumes (every scanner's output) are never flagged, and
+/// the value scan stops at the first voxel outside `[0, 1]`, so a raw float scan costs next to
+/// nothing.
+pub fn not_raw_hu_reason(volume: &Volume, description: Option<&str>) -> Option<String> {
+    if let Some(text) = description.filter(|d| d.starts_with(OUTPUT_DESCRIPTION_PREFIX)) {
+        return Some(format!("its header says \"{text}\""));
+    }
+    if !is_float(volume) {
+        return None;
+    }
+    let (mut min, mut max, mut finite) = (f32::INFINITY, f32::NEG_INFINITY, false);
+    for &v in volume.data() {
+        if v.is_finite() {
+            if !(0.0..=1.0).contains(&v) {
+                return None;
+            }
+            (min, max, finite) = (min.min(v), max.max(v), true);
+        }
+    }
+    finite.then(|| {
+        format!(
+            "all its values lie in [0, 1] (min {min}, max {max}), while CT scans span about -1024 to 3000 HU"
+        )
+    })
+}
+
+/// Whether the volume was stored as floating point (`float32`/`float64` NIfTI).
+fn is_float(volume: &Volume) -> bool {
+    volume
+        .provenance
+        .datatype
+        .as_deref()
+        .is_some_and(|d| d.starts_with("float"))
+}
+
 /// Reads a scan (a NIfTI file or a DICOM series folder, see [`crate::scan::read_scan`]) and
 /// applies the seed's pipeline: HU window → [0, 1], rotate 90°, zoom to `size` (see
-/// [`process_volume`]).
+/// [`process_volume`]). A volume that is already preprocessed ([`not_raw_hu_reason`]) is
+/// refused with [`PreprocessError::AlreadyPreprocessed`].
 pub fn process_file(path: &Path, config: &PreprocessConfig) -> Result<Volume, PreprocessError> {
     process_scan(path, None, config)
 }
@@ -154,11 +242,28 @@ pub fn process_scan(
     config: &PreprocessConfig,
 ) -> Result<Volume, PreprocessError> {
     config.validate()?;
+    let volume = read_raw_scan(path, series)?;
+    process(&volume, config, Some(path))
+}
+
+/// Reads a scan as [`crate::scan::read_scan`] does, refusing one that is not in Hounsfield units
+/// ([`not_raw_hu_reason`]; the header is only consulted for floating-point NIfTI files).
+pub fn read_raw_scan(path: &Path, series: Option<&str>) -> Result<Volume, PreprocessError> {
     let volume = crate::scan::read_scan(path, series).map_err(|e| match e {
         crate::scan::ScanError::Nifti(e) => PreprocessError::Read(e),
         other => PreprocessError::Scan(other),
     })?;
-    process(&volume, config, Some(path))
+    let description = (is_float(&volume) && !path.is_dir())
+        .then(|| crate::nifti_io::read_header(path).ok())
+        .flatten()
+        .map(|h| h.description);
+    match not_raw_hu_reason(&volume, description.as_deref()) {
+        Some(reason) => Err(PreprocessError::AlreadyPreprocessed {
+            path: path.to_owned(),
+            reason,
+        }),
+        None => Ok(volume),
+    }
 }
 
 /// The seed's `normalize` + `resize_volume` on a volume of Hounsfield units (`[x, y, z]`, any
@@ -725,6 +830,100 @@ mod tests {
         v.provenance.path = Some(PathBuf::from("scan.nii.gz"));
         let err = process_volume(&v, &PreprocessConfig::default()).unwrap_err();
         assert!(err.to_string().starts_with("scan.nii.gz: "));
+    }
+
+    #[test]
+    fn preprocessed_volumes_are_told_from_raw_scans() {
+        let mut v = Volume::from_fn([4, 4, 2], |x, _, _| x as f32 / 3.0);
+        // Values in [0, 1] of unknown storage (built in memory) are not judged.
+        assert_eq!(not_raw_hu_reason(&v, None), None);
+        v.provenance.datatype = Some("float32".to_owned());
+        let reason = not_raw_hu_reason(&v, None).unwrap();
+        assert!(
+            reason.contains("[0, 1]") && reason.contains("max 1"),
+            "{reason}"
+        );
+        // One voxel of air makes it a plausible HU volume; NaN does not count.
+        v.data_mut()[0] = f32::NAN;
+        assert!(not_raw_hu_reason(&v, None).is_some());
+        v.data_mut()[1] = -1000.0;
+        assert_eq!(not_raw_hu_reason(&v, None), None);
+        // ct3d preprocess's header mark is decisive whatever the values.
+        let description = output_description(&PreprocessConfig {
+            size: [48, 40, 32],
+            ..Default::default()
+        });
+        assert_eq!(
+            description,
+            format!(
+                "ct3d preprocess v{} size=48,40,32 window=-1000,400",
+                env!("CARGO_PKG_VERSION")
+            )
+        );
+        assert!(
+            not_raw_hu_reason(&v, Some(&description))
+                .unwrap()
+                .contains(&description)
+        );
+        assert_eq!(not_raw_hu_reason(&v, Some("ct3d")), None);
+        let same = PreprocessConfig {
+            size: [48, 40, 32],
+            ..Default::default()
+        };
+        assert_eq!(description_mismatch(&description, &same), None);
+        let other = PreprocessConfig {
+            hu_min: -900.0,
+            hu_max: 300.0,
+            size: [48, 40, 33],
+        };
+        assert_eq!(
+            description_mismatch(&description, &other).unwrap(),
+            "size=48,40,32 (expected size=48,40,33), window=-1000,400 (expected window=-900,300)"
+        );
+        assert_eq!(description_mismatch("ct3d", &other), None);
+        // Integer scans are never flagged by their values.
+        let mut ints = Volume::filled([2, 2, 2], 1.0);
+        ints.provenance.datatype = Some("int16".to_owned());
+        assert_eq!(not_raw_hu_reason(&ints, None), None);
+    }
+
+    #[test]
+    fn process_file_refuses_its_own_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = PreprocessConfig {
+            size: [6, 6, 4],
+            ..Default::default()
+        };
+        let raw = phantom([10, 10, 5]);
+        let out = process_volume(&raw, &config).unwrap();
+        let marked = dir.path().join("marked.nii");
+        let description = output_description(&config);
+        crate::nifti_io::write_volume_described(
+            &marked,
+            &out,
+            crate::nifti_io::OutputDtype::F32,
+            &description,
+        )
+        .unwrap();
+        let err = process_file(&marked, &config).unwrap_err();
+        assert!(matches!(err, PreprocessError::AlreadyPreprocessed { .. }));
+        let message = err.to_string();
+        assert!(
+            message.contains("marked.nii")
+                && message.contains(&description)
+                && message.contains("Hounsfield")
+                && !message.contains('\n'),
+            "{message}"
+        );
+        // Without the mark, the [0, 1] range gives it away.
+        let plain = dir.path().join("plain.nii");
+        crate::nifti_io::write_volume(&plain, &out, crate::nifti_io::OutputDtype::F32).unwrap();
+        let message = process_file(&plain, &config).unwrap_err().to_string();
+        assert!(message.contains("[0, 1]"), "{message}");
+        // The raw scan, stored as float32 too, is fine.
+        let hu = dir.path().join("hu.nii");
+        crate::nifti_io::write_volume(&hu, &raw, crate::nifti_io::OutputDtype::F32).unwrap();
+        assert_eq!(process_file(&hu, &config).unwrap().data(), out.data());
     }
 
     #[test]

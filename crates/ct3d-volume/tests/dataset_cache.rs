@@ -875,3 +875,169 @@ fn unwritable_cache_folder_is_an_error_naming_it() {
     );
     assert_eq!(fake.calls(), 0);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Seeing and cleaning the cache; what a preparation would add
+
+/// Prepares `dataset` into `cache` with a pipeline that gives `config.size` volumes.
+fn prepare_sized(dataset: &Dataset, cache: &Path, config: &PreprocessConfig) -> PreparedDataset {
+    let size = config.size;
+    prepare(
+        dataset,
+        cache,
+        &options(config),
+        |_| Ok::<_, FakeError>(Volume::filled(size, 0.5)),
+        |_| {},
+    )
+    .unwrap()
+}
+
+#[test]
+fn cache_usage_groups_entries_and_clean_removes_only_entries() {
+    use ct3d_volume::cache_admin::{CacheGroup, CleanOptions, cache_usage, clean_cache};
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = small_dataset(&dir.path().join("data"));
+    let cache = dir.path().join("cache");
+    let small = PreprocessConfig {
+        size: [4, 4, 4],
+        ..PreprocessConfig::default()
+    };
+    let large = PreprocessConfig {
+        size: [6, 6, 6],
+        hu_min: -900.0,
+        hu_max: 300.0,
+    };
+    prepare_sized(&dataset, &cache, &small);
+    prepare_sized(&dataset, &cache, &large);
+    let entry_bytes = |size| CacheEntry::file_len(size).unwrap();
+    // Not the cache's: kept whatever happens. A damaged entry: reported, and cleaned.
+    write(&cache.join("notes.txt"), b"mine");
+    write(&cache.join(format!("{}.vol", "ab".repeat(32))), b"garbage");
+    let usage = cache_usage(&cache).unwrap();
+    assert_eq!(
+        usage.groups,
+        vec![
+            CacheGroup {
+                size: [4, 4, 4],
+                window: Some([-1000.0, 400.0]),
+                entries: 4,
+                bytes: 4 * entry_bytes([4, 4, 4]),
+            },
+            CacheGroup {
+                size: [6, 6, 6],
+                window: Some([-900.0, 300.0]),
+                entries: 4,
+                bytes: 4 * entry_bytes([6, 6, 6]),
+            },
+        ]
+    );
+    assert_eq!(usage.damaged.len(), 1);
+    assert_eq!(usage.entries(), 9);
+    let index_bytes = fs::metadata(cache.join(INDEX_FILE_NAME)).unwrap().len();
+    let tag_bytes = fs::metadata(cache.join("CACHEDIR.TAG")).unwrap().len();
+    assert_eq!(
+        usage.bytes(),
+        4 * entry_bytes([4, 4, 4]) + 4 * entry_bytes([6, 6, 6]) + 7 + index_bytes + tag_bytes
+    );
+
+    // A cache written before windows were recorded: the size is still known.
+    let index_path = cache.join(INDEX_FILE_NAME);
+    let recorded = fs::read(&index_path).unwrap();
+    let mut index: serde_json::Value = serde_json::from_slice(&recorded).unwrap();
+    index.as_object_mut().unwrap().remove("entry_configs");
+    fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+    let old = cache_usage(&cache).unwrap();
+    assert_eq!(old.groups.len(), 2);
+    assert!(
+        old.groups
+            .iter()
+            .all(|g| g.window.is_none() && g.entries == 4)
+    );
+    fs::write(&index_path, &recorded).unwrap();
+
+    let keep_small = CleanOptions {
+        keep_sizes: vec![[4, 4, 4]],
+        dry_run: true,
+    };
+    let report = clean_cache(&cache, &keep_small).unwrap();
+    assert_eq!((report.removed, report.kept), (5, 4));
+    assert_eq!(report.freed, 4 * entry_bytes([6, 6, 6]) + 7);
+    assert_eq!(
+        cache_usage(&cache).unwrap(),
+        usage,
+        "a dry run changes nothing"
+    );
+    let done = clean_cache(
+        &cache,
+        &CleanOptions {
+            dry_run: false,
+            ..keep_small
+        },
+    )
+    .unwrap();
+    assert_eq!(done, report);
+    let after = cache_usage(&cache).unwrap();
+    assert_eq!(after.groups, usage.groups[..1]);
+    assert!(after.damaged.is_empty());
+    assert_eq!(fs::read(cache.join("notes.txt")).unwrap(), b"mine");
+    assert!(cache.join("CACHEDIR.TAG").exists());
+    // The removed entries are forgotten, the kept ones still serve.
+    let index: serde_json::Value = serde_json::from_slice(&fs::read(&index_path).unwrap()).unwrap();
+    assert_eq!(index["entry_configs"].as_object().unwrap().len(), 4);
+    let again = prepare_sized(&dataset, &cache, &small);
+    assert_eq!(again.stats.hits, 4);
+    assert_eq!(prepare_sized(&dataset, &cache, &large).stats.computed, 4);
+
+    // Everything goes without --keep-size; a folder that is not a cache is not touched.
+    let all = clean_cache(&cache, &CleanOptions::default()).unwrap();
+    assert_eq!((all.removed, all.kept), (8, 0));
+    assert_eq!(cache_usage(&cache).unwrap().entries(), 0);
+    let data = dir.path().join("data");
+    let err = clean_cache(&data, &CleanOptions::default()).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("not a ct3d preprocessing cache"),
+        "{message}"
+    );
+    one_line(&message);
+    assert_eq!(
+        Dataset::from_class_folders(&data, DEFAULT_NEGATIVE_CLASS, DEFAULT_POSITIVE_CLASS)
+            .unwrap()
+            .len(),
+        4
+    );
+}
+
+#[test]
+fn plan_prepare_counts_what_is_not_cached_yet() {
+    use ct3d_volume::cache_admin::plan_prepare;
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = small_dataset(&dir.path().join("data"));
+    let cache = dir.path().join("cache");
+    let config = PreprocessConfig {
+        size: [4, 4, 4],
+        ..PreprocessConfig::default()
+    };
+    let plan = plan_prepare(&dataset, &cache, &config);
+    assert_eq!((plan.items, plan.cached, plan.to_compute.len()), (4, 0, 4));
+    assert_eq!(
+        plan.bytes_to_add(config.size),
+        4 * CacheEntry::file_len([4, 4, 4]).unwrap()
+    );
+    assert!(!cache.exists(), "planning writes nothing");
+    prepare_sized(&dataset, &cache, &config);
+    let plan = plan_prepare(&dataset, &cache, &config);
+    assert_eq!((plan.cached, plan.to_compute.len()), (4, 0));
+    assert_eq!(plan.bytes_to_add(config.size), 0);
+    // Other parameters, a changed scan, a removed entry: to compute.
+    let other = PreprocessConfig {
+        size: [5, 5, 5],
+        ..config.clone()
+    };
+    assert_eq!(plan_prepare(&dataset, &cache, &other).to_compute.len(), 4);
+    let changed = &dataset.items()[0].path;
+    write(changed, b"scan a, changed");
+    age(changed, 3600);
+    let plan = plan_prepare(&dataset, &cache, &config);
+    assert_eq!(plan.to_compute, vec![changed.clone()]);
+}

@@ -138,7 +138,13 @@ pub fn preprocess(
     series: Option<&str>,
 ) -> Result<()> {
     let volume = preprocess::process_scan(scan, series, config)?;
-    nifti_io::write_volume(output, &volume, OutputDtype::F32)?;
+    // The header says what the file is, so that `predict` and `prepare` can refuse it as input.
+    nifti_io::write_volume_described(
+        output,
+        &volume,
+        OutputDtype::F32,
+        &preprocess::output_description(config),
+    )?;
     let [x, y, z] = volume.shape();
     println!(
         "{} → {} ({x}×{y}×{z}, float32 in [0, 1])",
@@ -235,6 +241,61 @@ pub fn prepare(
         };
         bail!("no scan of {} could be prepared", data.display());
     }
+    Ok(())
+}
+
+/// Runs `ct3d cache info`.
+pub fn cache_info(dir: &Path) -> Result<()> {
+    use ct3d::resources::format_bytes;
+    let usage = ct3d_volume::cache_admin::cache_usage(dir)?;
+    println!(
+        "{}: {} entries, {}",
+        dir.display(),
+        usage.entries(),
+        format_bytes(usage.bytes())
+    );
+    for group in &usage.groups {
+        let [x, y, z] = group.size;
+        let window = group.window.map_or(
+            "window unknown (entries made before ct3d recorded it)".to_owned(),
+            |[lo, hi]| format!("window {lo},{hi}"),
+        );
+        println!(
+            "  size {x},{y},{z}, {window}: {} entries, {}",
+            group.entries,
+            format_bytes(group.bytes)
+        );
+    }
+    if !usage.damaged.is_empty() {
+        let bytes = usage.damaged.iter().map(|(_, b)| b).sum();
+        println!(
+            "  damaged (rebuilt when needed): {} entries, {}",
+            usage.damaged.len(),
+            format_bytes(bytes)
+        );
+    }
+    Ok(())
+}
+
+/// Runs `ct3d cache clean`.
+pub fn cache_clean(dir: &Path, keep_sizes: &[[usize; 3]], dry_run: bool) -> Result<()> {
+    use ct3d::resources::format_bytes;
+    let report = ct3d_volume::cache_admin::clean_cache(
+        dir,
+        &ct3d_volume::cache_admin::CleanOptions {
+            keep_sizes: keep_sizes.to_vec(),
+            dry_run,
+        },
+    )?;
+    println!(
+        "{} {} entries ({}) from {}; kept {} entries ({})",
+        if dry_run { "would remove" } else { "removed" },
+        report.removed,
+        format_bytes(report.freed),
+        dir.display(),
+        report.kept,
+        format_bytes(report.kept_bytes)
+    );
     Ok(())
 }
 
@@ -420,6 +481,7 @@ pub fn demo(options: &DemoOptions) -> Result<()> {
         options.device,
         crate::model_commands::PredictFormat::Sentences,
         None,
+        false,
     )?;
     println!("\n== 6/6 write the report");
     crate::picture_commands::plot(&run, Some(out.join("plots").join("curves.png")))?;

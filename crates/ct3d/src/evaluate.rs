@@ -15,8 +15,10 @@ use std::path::{Path, PathBuf};
 use ct3d_model::input::batch_from_volumes;
 use ct3d_model::weights::load_weights;
 use ct3d_model::{DeviceChoice, Model, predict_proba};
+use ct3d_volume::Volume;
 use ct3d_volume::cache::{self, PrepareOptions};
 use ct3d_volume::dataset::{Dataset, DatasetItem, is_scan_file_name};
+use ct3d_volume::preprocess::{PreprocessError, description_mismatch};
 use serde::Serialize;
 
 use crate::metrics::{BinaryMetrics, binary_metrics};
@@ -415,15 +417,102 @@ pub fn predict_scan(run: &LoadedRun, scan: &Path) -> Result<Prediction, TrainErr
 
 /// [`predict_scan`] with a DICOM series chosen by `SeriesInstanceUID` (for a folder holding
 /// several series).
+///
+/// A volume that is already preprocessed (the output of `ct3d preprocess`, or any float volume
+/// whose values all lie in `[0, 1]`) is refused with one line pointing to `--preprocessed`
+/// ([`predict_model_ready`]): preprocessing it again would give a confident, meaningless answer.
 pub fn predict_scan_series(
     run: &LoadedRun,
     scan: &Path,
     series: Option<&str>,
 ) -> Result<Prediction, TrainError> {
+    let volume = ct3d_volume::preprocess::process_scan(scan, series, &run.config.train.preprocess)
+        .map_err(|e| match e {
+            PreprocessError::AlreadyPreprocessed { path, reason } => TrainError::Scan(format!(
+                "{}: looks already preprocessed ({reason}); predict wants raw CT scans in \
+                 Hounsfield units; pass --preprocessed to use the file as model-ready input",
+                path.display()
+            )),
+            other => TrainError::Scan(other.to_string()),
+        })?;
+    predict_volume(run, scan, &volume)
+}
+
+/// Predicts a model-ready volume (`ct3d preprocess` output made with the run's window and size)
+/// as it is: no windowing, rotation or resizing. Its values must be finite and within `[0, 1]`
+/// (up to [`MODEL_READY_SLACK`]) and its shape the run's input size ([`check_model_ready`]), and
+/// the parameters its `ct3d preprocess` header records (if any) the run's; else one line says
+/// what is wrong.
+pub fn predict_model_ready(
+    run: &LoadedRun,
+    path: &Path,
+    series: Option<&str>,
+) -> Result<Prediction, TrainError> {
+    let volume =
+        ct3d_volume::scan::read_scan(path, series).map_err(|e| TrainError::Scan(e.to_string()))?;
+    check_model_ready(&volume, path, run.config.train.model.input)?;
+    // `ct3d preprocess` records its parameters: other ones than the run's give wrong answers.
+    let recorded = (!path.is_dir())
+        .then(|| ct3d_volume::nifti_io::read_header(path).ok())
+        .flatten()
+        .and_then(|h| description_mismatch(&h.description, &run.config.train.preprocess));
+    if let Some(difference) = recorded {
+        return Err(TrainError::Scan(format!(
+            "{}: preprocessed with other parameters than the run's: {difference} (preprocess \
+             the raw scan again with the run's, or predict the raw scan without --preprocessed)",
+            path.display()
+        )));
+    }
+    predict_volume(run, path, &volume)
+}
+
+/// How far outside `[0, 1]` a model-ready value may lie: preprocessing through the general
+/// cubic-spline rotation (planes of unequal side parity) may overshoot a little, while a raw scan
+/// in Hounsfield units is off by hundreds.
+pub const MODEL_READY_SLACK: f32 = 0.25;
+
+/// Checks that `volume` (read from `path`) can go into a model taking `input` voxels as it is.
+pub fn check_model_ready(
+    volume: &Volume,
+    path: &Path,
+    input: [usize; 3],
+) -> Result<(), TrainError> {
+    let range = -MODEL_READY_SLACK..=1.0 + MODEL_READY_SLACK;
+    let stats = volume.stats();
+    let problem = match stats {
+        None => Some("no finite values".to_owned()),
+        Some(s) if s.non_finite > 0 => Some(format!("{} NaN or infinite voxels", s.non_finite)),
+        Some(s) if !range.contains(&s.min) || !range.contains(&s.max) => Some(format!(
+            "values from {} to {}, not within [0, 1]",
+            s.min, s.max
+        )),
+        Some(_) => None,
+    };
+    if let Some(problem) = problem {
+        return Err(TrainError::Scan(format!(
+            "{}: not model-ready ({problem}); --preprocessed expects `ct3d preprocess` output, \
+             drop it for a raw scan in Hounsfield units",
+            path.display()
+        )));
+    }
+    let shape = volume.shape();
+    if shape != input {
+        let [x, y, z] = shape;
+        let [w, h, d] = input;
+        return Err(TrainError::Scan(format!(
+            "{}: --preprocessed input is {x}×{y}×{z} voxels but the run's model takes {w}×{h}×{d} \
+             (make it with `ct3d preprocess --size {w},{h},{d}`, or give the raw scan without \
+             --preprocessed)",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The model's prediction for the preprocessed `volume` of `scan`.
+fn predict_volume(run: &LoadedRun, scan: &Path, volume: &Volume) -> Result<Prediction, TrainError> {
     let train = &run.config.train;
-    let volume = ct3d_volume::preprocess::process_scan(scan, series, &train.preprocess)
-        .map_err(|e| TrainError::Scan(e.to_string()))?;
-    let input = batch_from_volumes(&[&volume], train.model.input, &run.device)?;
+    let input = batch_from_volumes(&[volume], train.model.input, &run.device)?;
     let probability = predict_proba(&run.model, input)?[0];
     let class = if probability > 0.5 {
         &train.classes.positive_name

@@ -13,6 +13,7 @@ pub mod loader;
 pub mod metrics;
 pub mod pictures;
 pub mod report;
+pub mod resources;
 pub mod run;
 pub mod split;
 pub mod train;

@@ -107,6 +107,8 @@ enum Command {
         /// Worker threads (default: all cores).
         #[arg(long, short = 'j', value_name = "N")]
         jobs: Option<usize>,
+        #[command(flatten)]
+        yes: YesArg,
     },
     /// Write synthetic phantom chest CT scans (int16 HU NIfTI) as a class-folder dataset.
     ///
@@ -180,7 +182,8 @@ enum Command {
     /// Predict raw scans with a trained run, printing the example's two sentences per scan.
     ///
     /// Scans are preprocessed with the run's recorded parameters. Folders are expanded to the scan
-    /// files they hold.
+    /// files they hold. A scan that fails is reported (with --json/--csv: as an entry with an
+    /// error) and the exit code is 1 after the others are predicted.
     Predict {
         /// The run folder written by `ct3d train`.
         #[arg(long, value_name = "RUN")]
@@ -196,9 +199,14 @@ enum Command {
         /// Print one JSON array instead of sentences.
         #[arg(long, conflicts_with = "csv")]
         json: bool,
-        /// Print CSV (path,probability,class) instead of sentences.
+        /// Print CSV (path,probability,class,error) instead of sentences.
         #[arg(long)]
         csv: bool,
+        /// The inputs are already model-ready (`ct3d preprocess` output with the run's window and
+        /// size): use them as they are, without windowing, rotating or resizing. Without it, such
+        /// volumes are refused, since predicting them as raw scans gives meaningless answers.
+        #[arg(long)]
+        preprocessed: bool,
         #[command(flatten)]
         device: DeviceArgs,
     },
@@ -285,6 +293,12 @@ enum Command {
         allow_changed_data: bool,
         #[command(flatten)]
         device: DeviceArgs,
+    },
+    /// See what a preprocessing cache holds, and free it: `ct3d cache info DIR`,
+    /// `ct3d cache clean DIR [--keep-size W,H,D] [--dry-run]`.
+    Cache {
+        #[command(subcommand)]
+        action: CacheAction,
     },
     /// Download a public dataset: `ct3d fetch mosmed --out DIR` gets the Keras example's scans.
     ///
@@ -537,6 +551,44 @@ struct TrainOptions {
     /// Leave out scans that cannot be read (they are listed) instead of stopping.
     #[arg(long)]
     skip_bad: bool,
+    #[command(flatten)]
+    yes: YesArg,
+}
+
+/// `--yes`: skip the check that the work fits in disk and memory.
+#[derive(Debug, Args)]
+struct YesArg {
+    /// Start even if the cache would not fit on the disk or one training step (or the
+    /// preparation) would not fit in the available memory (checked from the scans' headers and
+    /// the model's layer sizes before anything is written).
+    #[arg(long)]
+    yes: bool,
+}
+
+/// `ct3d cache` actions.
+#[derive(Debug, Subcommand)]
+enum CacheAction {
+    /// Print the cache's entries and bytes, grouped by preprocessing size and HU window.
+    Info {
+        /// The cache folder (`prepare --cache`, by default DATA/.ct3d-cache).
+        #[arg(value_name = "DIR")]
+        cache: PathBuf,
+    },
+    /// Remove cache entries (all of them, or all but the sizes kept) and print what was freed.
+    ///
+    /// Only the cache's own entry files are removed; `prepare` or `train` rebuild any entry they
+    /// need. Do not clean a cache that a running training reads from.
+    Clean {
+        /// The cache folder.
+        #[arg(value_name = "DIR")]
+        cache: PathBuf,
+        /// Keep the entries of this preprocessing size (repeatable).
+        #[arg(long, value_name = "W,H,D", value_parser = commands::parse_size)]
+        keep_size: Vec<[usize; 3]>,
+        /// Only print what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// The network's shape, shared by `train`, `cv` and `summary`.
@@ -625,15 +677,31 @@ fn main() -> ExitCode {
             preprocess,
             skip_bad,
             jobs,
-        } => commands::prepare(
-            &data.source(),
-            &cache,
-            &classes.negative,
-            &classes.positive,
-            &preprocess.into_config(),
-            skip_bad,
-            jobs,
-        ),
+            yes,
+        } => {
+            let (source, config) = (data.source(), preprocess.into_config());
+            let workers = jobs.map_or_else(rayon::current_num_threads, |n| n.max(1));
+            model_commands::check_resources(yes.yes, || {
+                ct3d::resources::check_prepare(
+                    &source,
+                    &cache,
+                    [&classes.negative, &classes.positive],
+                    &config,
+                    workers,
+                )
+            })
+            .and_then(|()| {
+                commands::prepare(
+                    &source,
+                    &cache,
+                    &classes.negative,
+                    &classes.positive,
+                    &config,
+                    skip_bad,
+                    jobs,
+                )
+            })
+        }
         Command::Synth {
             out,
             normal,
@@ -651,11 +719,13 @@ fn main() -> ExitCode {
                     .exit();
             }
             let seed_was_chosen = args.options.seed.is_none();
+            let yes = args.options.yes.yes;
             let mut request = args.into_request();
             if let Some(train) = matches.subcommand_matches("train") {
                 request.given = model_commands::given_settings(train);
             }
-            model_commands::train(request, seed_was_chosen)
+            model_commands::check_resources(yes, || ct3d::resources::check_train(&request))
+                .and_then(|()| model_commands::train(request, seed_was_chosen))
         }
         Command::Cv(args) => {
             if let Err(error) = (FoldSpec {
@@ -673,7 +743,10 @@ fn main() -> ExitCode {
                 .seed
                 .or_else(|| ct3d::cv::recorded_seed(&args.out));
             let seed_was_chosen = seed.is_none();
-            model_commands::cv(args.into_request(seed), seed_was_chosen)
+            let yes = args.options.yes.yes;
+            let request = args.into_request(seed);
+            model_commands::check_resources(yes, || ct3d::resources::check_cv(&request))
+                .and_then(|()| model_commands::cv(request, seed_was_chosen))
         }
         Command::Eval {
             run,
@@ -701,6 +774,7 @@ fn main() -> ExitCode {
             weights,
             json,
             csv,
+            preprocessed,
             device,
         } => {
             let format = if json {
@@ -717,6 +791,7 @@ fn main() -> ExitCode {
                 device.device,
                 format,
                 series.uid.as_deref(),
+                preprocessed,
             )
         }
         Command::Show {
@@ -761,6 +836,14 @@ fn main() -> ExitCode {
             },
         )
         .map(|_| ()),
+        Command::Cache { action } => match action {
+            CacheAction::Info { cache } => commands::cache_info(&cache),
+            CacheAction::Clean {
+                cache,
+                keep_size,
+                dry_run,
+            } => commands::cache_clean(&cache, &keep_size, dry_run),
+        },
         Command::Fetch { dataset } => fetch_commands::fetch(dataset),
         Command::Summary { size, architecture } => model_commands::summary(ModelConfig {
             input: size,

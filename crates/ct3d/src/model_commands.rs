@@ -199,6 +199,17 @@ pub fn given_settings(matches: &clap::ArgMatches) -> Vec<String> {
     keys
 }
 
+/// Runs `check` (a [`ct3d::resources`] check) unless `yes` (the user's `--yes`) skips it.
+pub fn check_resources(
+    yes: bool,
+    check: impl FnOnce() -> Result<(), ct3d::resources::ResourceError>,
+) -> Result<()> {
+    if !yes {
+        check()?;
+    }
+    Ok(())
+}
+
 /// Runs `ct3d train` and prints where the results are.
 pub fn train(request: TrainRequest, seed_was_chosen: bool) -> Result<()> {
     // Announced only once training really starts, not before a refusal.
@@ -616,7 +627,20 @@ pub enum PredictFormat {
     Csv,
 }
 
-/// Runs `ct3d predict`.
+/// One line of `predict --json`/`--csv`: a prediction, or the scan's error (probability and
+/// class then null/empty).
+#[derive(Debug, serde::Serialize)]
+struct PredictRow {
+    path: PathBuf,
+    probability: Option<f32>,
+    class: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// Runs `ct3d predict`. Scans that fail are listed (sentences: an `error:` line on stderr;
+/// JSON/CSV: an entry with its error) and make the exit code 1 once every scan has been tried.
+/// With `preprocessed`, the inputs are model-ready volumes used as they are.
 pub fn predict(
     run: &Path,
     inputs: &[PathBuf],
@@ -624,6 +648,7 @@ pub fn predict(
     device: DeviceChoice,
     format: PredictFormat,
     series: Option<&str>,
+    preprocessed: bool,
 ) -> Result<()> {
     let loaded = evaluate::load_run(run, weights, device)?;
     let scans = evaluate::expand_inputs(inputs);
@@ -631,10 +656,15 @@ pub fn predict(
         bail!("{}", no_scans_message(run, inputs));
     }
     let classes = &loaded.config.train.classes;
-    let mut predictions = Vec::new();
-    let mut failed = 0usize;
+    let mut rows = Vec::new();
+    let mut failures = Vec::new();
     for scan in &scans {
-        match evaluate::predict_scan_series(&loaded, scan, series) {
+        let prediction = if preprocessed {
+            evaluate::predict_model_ready(&loaded, scan, series)
+        } else {
+            evaluate::predict_scan_series(&loaded, scan, series)
+        };
+        match prediction {
             Ok(p) => {
                 if format == PredictFormat::Sentences {
                     if scans.len() > 1 {
@@ -648,33 +678,57 @@ pub fn predict(
                         println!("{line}");
                     }
                 }
-                predictions.push(p);
+                rows.push(PredictRow {
+                    path: p.path,
+                    probability: Some(p.probability),
+                    class: Some(p.class),
+                    error: None,
+                });
             }
-            Err(err) if scans.len() > 1 => {
-                eprintln!("error: {err}");
-                failed += 1;
+            // A single scan in sentences mode: its error is the command's one error line.
+            Err(err) if format == PredictFormat::Sentences && scans.len() == 1 => {
+                return Err(err.into());
             }
-            Err(err) => return Err(err.into()),
+            Err(err) => {
+                let message = err.to_string();
+                if format == PredictFormat::Sentences {
+                    eprintln!("error: {message}");
+                }
+                rows.push(PredictRow {
+                    path: scan.clone(),
+                    probability: None,
+                    class: None,
+                    error: Some(message.clone()),
+                });
+                failures.push(message);
+            }
         }
     }
     match format {
         PredictFormat::Sentences => {}
-        PredictFormat::Json => println!("{}", serde_json::to_string_pretty(&predictions)?),
+        PredictFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
         PredictFormat::Csv => {
-            println!("path,probability,class");
-            for p in &predictions {
+            println!("path,probability,class,error");
+            for row in &rows {
                 println!(
-                    "{},{},{}",
-                    csv_field(&p.path.display().to_string()),
-                    p.probability,
-                    p.class
+                    "{},{},{},{}",
+                    csv_field(&row.path.display().to_string()),
+                    row.probability.map_or(String::new(), |p| p.to_string()),
+                    row.class.as_deref().map_or(String::new(), csv_field),
+                    row.error.as_deref().map_or(String::new(), csv_field)
                 );
             }
         }
     }
-    match failed {
-        0 => Ok(()),
-        n => bail!("{n} of {} scans could not be predicted", scans.len()),
+    match failures.as_slice() {
+        [] => Ok(()),
+        // The entry already holds it; stderr still gets the one error line.
+        [only] if scans.len() == 1 => bail!("{only}"),
+        _ => bail!(
+            "{} of {} scans could not be predicted",
+            failures.len(),
+            scans.len()
+        ),
     }
 }
 

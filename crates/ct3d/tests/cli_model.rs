@@ -234,7 +234,7 @@ fn predict_and_eval_print_what_users_read() {
     assert_success(&out);
     let csv = stdout(&out);
     let mut rows = csv.lines();
-    assert_eq!(rows.next(), Some("path,probability,class"));
+    assert_eq!(rows.next(), Some("path,probability,class,error"));
     let rows: Vec<Vec<&str>> = rows.map(|r| r.split(',').collect()).collect();
     assert_eq!(rows.len(), entries.len(), "{csv}");
     for (row, entry) in rows.iter().zip(entries) {
@@ -242,6 +242,8 @@ fn predict_and_eval_print_what_users_read() {
         let probability: f32 = row[1].parse().unwrap();
         assert_eq!(probability, entry["probability"].as_f64().unwrap() as f32);
         assert_eq!(row[2], entry["class"].as_str().unwrap());
+        assert_eq!(row[3], "", "no error: {csv}");
+        assert!(entry.get("error").is_none(), "{entry}");
     }
     let out = ct3d(&inputs);
     assert_success(&out);
@@ -383,6 +385,169 @@ fn predict_and_eval_print_what_users_read() {
     assert_success(&out);
     let text = stdout(&out);
     assert!(text.contains("healthy") && text.contains("covid"), "{text}");
+}
+
+/// `ct3d preprocess` output given to `predict` is refused (by its header mark, or by its values
+/// in [0, 1]) with a pointer to `--preprocessed`, which uses it as it is: the same probability as
+/// the raw scan, and a clean error for a wrong size or a raw scan.
+#[test]
+fn predict_refuses_preprocessed_volumes_unless_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth(dir.path(), "data", 6, 6, 3);
+    let run = dir.path().join("run");
+    assert_success(&train(&data, &run, &["--epochs", "1", "--seed", "2"]));
+    let scan = &scans_in(&data.join("CT-0"))[0];
+    let preprocess = |out: &Path, size: &str| {
+        assert_success(&ct3d(&[
+            "preprocess",
+            s(scan),
+            "-o",
+            s(out),
+            "--size",
+            size,
+        ]));
+    };
+    let ready = dir.path().join("ready.nii.gz");
+    preprocess(&ready, "48,48,48");
+    let probability = |args: &[&str]| {
+        let reported = json(&ct3d(
+            &[&["predict", "--run", s(&run), "--json"][..], args].concat(),
+        ));
+        reported[0]["probability"].as_f64().unwrap()
+    };
+
+    let out = ct3d(&["predict", "--run", s(&run), s(&ready)]);
+    assert_clean_failure(
+        &out,
+        &[
+            "ready.nii.gz",
+            "already preprocessed",
+            "Hounsfield",
+            "--preprocessed",
+        ],
+    );
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+    let raw = probability(&[s(scan)]);
+    let as_is = probability(&["--preprocessed", s(&ready)]);
+    assert!(
+        (raw - as_is).abs() <= 1e-5,
+        "raw {raw} vs preprocessed {as_is}"
+    );
+
+    // Without ct3d's header mark (`rotate` writes none), the value range gives it away.
+    let rotated = dir.path().join("rotated.nii");
+    assert_success(&ct3d(&[
+        "rotate",
+        s(&ready),
+        "-o",
+        s(&rotated),
+        "--angle",
+        "5",
+    ]));
+    assert_clean_failure(
+        &ct3d(&["predict", "--run", s(&run), s(&rotated)]),
+        &["rotated.nii", "[0, 1]", "--preprocessed"],
+    );
+
+    let small = dir.path().join("small.nii");
+    preprocess(&small, "40,40,32");
+    assert_clean_failure(
+        &ct3d(&["predict", "--run", s(&run), "--preprocessed", s(&small)]),
+        &["small.nii", "40×40×32", "48×48×48"],
+    );
+    assert_clean_failure(
+        &ct3d(&["predict", "--run", s(&run), "--preprocessed", s(scan)]),
+        &[s(scan), "not model-ready", "Hounsfield"],
+    );
+    let windowed = dir.path().join("windowed.nii");
+    assert_success(&ct3d(&[
+        "preprocess",
+        s(scan),
+        "-o",
+        s(&windowed),
+        "--size",
+        "48,48,48",
+        "--hu-window",
+        "-900,300",
+    ]));
+    assert_clean_failure(
+        &ct3d(&["predict", "--run", s(&run), "--preprocessed", s(&windowed)]),
+        &[
+            "windowed.nii",
+            "window=-900,300 (expected window=-1000,400)",
+        ],
+    );
+}
+
+/// `predict --json`/`--csv` list a scan that fails as an entry with its error, and the exit
+/// code says something failed; sentences keep their `error:` line on stderr.
+#[test]
+fn predict_lists_failed_scans_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth(dir.path(), "data", 6, 6, 3);
+    let run = dir.path().join("run");
+    assert_success(&train(&data, &run, &["--epochs", "1", "--seed", "2"]));
+    let good = &scans_in(&data.join("CT-23"))[0];
+    let corrupt = dir.path().join("corrupt.nii.gz");
+    fs::write(&corrupt, b"\x1f\x8b not really gzip").unwrap();
+    let predict = |args: &[&str]| ct3d(&[&["predict", "--run", s(&run)][..], args].concat());
+    let one_error_line = |out: &Output| {
+        let err = stderr(out);
+        assert!(!err.contains("panicked"), "{err}");
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        err.lines().filter(|l| l.starts_with("error: ")).count()
+    };
+
+    let out = predict(&["--json", s(good), s(&corrupt)]);
+    assert_eq!(one_error_line(&out), 1);
+    let entries: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let entries = entries.as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert_eq!(entries[0]["path"], s(good));
+    assert!(entries[0]["probability"].is_f64() && entries[0].get("error").is_none());
+    assert_eq!(entries[1]["path"], s(&corrupt));
+    assert!(entries[1]["probability"].is_null() && entries[1]["class"].is_null());
+    let error = entries[1]["error"].as_str().unwrap();
+    assert!(error.contains(s(&corrupt)), "{error}");
+
+    let out = predict(&["--csv", s(good), s(&corrupt)]);
+    assert_eq!(one_error_line(&out), 1);
+    let csv = stdout(&out);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert_eq!(lines[0], "path,probability,class,error");
+    assert!(
+        lines[1].starts_with(&format!("{},", s(good))) && lines[1].ends_with(','),
+        "{csv}"
+    );
+    let failed = lines[2]
+        .strip_prefix(&format!("{},,,", s(&corrupt)))
+        .unwrap_or_else(|| panic!("{csv}"));
+    assert!(failed.contains("corrupt.nii.gz"), "{csv}");
+
+    // Sentences: the good scan prints, the bad one is an error line, then the summary line.
+    let out = predict(&[s(good), s(&corrupt)]);
+    assert_eq!(one_error_line(&out), 2);
+    assert!(
+        stderr(&out).contains(&format!("error: {error}")),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        stdout(&out)
+            .lines()
+            .filter(|l| l.starts_with("This model is "))
+            .count(),
+        2
+    );
+
+    // One scan: the entry, and the one error line.
+    let out = predict(&["--json", s(&corrupt)]);
+    assert_clean_failure(&out, &["corrupt.nii.gz"]);
+    let entries: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(entries[0]["error"], error);
+    assert_clean_failure(&predict(&[s(&corrupt)]), &["corrupt.nii.gz"]);
+    assert_success(&predict(&["--csv", s(good)]));
 }
 
 #[test]
@@ -1206,4 +1371,65 @@ fn a_cv_folder_has_one_writer_at_a_time() {
     resume_process(&first);
     assert_success(&first.wait_with_output().unwrap());
     assert!(out.join("cv.json").is_file());
+}
+
+/// Runs ct3d, killing it if it is still running after a minute: without the check (as on older
+/// versions) the command would go on to write gigabytes, and the test must not do that.
+fn refused_or_killed(args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ct3d"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(60) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!(
+                "`ct3d {}` was not refused: it started the work",
+                args.join(" ")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// `train`/`cv` at a size whose one training step needs far more memory than there is are
+/// refused at once, with the estimate and `--yes`, before any cache entry or run folder exists.
+#[test]
+fn oversized_training_is_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth(dir.path(), "data", 2, 2, 1);
+    let run = dir.path().join("run");
+    let huge = ["--size", "1000,1000,1000", "--seed", "1"];
+    let mut args = train_args(&data, &run, &[]);
+    // The small model's arguments with the size replaced.
+    let at = args.iter().position(|a| *a == "--size").unwrap();
+    args.drain(at..at + 2);
+    args.extend_from_slice(&huge);
+    let out = refused_or_killed(&args);
+    assert_clean_failure(
+        &out,
+        &[
+            "--size 1000,1000,1000",
+            "training needs ~",
+            "for one batch of 2",
+            "available",
+            "--yes",
+        ],
+    );
+    assert!(!run.exists(), "no run folder");
+    assert!(!data.join(".ct3d-cache").exists(), "no cache entries");
+    args[0] = "cv";
+    args.extend_from_slice(&["--folds", "2"]);
+    let out = refused_or_killed(&args);
+    assert_clean_failure(
+        &out,
+        &["--size 1000,1000,1000", "training needs ~", "--yes"],
+    );
+    assert!(!run.exists() && !data.join(".ct3d-cache").exists());
 }

@@ -284,3 +284,66 @@ fn prepare_errors_name_the_flag_that_fixes_them() {
     );
     assert_success(&prepare(&data, &cache));
 }
+
+/// `prepare` refuses work that cannot fit before writing anything, `cache info` shows the
+/// entries by preprocessing size and window, and `cache clean` frees them.
+#[test]
+fn oversized_prepare_is_refused_and_cache_info_and_clean_manage_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth_dataset(dir.path(), 2, 2);
+    let cache = dir.path().join("cache");
+    let (data_s, cache_s) = (data.to_str().unwrap(), cache.to_str().unwrap());
+    let prepare = |size: &str| {
+        ct3d(&[
+            "prepare", "--data", data_s, "--cache", cache_s, "--size", size,
+        ])
+    };
+
+    // 4 × 4 TB of cache, and 4 TB of memory per worker to preprocess: more than any machine has.
+    let out = prepare("10000,10000,10000");
+    assert_clean_failure(
+        &out,
+        &[
+            "--size 10000,10000,10000",
+            "the cache needs ~16.0 TB for 4 scans",
+            "--yes",
+        ],
+    );
+    assert!(!cache.exists(), "nothing may be written before the refusal");
+
+    for size in ["8,8,8", "10,10,10"] {
+        let out = prepare(size);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let out = ct3d(&["cache", "info", cache_s]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with(&format!("{cache_s}: 8 entries, ")),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with("  size 8,8,8, window -1000,400: 4 entries, ")
+            && lines[2].starts_with("  size 10,10,10, window -1000,400: 4 entries, "),
+        "{text}"
+    );
+
+    let out = ct3d(&["cache", "clean", cache_s, "--keep-size", "8,8,8"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("removed 4 entries (") && stdout(&out).contains("kept 4 entries"),
+        "{}",
+        stdout(&out)
+    );
+    let text = stdout(&ct3d(&["cache", "info", cache_s]));
+    assert!(
+        text.contains(": 4 entries, ") && !text.contains("10,10,10"),
+        "{text}"
+    );
+    // The data folder is not a cache: refused, untouched.
+    assert_clean_failure(
+        &ct3d(&["cache", "clean", data_s]),
+        &[data_s, "not a ct3d preprocessing cache"],
+    );
+}
