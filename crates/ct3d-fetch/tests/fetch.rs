@@ -11,8 +11,7 @@ use ct3d_fetch::{
     extract_class_archive, fetch_mosmed, sha256_hex,
 };
 
-mod support;
-use support::{Fault, Server, closed_port, fake_scan, zip_of, zip_with_symlink};
+use ct3d_test_server::{Fault, Server, closed_port, fake_scan, zip_of, zip_with_symlink};
 
 /// Options for `out` against `server`, with short waits between attempts.
 fn options(out: &Path, base_url: String) -> FetchOptions {

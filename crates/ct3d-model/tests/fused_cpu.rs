@@ -5,19 +5,14 @@
 //! here the question is whether the burn glue (layouts, the autodiff node, gradient routing,
 //! the switch in `ops`) gives the model exactly the function it had before.
 
-mod common;
-
-use std::sync::Mutex;
-
+use crate::common::{
+    default_kernels, pseudo_random, random_batch, switching_kernels, tiny_config, values,
+};
 use burn::tensor::{Device, Tensor, TensorData};
-use common::{pseudo_random, random_batch, tiny_config, values};
 use ct3d_model::ops::{
     conv3d_relu_max_pool3d, conv3d_relu_max_pool3d_composed, set_fused_cpu_kernels,
 };
 use ct3d_model::{Adam, AdamConfig, ModelConfig, train_step};
-
-/// The kernel switch is process-wide; tests that flip it take turns.
-static SWITCH: Mutex<()> = Mutex::new(());
 
 fn max_relative_difference(a: &[f32], b: &[f32]) -> f64 {
     assert_eq!(a.len(), b.len());
@@ -35,6 +30,7 @@ fn tensor<const D: usize>(values: Vec<f32>, shape: [usize; D], device: &Device) 
 
 #[test]
 fn fused_block_matches_burn_ops_forward_and_gradients() {
+    let _kernels = default_kernels();
     let device = Device::flex().autodiff();
     for (batch, channels, filters, size) in [
         (2, 1, 8, [12, 11, 10]),
@@ -112,7 +108,7 @@ fn losses(config: &ModelConfig, fused: bool, steps: u64) -> Vec<f32> {
 
 #[test]
 fn training_gives_the_same_loss_curve_as_burn_ops() {
-    let _turn = SWITCH.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = switching_kernels();
     let seed_filters = ModelConfig {
         input: [62, 62, 62],
         ..ModelConfig::default()

@@ -1,10 +1,8 @@
 //! `ops::max_pool3d_2` and `ops::conv3d_valid` against naive loops, forward and backward, and
 //! MaxPool3d's gradient against finite differences.
 
-mod common;
-
+use crate::common::{pseudo_random, values};
 use burn::tensor::{Device, Tensor, TensorData};
-use common::{pseudo_random, values};
 use ct3d_model::ops::{conv3d_valid, max_pool3d_2};
 
 fn index(shape: [usize; 5], i: [usize; 5]) -> usize {

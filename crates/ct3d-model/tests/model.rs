@@ -1,11 +1,9 @@
 //! The model as a whole: parameter counts, initialisation determinism, inference mode and the
 //! training step's contract.
 
-mod common;
-
+use crate::common::{default_kernels, random_batch, tiny_config, values};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
-use common::{random_batch, tiny_config, values};
 use ct3d_model::weights::save_weights;
 use ct3d_model::{
     Adam, AdamConfig, ModelConfig, ModelError, ParamCounts, predict_proba, train_step,
@@ -13,6 +11,7 @@ use ct3d_model::{
 
 #[test]
 fn seed_parameter_counts_from_config_and_from_burn() {
+    let _kernels = default_kernels();
     let config = ModelConfig::default();
     let counts = config.param_counts();
     assert_eq!(
@@ -42,6 +41,7 @@ fn seed_parameter_counts_from_config_and_from_burn() {
 
 #[test]
 fn same_seed_gives_bit_identical_weights() {
+    let _kernels = default_kernels();
     let dir = tempfile::tempdir().unwrap();
     let config = tiny_config();
     let save = |seed: u64, name: &str| {
@@ -58,6 +58,7 @@ fn same_seed_gives_bit_identical_weights() {
 
 #[test]
 fn prediction_uses_moving_statistics_and_no_dropout() {
+    let _kernels = default_kernels();
     let config = tiny_config();
     let device = Device::flex();
     let model = config.init(&device.clone().autodiff(), 1).unwrap();
@@ -75,6 +76,7 @@ fn prediction_uses_moving_statistics_and_no_dropout() {
 
 #[test]
 fn training_step_contract_errors() {
+    let _kernels = default_kernels();
     let config = tiny_config();
     let device = Device::flex();
     let mut adam = Adam::new(AdamConfig::default());
@@ -105,6 +107,7 @@ fn training_step_contract_errors() {
 /// and with the seed's filters (whose larger tensors take burn's multi-threaded paths).
 #[test]
 fn training_is_deterministic_for_fixed_seeds() {
+    let _kernels = default_kernels();
     let seed_filters = ModelConfig {
         input: [46, 46, 46],
         ..ModelConfig::default()
@@ -145,6 +148,7 @@ fn train_and_save(config: &ModelConfig, steps: u64) -> (Vec<(f32, usize)>, Vec<u
 
 #[test]
 fn a_training_step_moves_weights_and_batch_norm_statistics() {
+    let _kernels = default_kernels();
     let config = tiny_config();
     let device = Device::flex().autodiff();
     let model = config.init(&device, 9).unwrap();

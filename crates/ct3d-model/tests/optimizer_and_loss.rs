@@ -1,12 +1,10 @@
 //! Keras's Adam, the learning-rate schedule, binary cross-entropy and accuracy against numbers
 //! computed by hand from Keras's formulas.
 
-mod common;
-
+use crate::common::values;
 use burn::module::Param;
 use burn::nn::Linear;
 use burn::tensor::{Device, Tensor, TensorData};
-use common::values;
 use ct3d_model::train_step::{binary_cross_entropy_with_logits, count_correct};
 use ct3d_model::{Adam, AdamConfig, ExponentialDecay};
 

@@ -13,10 +13,8 @@
 //! epochs do (val_acc ≈ 0.5). The moving-statistics update itself is tested exactly in
 //! `model.rs`.
 
-mod common;
-
+use crate::common::{default_kernels, pseudo_random};
 use burn::tensor::Device;
-use common::pseudo_random;
 use ct3d_model::input::batch_tensor;
 use ct3d_model::{Adam, AdamConfig, ExponentialDecay, ModelConfig, train_step};
 
@@ -43,6 +41,7 @@ fn volume(index: usize, positive: bool) -> Vec<f32> {
 
 #[test]
 fn eight_separable_volumes_reach_training_accuracy_one_and_low_loss() {
+    let _kernels = default_kernels();
     let config = ModelConfig {
         input: [SIZE; 3],
         filters: vec![8, 8, 16, 16],

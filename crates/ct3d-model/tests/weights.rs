@@ -1,12 +1,10 @@
 //! Weights and optimizer state in safetensors: round trips, Keras names and layout, and the
 //! one-line errors for files that do not fit.
 
-mod common;
-
 use std::path::Path;
 
+use crate::common::{default_kernels, random_batch, tiny_config};
 use burn::tensor::Device;
-use common::{random_batch, tiny_config};
 use ct3d_model::weights::{load_optimizer, load_weights, save_optimizer, save_weights};
 use ct3d_model::{Adam, AdamConfig, Model, ModelConfig, predict_proba, train_step};
 use safetensors::SafeTensors;
@@ -30,6 +28,7 @@ fn probe(model: &Model, config: &ModelConfig) -> Vec<f32> {
 
 #[test]
 fn weights_round_trip_exactly_with_keras_names_and_layout() {
+    let _kernels = default_kernels();
     let dir = tempfile::tempdir().unwrap();
     let config = tiny_config();
     let device = Device::flex().autodiff();
@@ -78,6 +77,7 @@ fn weights_round_trip_exactly_with_keras_names_and_layout() {
 
 #[test]
 fn optimizer_state_round_trip_continues_identically() {
+    let _kernels = default_kernels();
     let dir = tempfile::tempdir().unwrap();
     let config = tiny_config();
     let device = Device::flex().autodiff();
@@ -116,6 +116,7 @@ fn load_error(config: &ModelConfig, path: &Path) -> String {
 
 #[test]
 fn mismatched_files_are_one_line_errors_naming_the_file() {
+    let _kernels = default_kernels();
     let dir = tempfile::tempdir().unwrap();
     let config = tiny_config();
     let path = dir.path().join("w.safetensors");
@@ -193,6 +194,7 @@ fn mismatched_files_are_one_line_errors_naming_the_file() {
 
 #[test]
 fn optimizer_file_is_not_a_weights_file() {
+    let _kernels = default_kernels();
     let dir = tempfile::tempdir().unwrap();
     let config = tiny_config();
     let (model, adam) = trained(&config, &Device::flex().autodiff());

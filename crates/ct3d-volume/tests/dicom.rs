@@ -1,7 +1,7 @@
 //! DICOM series input: series written here with dicom-rs, and (when `../shared/realdata` is
 //! present) a real JPEG 2000 series against its dcm2niix conversion.
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::path::{Path, PathBuf};

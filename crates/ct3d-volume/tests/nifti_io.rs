@@ -1,7 +1,7 @@
 //! NIfTI-1 reading and writing against nibabel 5.4 (fixtures from
 //! `tools/golden/gen_nifti_fixtures.py`), malformed inputs, round trips and real files.
 
-mod support;
+use crate::support;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

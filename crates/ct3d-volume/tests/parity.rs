@@ -2,15 +2,13 @@
 //! `tools/golden/gen_golden.py`, which spells out the exact scipy calls) must agree to a maximum
 //! absolute error of 1e-5 on `[0, 1]` data.
 
-mod support;
-
+use crate::support::{golden, golden_dir, max_abs_error};
 use ct3d_volume::augment::rotate_augment;
 use ct3d_volume::preprocess::{PreprocessConfig, process_volume};
 use ct3d_volume::spline::{
     cos_degrees, rotate_planes, sin_degrees, spline_prefilter_plane, zoom_linear_factors,
 };
 use serde_json::Value;
-use support::{golden, golden_dir, max_abs_error};
 
 const TOLERANCE: f64 = 1e-5;
 

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-mod support;
-use support::{assert_clean_failure, assert_success, ct3d, s, small_train_args, stderr, stdout};
+use crate::support::{
+    assert_clean_failure, assert_success, ct3d, s, small_train_args, stderr, stdout,
+};
 
 /// Phantoms written by the CLI into `dir/data` (CT-0 and CT-23).
 fn synth(dir: &Path, normal: usize, abnormal: usize) -> PathBuf {

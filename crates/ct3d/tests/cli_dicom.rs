@@ -1,15 +1,13 @@
 //! `ct3d` on DICOM series folders: `info`, `preprocess`, `show` and `--series`, through the real
 //! binary.
 
-mod support;
-
 use std::fs;
 use std::path::Path;
 
+use crate::support::{assert_clean_failure, assert_success, ct3d, s, stdout};
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
-use support::{assert_clean_failure, assert_success, ct3d, s, stdout};
 
 const SERIES_A: &str = "1.2.826.0.1.3680043.2.1125.71";
 const SERIES_B: &str = "1.2.826.0.1.3680043.2.1125.72";

@@ -1,16 +1,13 @@
-//! `ct3d fetch mosmed` through the real binary, against a local HTTP server on 127.0.0.1 (the
-//! same one the library's tests use): exit codes, printed digests, files, and a clean failure
-//! that leaves nothing behind.
+//! `ct3d fetch mosmed` through the real binary, against a local HTTP server on 127.0.0.1
+//! (`ct3d-test-server`, the one the library's tests use): exit codes, printed digests, files,
+//! and a clean failure that leaves nothing behind.
 
 use std::fs;
 use std::path::Path;
 
-mod support;
-use support::{assert_clean_failure, assert_success, ct3d, s, stdout};
+use ct3d_test_server::{Server, closed_port, fake_scan, zip_of};
 
-#[path = "../../ct3d-fetch/tests/support/mod.rs"]
-mod fetch_server;
-use fetch_server::{Server, closed_port, fake_scan, zip_of};
+use crate::support::{assert_clean_failure, assert_success, ct3d, s, stdout};
 
 fn names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)

@@ -13,8 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ct3d::history::{EpochRecord, from_csv};
 use ct3d::run::{RunDir, RunState};
 
-mod support;
-use support::{
+use crate::support::{
     assert_clean_failure, assert_success, ct3d, ct3d_in, s, small_train_args as train_args, stderr,
     stdout,
 };

@@ -10,8 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-mod support;
-use support::{
+use crate::support::{
     assert_clean_failure, assert_success, ct3d, ct3d_in, s, small_train_args, stderr, stdout,
 };
 

@@ -5,8 +5,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-mod support;
-use support::{assert_clean_failure, assert_success, ct3d, stderr, stdout};
+use crate::support::{assert_clean_failure, assert_success, ct3d, stderr, stdout};
 
 /// Writes a small synthetic dataset with the CLI itself and returns its folder.
 fn synth_dataset(dir: &Path, normal: usize, abnormal: usize) -> PathBuf {

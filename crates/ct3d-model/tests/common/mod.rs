@@ -1,8 +1,28 @@
-//! Shared helpers for the integration tests: tiny configurations and synthetic batches.
-#![allow(dead_code)] // each test binary uses a subset
+//! Shared helpers for the integration tests: tiny configurations, synthetic batches, and the
+//! lock around the process-wide kernel switch.
+
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use burn::tensor::{Device, Tensor, TensorData};
 use ct3d_model::ModelConfig;
+
+/// The choice of CPU kernels (`ct3d_model::ops::set_fused_cpu_kernels`) is process-wide, and all
+/// integration tests run on threads of one process: a test that flips it holds the write side, and
+/// every test whose numbers go through the switch holds the read side, so none runs mid-flip.
+static KERNEL_SWITCH: RwLock<()> = RwLock::new(());
+
+/// Held by a test that runs the model's convolution blocks with the default (fused) CPU kernels.
+pub fn default_kernels() -> RwLockReadGuard<'static, ()> {
+    KERNEL_SWITCH.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Held by a test that flips the kernel switch; it runs alone among the tests that hold
+/// [`default_kernels`].
+pub fn switching_kernels() -> RwLockWriteGuard<'static, ()> {
+    KERNEL_SWITCH
+        .write()
+        .unwrap_or_else(PoisonError::into_inner)
+}
 
 /// Four blocks like the seed but with a handful of filters, at the smallest legal size.
 pub fn tiny_config() -> ModelConfig {

@@ -1,8 +1,5 @@
 //! Helpers shared by the integration tests: fixture locations, the optional real-data folder and a
 //! minimal `.npy` reader for the golden files written by `tools/golden/*.py`.
-//!
-//! Each test binary uses a different subset of these helpers.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 

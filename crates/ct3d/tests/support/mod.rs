@@ -1,7 +1,4 @@
 //! Helpers shared by the end-to-end tests that run the real `ct3d` binary.
-//!
-//! Each test binary uses a different subset of these helpers.
-#![allow(dead_code)]
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -1,12 +1,11 @@
 //! A tiny HTTP/1.1 file server on 127.0.0.1 for the fetch tests, with fault injection, and a zip
-//! builder. Shared by `crates/ct3d-fetch/tests/fetch.rs` and `crates/ct3d/tests/cli_fetch.rs`
-//! (which includes this file with `#[path]`).
+//! builder. A dev-dependency of `ct3d-fetch` (its `tests/fetch.rs`) and of `ct3d` (its
+//! `tests/cli_fetch.rs`); nothing that ships depends on it.
 //!
 //! The server answers GET with `Connection: close`, honours `Range: bytes=N-` (206 with
 //! `Content-Range`, 416 past the end), answers 404 for unknown paths, and can be told, per path and
 //! per request in order, to answer with a status or to drop the connection after some bytes. It
 //! serves a bounded number of connections and records every request.
-#![allow(dead_code)]
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Cursor, Write};

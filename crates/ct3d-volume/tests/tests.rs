@@ -1,0 +1,13 @@
+//! The integration tests of `ct3d-volume`, as one test binary (one link instead of one per
+//! file); each former test file is a module (a new file here needs a `mod` line below).
+//!
+//! Run one area with `cargo test -p ct3d-volume --test tests nifti_io::`.
+
+mod support;
+
+mod dataset_cache;
+mod dicom;
+mod manifest;
+mod nifti_io;
+mod parity;
+mod synth;
