@@ -26,10 +26,14 @@ where
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "out".to_owned());
     // The `.name.tmp-` prefix marks it as ours: run folders and datasets skip such names.
-    let (file, temp_path) = tempfile::Builder::new()
-        .prefix(&format!(".{name}.tmp-"))
-        .tempfile_in(dir)?
-        .into_parts();
+    let prefix = format!(".{name}.tmp-");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix);
+    // tempfile makes owner-only files (0600); outputs get the mode `File::create` gives them
+    // (0666 less the umask), as they did before.
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    let (file, temp_path) = builder.tempfile_in(dir)?.into_parts();
     // `temp_path` removes the file when dropped, so every early return below cleans up.
     let mut writer = BufWriter::with_capacity(1 << 20, file);
     write(&mut writer)?;
@@ -104,6 +108,20 @@ mod tests {
         assert_eq!(seen.len(), 1, "{seen:?}");
         assert!(seen[0].starts_with(".out.bin.tmp-"), "{seen:?}");
         assert_eq!(fs::read(&path).unwrap(), b"x");
+    }
+
+    /// Outputs are as readable as `File::create` makes them, not owner-only like a temporary file.
+    #[cfg(unix)]
+    #[test]
+    fn output_has_the_usual_permissions() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.bin");
+        write_bytes_atomic(&path, b"x").unwrap();
+        let plain = dir.path().join("plain.bin");
+        File::create(&plain).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), mode(&plain));
     }
 
     /// The directory can be opened and synced (a directory that cannot be opened is an error).
