@@ -218,7 +218,7 @@ pub fn download_file(
 
 /// The SHA-256 of `data`, as 64 lowercase hexadecimal digits.
 pub fn sha256_hex(data: &[u8]) -> String {
-    hex(&Sha256::digest(data))
+    hex::encode(Sha256::digest(data))
 }
 
 /// The size in bytes and SHA-256 (lowercase hex) of a file.
@@ -226,11 +226,7 @@ pub fn hash_file(path: &Path) -> Result<(u64, String), FetchError> {
     let mut file = File::open(path).map_err(|e| FetchError::io(path, e))?;
     let mut hasher = Sha256::new();
     let bytes = io::copy(&mut file, &mut hasher).map_err(|e| FetchError::io(path, e))?;
-    Ok((bytes, hex(&hasher.finalize())))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    Ok((bytes, hex::encode(hasher.finalize())))
 }
 
 enum Outcome {
@@ -427,7 +423,7 @@ fn attempt(
     }
     Ok(Outcome::Complete {
         bytes: received,
-        sha256: hex(&hasher.finalize()),
+        sha256: hex::encode(hasher.finalize()),
     })
 }
 

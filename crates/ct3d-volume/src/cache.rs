@@ -606,27 +606,13 @@ pub fn entry_key(content: &[u8; 32], config: &PreprocessConfig) -> Result<String
     hasher.update(CACHE_FORMAT_VERSION.to_le_bytes());
     hasher.update(content);
     hasher.update(&params);
-    Ok(hex(&hasher.finalize()))
+    Ok(hex::encode(hasher.finalize()))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(2 * bytes.len()), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
-
+/// A SHA-256 from its 64 hexadecimal digits (either case); `None` for anything else.
 pub(crate) fn unhex(text: &str) -> Option<[u8; 32]> {
     let mut out = [0u8; 32];
-    if text.len() != 64 {
-        return None;
-    }
-    for (byte, pair) in out.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
-        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
-    }
+    hex::decode_to_slice(text, &mut out).ok()?;
     Some(out)
 }
 
@@ -764,7 +750,7 @@ fn hash_with_index(
     let settled = modified.is_some_and(|m| m + RACY_WINDOW < run_started);
     let index_update = stamp.filter(|_| settled).map(|stamp| IndexedFile {
         stamp,
-        sha256: hex(&content),
+        sha256: hex::encode(content),
     });
     Ok(Hashed {
         content,
@@ -984,7 +970,7 @@ where
             .map(|(key, content)| (by_key[key.as_str()], content))
         {
             Err(error) | Ok((Err(error), _)) => Err(error.clone()),
-            Ok((Ok((entry, hit)), content)) => Ok((entry.clone(), *hit, hex(content))),
+            Ok((Ok((entry, hit)), content)) => Ok((entry.clone(), *hit, hex::encode(content))),
         };
         match outcome {
             Ok((entry, cache_hit, sha256)) => {
@@ -1067,9 +1053,16 @@ mod tests {
     #[test]
     fn hex_round_trips() {
         let bytes: [u8; 32] = std::array::from_fn(|i| (i * 37) as u8);
-        assert_eq!(unhex(&hex(&bytes)), Some(bytes));
+        assert_eq!(unhex(&hex::encode(bytes)), Some(bytes));
         assert_eq!(unhex("zz"), None);
         assert_eq!(unhex(&"g".repeat(64)), None);
+        assert_eq!(unhex(&"AB".repeat(32)), Some([0xab; 32]), "either case");
+        assert_eq!(unhex(&"ab".repeat(31)), None, "too short");
+        assert_eq!(
+            hex::encode([0x0f, 0xa0]),
+            "0fa0",
+            "keys are lowercase, two digits per byte"
+        );
     }
 
     #[test]

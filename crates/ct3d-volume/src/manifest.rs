@@ -18,9 +18,11 @@
 //!   keeps a patient's scans in one fold. A patient with scans of both labels is allowed (say a
 //!   normal baseline and an abnormal follow-up): the scans stay together, and the fold assignment
 //!   counts each of them under its own label.
-//! - Fields follow RFC 4180: separated by commas, optionally quoted with `"`, a quote inside a
-//!   quoted field doubled (`""`); quoted fields may hold commas and line breaks. Line ends are LF
-//!   or CRLF; a UTF-8 byte-order mark and blank lines are ignored. Unquoted fields are trimmed.
+//! - Fields follow RFC 4180 (read by the `csv` crate): separated by commas, optionally quoted
+//!   with `"` right after the comma, a quote inside a quoted field doubled (`""`); quoted fields
+//!   may hold commas and line breaks. Line ends are LF or CRLF; a UTF-8 byte-order mark and blank
+//!   lines are ignored. Fields are trimmed of surrounding spaces. A row whose quotes do not pair
+//!   up (a quoted field never closed, a lone quote inside an unquoted field) is refused.
 //! - Rows are numbered as a spreadsheet numbers them: the header is row 1.
 //!
 //! Every problem of the file is reported at once, in one [`ManifestError`]: all rows pointing to
@@ -34,22 +36,13 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use csv::StringRecord;
+use serde::Deserialize;
+
 use crate::dataset::{Dataset, DatasetItem};
 
 /// How many offending rows a message lists per kind of problem before it says "and N more".
 const LISTED_ROWS: usize = 10;
-
-/// One record of a CSV file: its fields and the row number it starts on (the header is row 1,
-/// as in a spreadsheet; a quoted line break does not start a new row).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CsvRecord {
-    /// The 1-based row number.
-    pub row: usize,
-    /// The 1-based line of the file the record starts on.
-    pub line: usize,
-    /// The fields, unquoted; unquoted fields trimmed of surrounding spaces.
-    pub fields: Vec<String>,
-}
 
 /// A CSV syntax error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -61,126 +54,58 @@ pub struct CsvError {
     pub message: String,
 }
 
-/// Parses RFC 4180 CSV text into records (see the module documentation). Blank lines are
-/// skipped; a leading UTF-8 byte-order mark is ignored.
-pub fn parse_csv(text: &str) -> Result<Vec<CsvRecord>, CsvError> {
+/// The columns a data row is read into (by header name, so in any order; others are ignored).
+#[derive(Debug, Deserialize)]
+struct ManifestRow {
+    path: String,
+    label: String,
+    #[serde(default)]
+    patient: Option<String>,
+}
+
+/// Reads the records of CSV text (header included; blank lines skipped, fields trimmed, rows of
+/// any length). The `csv` crate reads a quote that does not pair up leniently, as literal text or
+/// up to the end of the file; such a row is refused here instead, naming its line, since it is
+/// almost always a typing mistake that would otherwise turn into puzzling rows.
+fn read_records(text: &str) -> Result<Vec<StringRecord>, CsvError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut records = Vec::new();
-    let mut chars = text.chars().peekable();
-    let mut line = 1usize;
-    let mut row = 0usize;
-    loop {
-        // Skip blank lines between records.
-        while let Some(&c) = chars.peek() {
-            match c {
-                '\n' => {
-                    line += 1;
-                    chars.next();
-                }
-                '\r' => {
-                    chars.next();
-                }
-                _ => break,
-            }
-        }
-        if chars.peek().is_none() {
-            break;
-        }
-        let start_line = line;
-        let mut fields = Vec::new();
-        loop {
-            // One field.
-            let mut field = String::new();
-            let mut quoted = false;
-            while chars.peek().is_some_and(|&c| c == ' ' || c == '\t') {
-                field.push(chars.next().unwrap_or(' '));
-            }
-            if chars.peek() == Some(&'"') {
-                chars.next();
-                quoted = true;
-                field.clear();
-                loop {
-                    match chars.next() {
-                        None => {
-                            return Err(CsvError {
-                                line: start_line,
-                                message: "a quoted field is never closed (missing \")".to_owned(),
-                            });
-                        }
-                        Some('"') if chars.peek() == Some(&'"') => {
-                            chars.next();
-                            field.push('"');
-                        }
-                        Some('"') => break,
-                        Some(c) => {
-                            if c == '\n' {
-                                line += 1;
-                            }
-                            field.push(c);
-                        }
-                    }
-                }
-                while chars.peek().is_some_and(|&c| c == ' ' || c == '\t') {
-                    chars.next();
-                }
-                if let Some(&c) = chars.peek()
-                    && !matches!(c, ',' | '\n' | '\r')
-                {
-                    return Err(CsvError {
-                        line,
-                        message: format!(
-                            "unexpected {c:?} after a closing quote (a quote inside a quoted \
-                             field is written \"\")"
-                        ),
-                    });
-                }
-            } else {
-                while let Some(&c) = chars.peek() {
-                    if matches!(c, ',' | '\n' | '\r') {
-                        break;
-                    }
-                    if c == '"' {
-                        return Err(CsvError {
-                            line,
-                            message: "a quote inside an unquoted field (quote the whole field \
-                                      and double the quote: \"\")"
-                                .to_owned(),
-                        });
-                    }
-                    field.push(c);
-                    chars.next();
-                }
-            }
-            fields.push(if quoted {
-                field
-            } else {
-                field.trim().to_owned()
+    let records = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes())
+        .into_records()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| CsvError {
+            line: e.position().map_or(1, |p| p.line() as usize),
+            message: e.to_string(),
+        })?;
+    let starts: Vec<usize> = records
+        .iter()
+        .map(|r| r.position().map_or(0, |p| p.byte() as usize))
+        .chain([text.len()])
+        .collect();
+    for (record, span) in records.iter().zip(starts.windows(2)) {
+        let raw = text.get(span[0]..span[1]).unwrap_or_default();
+        if raw.matches('"').count() % 2 == 1 {
+            return Err(CsvError {
+                line: record_line(text, record),
+                message: "a quote is never closed, or stands inside an unquoted field (quote the \
+                          whole field and double each quote inside it: \"\")"
+                    .to_owned(),
             });
-            match chars.next() {
-                Some(',') => continue,
-                Some('\r') => {
-                    if chars.peek() == Some(&'\n') {
-                        chars.next();
-                    }
-                    line += 1;
-                    break;
-                }
-                Some('\n') => {
-                    line += 1;
-                    break;
-                }
-                None => break,
-                Some(_) => unreachable!("fields end at a comma, a line end or the end of text"),
-            }
         }
-        row += 1;
-        records.push(CsvRecord {
-            row,
-            line: start_line,
-            fields,
-        });
     }
     Ok(records)
+}
+
+/// The 1-based line `record` of `text` starts on. Counted here because `csv` places a record
+/// after a CRLF line end on the `\n`, one line too early.
+fn record_line(text: &str, record: &StringRecord) -> usize {
+    let start = record.position().map_or(0, |p| p.byte() as usize);
+    let rest = text.get(start..).unwrap_or_default();
+    let start = start + (rest.len() - rest.trim_start_matches(['\r', '\n']).len());
+    1 + text.get(..start).unwrap_or_default().matches('\n').count()
 }
 
 /// Why a manifest could not be read. Displays as one line naming the file; a manifest with bad
@@ -255,7 +180,7 @@ impl Dataset {
             path: manifest.to_owned(),
             source,
         })?;
-        let records = parse_csv(&text).map_err(|source| ManifestError::Syntax {
+        let records = read_records(&text).map_err(|source| ManifestError::Syntax {
             path: manifest.to_owned(),
             source,
         })?;
@@ -273,59 +198,40 @@ impl Dataset {
     }
 }
 
-/// Which column holds what.
-struct Columns {
-    path: usize,
-    label: usize,
-    patient: Option<usize>,
-    count: usize,
-}
-
-fn header_columns(manifest: &Path, header: &CsvRecord) -> Result<Columns, ManifestError> {
+/// Checks the header (a `path` and a `label` column, each once, in any case) and returns it with
+/// the names trimmed and in lower case, as [`ManifestRow`] reads them.
+fn header_names(manifest: &Path, header: &StringRecord) -> Result<StringRecord, ManifestError> {
     let header_error = |message: String| ManifestError::Header {
         path: manifest.to_owned(),
         message,
     };
-    let find = |name: &str| -> Result<Option<usize>, ManifestError> {
-        let found: Vec<usize> = (0..header.fields.len())
-            .filter(|&i| header.fields[i].trim().eq_ignore_ascii_case(name))
-            .collect();
-        match found.as_slice() {
-            [] => Ok(None),
-            [i] => Ok(Some(*i)),
-            _ => Err(header_error(format!(
-                "the header has {} columns named {name:?}",
-                found.len()
-            ))),
+    let names: StringRecord = header.iter().map(str::to_ascii_lowercase).collect();
+    for name in ["path", "label", "patient"] {
+        let count = names.iter().filter(|n| *n == name).count();
+        if count > 1 {
+            return Err(header_error(format!(
+                "the header has {count} columns named {name:?}"
+            )));
         }
-    };
-    let path = find("path")?;
-    let label = find("label")?;
-    let patient = find("patient")?;
-    let (Some(path), Some(label)) = (path, label) else {
-        let missing: Vec<&str> = [("path", path), ("label", label)]
-            .iter()
-            .filter(|(_, found)| found.is_none())
-            .map(|(name, _)| *name)
-            .collect();
+    }
+    let missing: Vec<&str> = ["path", "label"]
+        .into_iter()
+        .filter(|name| !names.iter().any(|n| n == *name))
+        .collect();
+    if !missing.is_empty() {
         return Err(header_error(format!(
             "the header row ({}) has no {} column",
-            header.fields.join(","),
+            header.iter().collect::<Vec<_>>().join(","),
             missing.join(" or ")
         )));
-    };
-    Ok(Columns {
-        path,
-        label,
-        patient,
-        count: header.fields.len(),
-    })
+    }
+    Ok(names)
 }
 
 /// Validates every data row, collecting all problems before failing.
 fn manifest_items(
     manifest: &Path,
-    records: &[CsvRecord],
+    records: &[StringRecord],
     base: &Path,
     classes: [&str; 2],
 ) -> Result<Vec<DatasetItem>, ManifestError> {
@@ -335,7 +241,7 @@ fn manifest_items(
             what: "no header row".to_owned(),
         });
     };
-    let columns = header_columns(manifest, header)?;
+    let header = header_names(manifest, header)?;
     if rows.is_empty() {
         return Err(ManifestError::Empty {
             path: manifest.to_owned(),
@@ -349,18 +255,28 @@ fn manifest_items(
     let mut duplicates: Vec<String> = Vec::new();
     let mut first_row_of: HashMap<PathBuf, usize> = HashMap::new();
     let mut items: Vec<(u8, DatasetItem)> = Vec::new();
-    for record in rows {
-        let row = record.row;
-        if record.fields.len() != columns.count {
+    // Row 1 is the header; blank lines are not rows.
+    for (row, record) in (2..).zip(rows) {
+        // The reader is flexible so that every short or long row is listed, not just the first.
+        if record.len() != header.len() {
             wrong_width.push(format!(
                 "row {row} has {} (the header has {})",
-                record.fields.len(),
-                columns.count
+                record.len(),
+                header.len()
             ));
             continue;
         }
-        let raw_path = record.fields[columns.path].as_str();
-        let raw_label = record.fields[columns.label].trim();
+        let fields: ManifestRow = match record.deserialize(Some(&header)) {
+            Ok(fields) => fields,
+            // Every field is text and the header has both columns, so this does not happen;
+            // should it, the row is still named.
+            Err(error) => {
+                wrong_width.push(format!("row {row} ({error})"));
+                continue;
+            }
+        };
+        let raw_path = fields.path.as_str();
+        let raw_label = fields.label.as_str();
         let label = match raw_label {
             "0" => Some(0u8),
             "1" => Some(1u8),
@@ -387,10 +303,7 @@ fn manifest_items(
             continue;
         }
         first_row_of.insert(identity, row);
-        let patient = columns
-            .patient
-            .map(|i| record.fields[i].trim().to_owned())
-            .filter(|p| !p.is_empty());
+        let patient = fields.patient.filter(|p| !p.is_empty());
         if let Some(label) = label {
             items.push((
                 label,
@@ -478,10 +391,10 @@ mod tests {
     use super::*;
 
     fn fields(text: &str) -> Vec<Vec<String>> {
-        parse_csv(text)
+        read_records(text)
             .unwrap()
-            .into_iter()
-            .map(|r| r.fields)
+            .iter()
+            .map(|r| r.iter().map(str::to_owned).collect())
             .collect()
     }
 
@@ -500,35 +413,59 @@ mod tests {
 
     #[test]
     fn csv_line_ends_blank_lines_bom_and_empty_fields() {
-        let records =
-            parse_csv("\u{feff}path,label,patient\r\n\r\n a.nii , 0 ,\r\nb.nii,1,P").unwrap();
+        let text = "path,label,patient\r\n\r\n a.nii , 0 ,\r\nb.nii,1,P";
+        let records = read_records(&format!("\u{feff}{text}")).unwrap();
         assert_eq!(records.len(), 3);
-        assert_eq!(records[0].fields, vec!["path", "label", "patient"]);
-        assert_eq!(records[1].fields, vec!["a.nii", "0", ""]);
-        assert_eq!((records[1].row, records[1].line), (2, 3));
-        assert_eq!(records[2].fields, vec!["b.nii", "1", "P"]);
+        assert_eq!(&records[0], vec!["path", "label", "patient"]);
+        assert_eq!(&records[1], vec!["a.nii", "0", ""]);
+        assert_eq!(record_line(text, &records[1]), 3);
+        assert_eq!(&records[2], vec!["b.nii", "1", "P"]);
         assert_eq!(fields(",\n"), vec![vec!["", ""]]);
-        assert!(parse_csv("").unwrap().is_empty());
-        assert!(parse_csv("\n\r\n").unwrap().is_empty());
+        assert!(read_records("").unwrap().is_empty());
+        assert!(read_records("\n\r\n").unwrap().is_empty());
     }
 
     #[test]
     fn csv_quoted_line_break_is_one_row() {
-        let records = parse_csv("h\n\"two\nlines\"\nnext\n").unwrap();
-        assert_eq!(records[1].fields, vec!["two\nlines"]);
-        assert_eq!((records[2].row, records[2].line), (3, 4));
+        let records = read_records("h\n\"two\nlines\"\nnext\n").unwrap();
+        assert_eq!(&records[1], vec!["two\nlines"]);
+        assert_eq!(record_line("h\n\"two\nlines\"\nnext\n", &records[2]), 4);
     }
 
     #[test]
-    fn csv_syntax_errors_name_the_line() {
-        let err = parse_csv("h\n\"open,1\n").unwrap_err();
+    fn csv_unpaired_quotes_name_the_line() {
+        let err = read_records("h\n\"open,1\nnext,0\n").unwrap_err();
         assert_eq!(err.line, 2);
         assert!(err.message.contains("never closed"), "{err}");
-        let err = parse_csv("h\n\"a\"b,1\n").unwrap_err();
-        assert_eq!(err.line, 2);
-        let err = parse_csv("h\nx\na\"b,1\n").unwrap_err();
+        let err = read_records("h\nx\na\"b,1\n").unwrap_err();
         assert_eq!(err.line, 3);
         assert!(err.message.contains("unquoted"), "{err}");
+    }
+
+    #[test]
+    fn rows_of_any_width_and_columns_in_any_order() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["a.nii", "b.nii"] {
+            fs::write(dir.path().join(name), b"").unwrap();
+        }
+        let manifest = dir.path().join("m.csv");
+        let records =
+            read_records("Notes, LABEL ,Patient,Path\nx,1,P1,a.nii\n\"y, z\",0,,b.nii\n").unwrap();
+        let items = manifest_items(&manifest, &records, dir.path(), ["n", "p"]).unwrap();
+        let got: Vec<(u8, Option<&str>)> = items
+            .iter()
+            .map(|i| (i.label, i.patient.as_deref()))
+            .collect();
+        assert_eq!(got, vec![(0, None), (1, Some("P1"))]);
+        assert_eq!(items[0].path, dir.path().join("b.nii"));
+        let records = read_records("path,label\na.nii\nb.nii,0,x\n").unwrap();
+        let err = manifest_items(&manifest, &records, dir.path(), ["n", "p"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("2 rows have the wrong number of fields: row 2 has 1 (the header has 2), row 3 has 3"),
+            "{err}"
+        );
     }
 
     #[test]

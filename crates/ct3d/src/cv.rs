@@ -11,7 +11,6 @@
 //! interrupted, and refuses a fold folder trained with other settings (unless `force`, which
 //! retrains every fold).
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use ct3d_model::DeviceChoice;
@@ -20,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::evaluate::{EvalSplit, WeightsChoice, evaluate_source, load_run};
 use crate::folds::{FoldError, FoldSpec};
+use crate::history::csv_display;
 use crate::metrics::BinaryMetrics;
 use crate::run::{FolderLock, LOCK_FILE, RunDir, RunError, SplitPart, TrainConfig};
 use crate::train::{DataSource, Silent, TrainError, TrainObserver, TrainRequest, train};
@@ -375,45 +375,69 @@ pub fn write_summary(out: &Path, summary: &CvSummary) -> Result<(), CvError> {
     })
 }
 
+/// One row of `cv.csv` (the header is the field names): a fold, or the `mean` / `sd` row, which
+/// leaves the scan and epoch counts empty. Numbers are written as ct3d has always written them.
+#[derive(Serialize)]
+struct CvCsvRow {
+    fold: String,
+    train_scans: Option<usize>,
+    validation_scans: Option<usize>,
+    epochs: Option<usize>,
+    best_epoch: Option<usize>,
+    #[serde(serialize_with = "csv_display::option")]
+    loss: Option<f64>,
+    #[serde(serialize_with = "csv_display::option")]
+    accuracy: Option<f64>,
+    #[serde(serialize_with = "csv_display::option")]
+    auc: Option<f64>,
+    #[serde(serialize_with = "csv_display::option")]
+    sensitivity: Option<f64>,
+    #[serde(serialize_with = "csv_display::option")]
+    specificity: Option<f64>,
+}
+
 /// `cv.csv`: one row per fold, then a `mean` and an `sd` row.
 pub fn summary_csv(summary: &CvSummary) -> String {
-    let mut csv = String::from(
-        "fold,train_scans,validation_scans,epochs,best_epoch,loss,accuracy,auc,sensitivity,specificity\n",
-    );
-    let opt = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
-    for f in &summary.per_fold {
+    let folds = summary.per_fold.iter().map(|f| {
         let m = &f.metrics;
-        let _ = writeln!(
-            csv,
-            "{},{},{},{},{},{},{},{},{},{}",
-            f.fold,
-            f.train_scans,
-            f.validation_scans,
-            f.epochs,
-            f.best_epoch,
-            m.loss,
-            m.accuracy,
-            opt(m.auc),
-            opt(m.sensitivity),
-            opt(m.specificity)
-        );
-    }
+        CvCsvRow {
+            fold: f.fold.to_string(),
+            train_scans: Some(f.train_scans),
+            validation_scans: Some(f.validation_scans),
+            epochs: Some(f.epochs),
+            best_epoch: Some(f.best_epoch),
+            loss: Some(m.loss),
+            accuracy: Some(m.accuracy),
+            auc: m.auc,
+            sensitivity: m.sensitivity,
+            specificity: m.specificity,
+        }
+    });
     let m = &summary.mean;
-    let metrics = [m.loss, m.accuracy, m.auc, m.sensitivity, m.specificity];
-    for (name, pick) in [
-        (
-            "mean",
-            (|s: &MeanSd| Some(s.mean)) as fn(&MeanSd) -> Option<f64>,
-        ),
-        ("sd", |s: &MeanSd| s.sd),
-    ] {
-        let values: Vec<String> = metrics
-            .iter()
-            .map(|v| opt(v.as_ref().and_then(pick)))
-            .collect();
-        let _ = writeln!(csv, "{name},,,,,{}", values.join(","));
-    }
-    csv
+    let over_folds = |name: &str, pick: fn(&MeanSd) -> Option<f64>| {
+        let pick = |v: &Option<MeanSd>| v.as_ref().and_then(pick);
+        CvCsvRow {
+            fold: name.to_owned(),
+            train_scans: None,
+            validation_scans: None,
+            epochs: None,
+            best_epoch: None,
+            loss: pick(&m.loss),
+            accuracy: pick(&m.accuracy),
+            auc: pick(&m.auc),
+            sensitivity: pick(&m.sensitivity),
+            specificity: pick(&m.specificity),
+        }
+    };
+    let rows = folds.chain([
+        over_folds("mean", |s| Some(s.mean)),
+        over_folds("sd", |s| s.sd),
+    ]);
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let written = rows.into_iter().try_for_each(|row| writer.serialize(row));
+    // Numbers and names into memory: neither the serializer nor the writer has a way to fail.
+    debug_assert!(written.is_ok(), "{written:?}");
+    String::from_utf8(writer.into_inner().unwrap_or_default()).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -429,6 +453,91 @@ mod tests {
         assert_eq!(s.n, 3);
         assert_eq!(MeanSd::of(&[0.5]).unwrap().sd, None);
         assert_eq!(MeanSd::of(&[]), None);
+    }
+
+    /// The text `summary_csv` wrote before it used the `csv` crate.
+    fn old_summary_csv(summary: &CvSummary) -> String {
+        use std::fmt::Write as _;
+        let mut csv = String::from(
+            "fold,train_scans,validation_scans,epochs,best_epoch,loss,accuracy,auc,sensitivity,specificity\n",
+        );
+        let opt = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
+        for f in &summary.per_fold {
+            let m = &f.metrics;
+            let _ = writeln!(
+                csv,
+                "{},{},{},{},{},{},{},{},{},{}",
+                f.fold,
+                f.train_scans,
+                f.validation_scans,
+                f.epochs,
+                f.best_epoch,
+                m.loss,
+                m.accuracy,
+                opt(m.auc),
+                opt(m.sensitivity),
+                opt(m.specificity)
+            );
+        }
+        let m = &summary.mean;
+        let metrics = [m.loss, m.accuracy, m.auc, m.sensitivity, m.specificity];
+        for (name, pick) in [
+            (
+                "mean",
+                (|s: &MeanSd| Some(s.mean)) as fn(&MeanSd) -> Option<f64>,
+            ),
+            ("sd", |s: &MeanSd| s.sd),
+        ] {
+            let values: Vec<String> = metrics
+                .iter()
+                .map(|v| opt(v.as_ref().and_then(pick)))
+                .collect();
+            let _ = writeln!(csv, "{name},,,,,{}", values.join(","));
+        }
+        csv
+    }
+
+    #[test]
+    fn cv_csv_text_is_the_same_as_before() {
+        let metrics = |loss: f64, auc: Option<f64>| BinaryMetrics {
+            count: 4,
+            loss,
+            accuracy: 0.75,
+            auc,
+            sensitivity: Some(1.0),
+            specificity: Some(0.5),
+            confusion: Default::default(),
+        };
+        let fold = |fold: usize, metrics: BinaryMetrics| FoldResult {
+            fold,
+            run: PathBuf::from(format!("cv/fold-{fold}")),
+            train_scans: 8,
+            validation_scans: 4,
+            epochs: 3,
+            best_epoch: 2,
+            finished: "completed".to_owned(),
+            metrics,
+        };
+        let per_fold = vec![
+            fold(1, metrics(0.6123456789012345, None)),
+            fold(2, metrics(1e-7, Some(2.0 / 3.0))),
+        ];
+        let summary = CvSummary {
+            folds: 2,
+            seed: 1,
+            data: PathBuf::from("data"),
+            manifest: None,
+            weights: "best".to_owned(),
+            mean: means(&per_fold),
+            per_fold,
+        };
+        let text = summary_csv(&summary);
+        assert_eq!(text, old_summary_csv(&summary));
+        assert!(
+            text.contains("\n1,8,4,3,2,0.6123456789012345,0.75,,1,0.5\n"),
+            "{text}"
+        );
+        assert!(text.contains("\nsd,,,,,"), "{text}");
     }
 
     #[test]

@@ -27,7 +27,7 @@ use crate::split::Split;
 use crate::train::{DataSource, TrainError, predict_items, prepared_patients, run_split};
 
 /// Which weights of a run to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WeightsChoice {
     /// The epoch with the lowest validation loss (`best.safetensors`).
     #[default]
@@ -37,7 +37,7 @@ pub enum WeightsChoice {
 }
 
 /// Which scans to evaluate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EvalSplit {
     /// The run's validation part: the scans `config.json` records as validation (for other
     /// data: the run's split rule applied to it).

@@ -161,14 +161,14 @@ enum Command {
         /// Which scans: the validation part (default for the run's own data) or all of them
         /// (default for other data).
         #[arg(long, value_enum)]
-        split: Option<EvalSplit>,
+        split: Option<SplitArg>,
         /// Evaluate the run's recorded scans that are still there, as they are now: missing ones
         /// are left out and changed ones scored anyway (both listed), instead of refusing.
         #[arg(long, conflicts_with_all = ["data", "manifest"])]
         allow_changed_data: bool,
         /// Which weights.
-        #[arg(long, value_enum, default_value_t = WeightsChoice::Best)]
-        weights: WeightsChoice,
+        #[arg(long, value_enum, default_value_t = WeightsArg::Best)]
+        weights: WeightsArg,
         /// Print JSON (metrics and per-scan probabilities) instead of a table.
         #[arg(long)]
         json: bool,
@@ -194,8 +194,8 @@ enum Command {
         #[command(flatten)]
         series: SeriesArg,
         /// Which weights.
-        #[arg(long, value_enum, default_value_t = WeightsChoice::Best)]
-        weights: WeightsChoice,
+        #[arg(long, value_enum, default_value_t = WeightsArg::Best)]
+        weights: WeightsArg,
         /// Print one JSON array instead of sentences.
         #[arg(long, conflicts_with = "csv")]
         json: bool,
@@ -281,8 +281,8 @@ enum Command {
         #[arg(short, long, value_name = "OUT")]
         output: Option<PathBuf>,
         /// Which weights.
-        #[arg(long, value_enum, default_value_t = WeightsChoice::Best)]
-        weights: WeightsChoice,
+        #[arg(long, value_enum, default_value_t = WeightsArg::Best)]
+        weights: WeightsArg,
         /// Montages of correctly and of wrongly classified validation scans to include (each).
         #[arg(long, default_value_t = 2, value_name = "N")]
         examples: usize,
@@ -318,13 +318,13 @@ enum Command {
     /// Time one training step and one-scan inference on random data (warm-up excluded, median).
     Bench {
         /// Volumes per training step.
-        #[arg(long, default_value_t = 2)]
+        #[arg(long, default_value_t = 2, value_parser = at_least_one())]
         batch: usize,
         /// Input size W,H,D.
         #[arg(long, value_name = "W,H,D", default_value = "128,128,64", value_parser = commands::parse_size)]
         size: [usize; 3],
         /// Timed repetitions of each measurement.
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 5, value_parser = at_least_one())]
         repeats: usize,
         /// First run the same weights and inputs on the CPU and on --device, print how far they
         /// differ, and fail if any difference exceeds 1e-3 of the CPU's largest value.
@@ -357,6 +357,48 @@ enum Command {
         #[command(flatten)]
         device: DeviceArgs,
     },
+}
+
+/// `--weights best|last`: the flag's spelling of [`WeightsChoice`] (the library has no clap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum WeightsArg {
+    /// The epoch with the lowest validation loss (`best.safetensors`).
+    Best,
+    /// The last completed epoch (`last.safetensors`).
+    Last,
+}
+
+impl From<WeightsArg> for WeightsChoice {
+    fn from(arg: WeightsArg) -> Self {
+        match arg {
+            WeightsArg::Best => WeightsChoice::Best,
+            WeightsArg::Last => WeightsChoice::Last,
+        }
+    }
+}
+
+/// `--split val|all`: the flag's spelling of [`EvalSplit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SplitArg {
+    /// The run's validation part: the scans `config.json` records as validation (for other
+    /// data: the run's split rule applied to it).
+    Val,
+    /// Every scan (of the run: every recorded scan).
+    All,
+}
+
+impl From<SplitArg> for EvalSplit {
+    fn from(arg: SplitArg) -> Self {
+        match arg {
+            SplitArg::Val => EvalSplit::Val,
+            SplitArg::All => EvalSplit::All,
+        }
+    }
+}
+
+/// A count that must be at least 1; clap refuses 0 with its usual "invalid value" error.
+fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::new().range(1..)
 }
 
 /// Preprocessing parameters shared by `preprocess` and `prepare`.
@@ -760,9 +802,9 @@ fn main() -> ExitCode {
         } => model_commands::eval(
             &run,
             data.source(),
-            split,
+            split.map(EvalSplit::from),
             allow_changed_data,
-            weights,
+            weights.into(),
             device.device,
             json,
             plots.as_deref(),
@@ -787,7 +829,7 @@ fn main() -> ExitCode {
             model_commands::predict(
                 &run,
                 &scans,
-                weights,
+                weights.into(),
                 device.device,
                 format,
                 series.uid.as_deref(),
@@ -826,7 +868,7 @@ fn main() -> ExitCode {
         } => picture_commands::report(
             &run,
             output,
-            weights,
+            weights.into(),
             device.device,
             &ct3d::report::ReportOptions {
                 correct_examples: examples,

@@ -707,18 +707,7 @@ pub fn predict(
     match format {
         PredictFormat::Sentences => {}
         PredictFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
-        PredictFormat::Csv => {
-            println!("path,probability,class,error");
-            for row in &rows {
-                println!(
-                    "{},{},{},{}",
-                    csv_field(&row.path.display().to_string()),
-                    row.probability.map_or(String::new(), |p| p.to_string()),
-                    row.class.as_deref().map_or(String::new(), csv_field),
-                    row.error.as_deref().map_or(String::new(), csv_field)
-                );
-            }
-        }
+        PredictFormat::Csv => print!("{}", predict_csv(&rows)?),
     }
     match failures.as_slice() {
         [] => Ok(()),
@@ -773,13 +762,32 @@ fn no_scans_message(run: &Path, inputs: &[PathBuf]) -> String {
     }
 }
 
-/// Quotes a CSV field when it holds a comma, quote or newline.
-fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_owned()
+/// One row of `predict --csv` (the header is the field names): every column always there, empty
+/// where a failed scan has no value; the probability written as `Display` writes it.
+#[derive(serde::Serialize)]
+struct PredictCsvRow<'a> {
+    path: String,
+    #[serde(serialize_with = "ct3d::history::csv_display::option")]
+    probability: Option<f32>,
+    class: Option<&'a str>,
+    error: Option<&'a str>,
+}
+
+/// `predict --csv`'s text: `path,probability,class,error`, then one row per scan.
+fn predict_csv(rows: &[PredictRow]) -> Result<String> {
+    let mut writer = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(Vec::new());
+    writer.write_record(["path", "probability", "class", "error"])?;
+    for row in rows {
+        writer.serialize(PredictCsvRow {
+            path: row.path.display().to_string(),
+            probability: row.probability,
+            class: row.class.as_deref(),
+            error: row.error.as_deref(),
+        })?;
     }
+    Ok(String::from_utf8(writer.into_inner()?)?)
 }
 
 /// Runs `ct3d summary` for the model `config` describes.
@@ -794,7 +802,7 @@ pub fn summary(config: ModelConfig) -> Result<()> {
 /// matrix products on TF32 tensor cores (burn's CUDA matmul does), which alone gives ~1e-4.
 const CPU_AGREEMENT_TOLERANCE: f64 = 1e-3;
 
-/// Runs `ct3d bench`.
+/// Runs `ct3d bench`; `batch` and `repeats` are at least 1 (the flags' parser sees to it).
 pub fn bench(
     batch: usize,
     size: [usize; 3],
@@ -802,9 +810,6 @@ pub fn bench(
     repeats: usize,
     check_cpu: bool,
 ) -> Result<()> {
-    if batch == 0 || repeats == 0 {
-        bail!("--batch and --repeats must be at least 1");
-    }
     let resolved = device.resolve()?;
     if check_cpu {
         let cpu = DeviceChoice::Cpu.resolve()?;
@@ -863,10 +868,74 @@ mod tests {
     use super::*;
 
     #[test]
+    fn bench_counts_are_at_least_one() {
+        use clap::Parser as _;
+        for flag in ["--batch", "--repeats"] {
+            let err = crate::Cli::try_parse_from(["ct3d", "bench", flag, "0"]).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{err}");
+            let text = err.to_string();
+            assert!(text.contains(flag) && text.contains("'0'"), "{text}");
+        }
+        assert!(
+            crate::Cli::try_parse_from(["ct3d", "bench", "--batch", "1", "--repeats", "1"]).is_ok()
+        );
+    }
+
+    #[test]
+    fn weights_and_split_flags_convert_to_the_library_types() {
+        use clap::Parser as _;
+        let cli = crate::Cli::try_parse_from([
+            "ct3d",
+            "eval",
+            "--run",
+            "r",
+            "--weights",
+            "last",
+            "--split",
+            "all",
+        ])
+        .unwrap();
+        let crate::Command::Eval { weights, split, .. } = cli.command else {
+            panic!("not eval");
+        };
+        assert_eq!(WeightsChoice::from(weights), WeightsChoice::Last);
+        assert_eq!(split.map(EvalSplit::from), Some(EvalSplit::All));
+        let cli = crate::Cli::try_parse_from(["ct3d", "predict", "--run", "r", "x.nii"]).unwrap();
+        let crate::Command::Predict { weights, .. } = cli.command else {
+            panic!("not predict");
+        };
+        assert_eq!(
+            WeightsChoice::from(weights),
+            WeightsChoice::Best,
+            "the default"
+        );
+        let err = crate::Cli::try_parse_from(["ct3d", "report", "r", "--weights", "worst"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("[possible values: best, last]"), "{err}");
+    }
+
+    #[test]
     fn csv_quoting() {
-        assert_eq!(csv_field("a/b.nii"), "a/b.nii");
-        assert_eq!(csv_field("a,b.nii"), "\"a,b.nii\"");
-        assert_eq!(csv_field("a\"b"), "\"a\"\"b\"");
+        let row = |path: &str, probability: Option<f32>, error: Option<&str>| PredictRow {
+            path: PathBuf::from(path),
+            probability,
+            class: probability.map(|_| "normal".to_owned()),
+            error: error.map(str::to_owned),
+        };
+        let text = predict_csv(&[
+            row("a/b.nii", Some(0.25), None),
+            row("a,b.nii", Some(1e-7), None),
+            row("a\"b", None, Some("bad: \"x\", line\ntwo")),
+        ])
+        .unwrap();
+        assert_eq!(
+            text,
+            "path,probability,class,error\n\
+             a/b.nii,0.25,normal,\n\
+             \"a,b.nii\",0.0000001,normal,\n\
+             \"a\"\"b\",,,\"bad: \"\"x\"\", line\ntwo\"\n"
+        );
     }
 
     #[test]
