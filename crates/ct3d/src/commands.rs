@@ -466,6 +466,7 @@ pub fn demo(options: &DemoOptions) -> Result<()> {
     crate::model_commands::eval(
         &run,
         None,
+        [None, None],
         None,
         false,
         WeightsChoice::Best,

@@ -194,7 +194,7 @@ pub fn evaluate_source(
     split: EvalSplit,
 ) -> Result<Evaluation, TrainError> {
     match source {
-        Some(source) => evaluate_other(run, &source, split),
+        Some(source) => evaluate_other(run, &source, [None, None], split),
         None => evaluate_recorded(run, split, false),
     }
 }
@@ -298,13 +298,23 @@ pub fn evaluate_recorded(
 }
 
 /// Evaluates `run` on another dataset: every scan, or the run's split rule applied to it.
-fn evaluate_other(
+///
+/// `folders` names the other data's class folders (or a manifest's label names), negative then
+/// positive, where they differ from the run's; `None` keeps the run's name.
+pub fn evaluate_other(
     run: &LoadedRun,
     source: &DataSource,
+    folders: [Option<String>; 2],
     split: EvalSplit,
 ) -> Result<Evaluation, TrainError> {
     let train = &run.config.train;
-    let dataset = source.load(&train.classes)?;
+    let [negative, positive] = folders;
+    let classes = crate::run::Classes {
+        negative_folder: negative.unwrap_or_else(|| train.classes.negative_folder.clone()),
+        positive_folder: positive.unwrap_or_else(|| train.classes.positive_folder.clone()),
+        ..train.classes.clone()
+    };
+    let dataset = source.load(&classes)?;
     let prepared = prepare(run, &dataset)?;
     let labels: Vec<u8> = prepared.items.iter().map(|item| item.label).collect();
     let indices: Vec<usize> = match split {

@@ -158,6 +158,14 @@ enum Command {
         run: PathBuf,
         #[command(flatten)]
         data: EvalDataArgs,
+        /// The other data's negative class folder (in a manifest: label name), when it differs
+        /// from the run's (needs --data or --manifest).
+        #[arg(long, value_name = "NAME", requires = "EvalDataArgs")]
+        negative: Option<String>,
+        /// The other data's positive class folder (in a manifest: label name), when it differs
+        /// from the run's (needs --data or --manifest).
+        #[arg(long, value_name = "NAME", requires = "EvalDataArgs")]
+        positive: Option<String>,
         /// Which scans: the validation part (default for the run's own data) or all of them
         /// (default for other data).
         #[arg(long, value_enum)]
@@ -793,6 +801,8 @@ fn main() -> ExitCode {
         Command::Eval {
             run,
             data,
+            negative,
+            positive,
             split,
             allow_changed_data,
             weights,
@@ -802,6 +812,7 @@ fn main() -> ExitCode {
         } => model_commands::eval(
             &run,
             data.source(),
+            [negative, positive],
             split.map(EvalSplit::from),
             allow_changed_data,
             weights.into(),

@@ -531,6 +531,7 @@ pub fn warn_changed_data(evaluation: &ct3d::evaluate::Evaluation) {
 pub fn eval(
     run: &Path,
     data: Option<ct3d::train::DataSource>,
+    folders: [Option<String>; 2],
     split: Option<EvalSplit>,
     allow_changed_data: bool,
     weights: WeightsChoice,
@@ -546,7 +547,7 @@ pub fn eval(
         EvalSplit::Val
     });
     let evaluation = match data {
-        Some(data) => evaluate::evaluate_source(&loaded, Some(data), split)?,
+        Some(data) => evaluate::evaluate_other(&loaded, &data, folders, split)?,
         None => evaluate::evaluate_recorded(&loaded, split, allow_changed_data)
             .map_err(name_data_override)?,
     };

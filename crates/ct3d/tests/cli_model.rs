@@ -1072,6 +1072,34 @@ fn eval_and_report_score_the_recorded_validation_scans() {
         )),
         "{text}"
     );
+
+    // Other data with other class folder names: the error suggests --negative/--positive, and
+    // eval takes them (they exist only for other data).
+    fs::rename(more.join("CT-0"), more.join("normal")).unwrap();
+    fs::rename(more.join("CT-23"), more.join("abnormal")).unwrap();
+    let out = ct3d(&["eval", "--run", s(&run), "--data", s(&more)]);
+    assert_clean_failure(
+        &out,
+        &[
+            "folders present: abnormal, normal",
+            "--negative normal --positive abnormal",
+        ],
+    );
+    let renamed = json(&ct3d(&[
+        "eval",
+        "--run",
+        s(&run),
+        "--data",
+        s(&more),
+        "--negative",
+        "normal",
+        "--positive",
+        "abnormal",
+        "--json",
+    ]));
+    assert_eq!(renamed["metrics"]["count"], 7);
+    let out = ct3d(&["eval", "--run", s(&run), "--negative", "normal"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
 
 #[test]
