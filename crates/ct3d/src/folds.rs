@@ -26,8 +26,6 @@
 //! Refused: K < 2; K above a class's scan count (some fold would have no scan of that class); and
 //! a grouping that leaves a fold without one of the classes (too few patients of a class).
 
-use std::collections::HashMap;
-
 use ct3d_volume::rng::{SplitMix64, derive_seed};
 use serde::{Deserialize, Serialize};
 
@@ -132,23 +130,7 @@ pub fn assign_folds(
             });
         }
     }
-    // Groups in first-appearance order: (members, per-class counts).
-    let mut group_of: HashMap<&str, usize> = HashMap::new();
-    let mut members: Vec<(Vec<usize>, [usize; 2])> = Vec::new();
-    for (i, (&label, group)) in labels.iter().zip(groups).enumerate() {
-        let slot = match group {
-            Some(name) => *group_of.entry(name.as_str()).or_insert_with(|| {
-                members.push((Vec::new(), [0, 0]));
-                members.len() - 1
-            }),
-            None => {
-                members.push((Vec::new(), [0, 0]));
-                members.len() - 1
-            }
-        };
-        members[slot].0.push(i);
-        members[slot].1[usize::from(label != 0)] += 1;
-    }
+    let members = crate::split::patient_groups(labels, groups);
     let mut order: Vec<usize> = (0..members.len()).collect();
     SplitMix64::new(derive_seed(seed, &[FOLDS_STREAM, count as u64])).shuffle(&mut order);
     order.sort_by_key(|&g| std::cmp::Reverse(members[g].0.len()));
@@ -227,6 +209,8 @@ pub fn fold_split(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
 
     const NAMES: [&str; 2] = ["CT-0", "CT-23"];

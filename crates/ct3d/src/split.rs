@@ -149,23 +149,7 @@ pub fn split_by_patient(
         targets[class] = target;
     }
 
-    // Groups in first-appearance order: (members, per-class counts).
-    let mut group_of: HashMap<&str, usize> = HashMap::new();
-    let mut groups: Vec<(Vec<usize>, [usize; 2])> = Vec::new();
-    for (i, (&label, patient)) in labels.iter().zip(patients).enumerate() {
-        let slot = match patient {
-            Some(name) => *group_of.entry(name.as_str()).or_insert_with(|| {
-                groups.push((Vec::new(), [0, 0]));
-                groups.len() - 1
-            }),
-            None => {
-                groups.push((Vec::new(), [0, 0]));
-                groups.len() - 1
-            }
-        };
-        groups[slot].0.push(i);
-        groups[slot].1[class_of(label)] += 1;
-    }
+    let groups = patient_groups(labels, patients);
 
     let mut in_train = vec![false; groups.len()];
     let mut trained = [0usize; 2];
@@ -249,6 +233,32 @@ impl PatientSplitSummary {
             validation_scans: split.validation.len(),
         })
     }
+}
+
+/// The items grouped by patient, in first-appearance order: each group's item indices and its
+/// count of negatives and positives. An item without a patient is a group of its own. Shared by
+/// this split and the k-fold assignment ([`crate::folds`]).
+pub(crate) fn patient_groups(
+    labels: &[u8],
+    patients: &[Option<String>],
+) -> Vec<(Vec<usize>, [usize; 2])> {
+    let mut group_of: HashMap<&str, usize> = HashMap::new();
+    let mut groups: Vec<(Vec<usize>, [usize; 2])> = Vec::new();
+    for (i, (&label, patient)) in labels.iter().zip(patients).enumerate() {
+        let slot = match patient {
+            Some(name) => *group_of.entry(name.as_str()).or_insert_with(|| {
+                groups.push((Vec::new(), [0, 0]));
+                groups.len() - 1
+            }),
+            None => {
+                groups.push((Vec::new(), [0, 0]));
+                groups.len() - 1
+            }
+        };
+        groups[slot].0.push(i);
+        groups[slot].1[usize::from(label != 0)] += 1;
+    }
+    groups
 }
 
 #[cfg(test)]
