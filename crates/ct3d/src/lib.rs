@@ -6,6 +6,7 @@
 
 pub mod callbacks;
 pub mod cv;
+pub mod demo;
 pub mod evaluate;
 pub mod folds;
 pub mod history;

@@ -531,3 +531,72 @@ fn resuming_keeps_the_recorded_split() {
         "{err}"
     );
 }
+
+/// `ct3d::demo::run_demo` runs the whole pipeline as a library call (tiny settings here: the
+/// command's are minutes of training) and tells its observer every step in order.
+#[test]
+fn the_demo_is_a_library_call() {
+    use ct3d::demo::{DemoObserver, DemoOptions, DemoSettings, DemoStep, run_demo};
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Steps(Mutex<Vec<usize>>, Mutex<Vec<PathBuf>>);
+    impl DemoObserver for Steps {
+        fn step(&self, step: &DemoStep) {
+            self.0.lock().unwrap().push(step.number());
+        }
+        fn training(&self) -> &dyn TrainObserver {
+            &Silent
+        }
+        fn wrote(&self, path: &Path) {
+            self.1.lock().unwrap().push(path.to_owned());
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo");
+    let settings = DemoSettings {
+        scans_per_class: 5,
+        size_xy: 32,
+        depth: Some(24),
+        input: [24, 24, 24],
+        filters: vec![2, 2, 4],
+        dense: 4,
+        epochs: 1,
+        ..DemoSettings::quick()
+    };
+    let observer = Steps::default();
+    let options = DemoOptions {
+        out: out.clone(),
+        settings,
+        device: DeviceChoice::Cpu,
+    };
+    let outcome = run_demo(&options, &observer).unwrap();
+    assert_eq!(
+        *observer.0.lock().unwrap(),
+        (1..=DemoStep::COUNT).collect::<Vec<_>>()
+    );
+    assert_eq!(outcome.report, out.join("report.html"));
+    assert!(outcome.report.is_file() && out.join("plots/curves.png").is_file());
+    assert!(out.join("plots/roc.png").is_file() && out.join("plots/confusion.png").is_file());
+    assert_eq!(outcome.predictions.len(), 2);
+    assert_eq!(outcome.trained.history.len(), 1);
+    // The recorded validation part of 5 + 5 scans (the example's 70/30 split: 2 per class).
+    assert_eq!(outcome.evaluation.metrics.count, 4);
+    let config = fs::read_to_string(outcome.run.join("config.json")).unwrap();
+    assert!(config.contains("\"seed\": 0"), "{config}");
+    // A rerun reuses the demo's own folder; a user's folder is refused before anything is written.
+    run_demo(&options, &observer).unwrap();
+    let mine = dir.path().join("mine");
+    fs::create_dir_all(mine.join("CT-0")).unwrap();
+    let refused = run_demo(
+        &DemoOptions {
+            out: mine.clone(),
+            ..options.clone()
+        },
+        &observer,
+    );
+    let message = refused.err().unwrap().to_string();
+    assert!(message.contains("not made by `ct3d demo`"), "{message}");
+    assert_eq!(fs::read_dir(&mine).unwrap().count(), 1);
+}

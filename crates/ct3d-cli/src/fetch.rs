@@ -61,10 +61,19 @@ fn parse_pin(text: &str) -> Result<(String, String), String> {
     ct3d_fetch::parse_sha256_pin(text).map_err(|e| e.to_string())
 }
 
-/// Runs `ct3d fetch DATASET`.
-pub fn fetch(dataset: FetchDataset) -> Result<()> {
-    match dataset {
-        FetchDataset::Mosmed(args) => mosmed(args),
+/// The flags of `ct3d fetch` (its help text is on [`crate::cli::Command`]).
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    #[command(subcommand)]
+    dataset: FetchDataset,
+}
+
+impl FetchArgs {
+    /// Downloads the dataset.
+    pub fn run(self) -> Result<()> {
+        match self.dataset {
+            FetchDataset::Mosmed(args) => mosmed(args),
+        }
     }
 }
 

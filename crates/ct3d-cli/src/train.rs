@@ -1,5 +1,5 @@
-//! The model subcommands (`train`, `eval`, `predict`, `summary`, `bench`): printing and progress
-//! around `ct3d::train`, `ct3d::evaluate` and `ct3d_model`.
+//! `ct3d train` and `ct3d cv`: their flags, the console observer that draws the progress bars and
+//! Keras-style epoch lines, and the Ctrl-C line that says how to resume.
 
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
@@ -8,19 +8,268 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Result, bail};
-use ct3d::evaluate::{self, EvalSplit, WeightsChoice, prediction_sentences};
+use clap::Args;
+use ct3d::folds::FoldSpec;
 use ct3d::history::{EpochRecord, keras_line};
-use ct3d::run::ScheduleChange;
-use ct3d::train::{self, DataSource, TrainError, TrainObserver, TrainRequest};
-use ct3d_model::bench::{Timing, bench_predict, bench_train_step};
-use ct3d_model::{DeviceChoice, ModelConfig};
+use ct3d::run::{Classes, ScheduleChange, TrainConfig};
+use ct3d::train::{self, DataSource, TrainError, TrainObserver, TrainOutcome, TrainRequest};
+use ct3d_model::{AdamConfig, ExponentialDecay, ModelConfig};
 use indicatif::ProgressBar;
 
-use crate::commands::count;
+use crate::args::{
+    ArchitectureArgs, ClassArgs, DataArgs, DeviceArgs, PreprocessFlags, YesArg, count,
+};
 use crate::progress;
 
+/// The flags of `ct3d train` (its help text is on [`crate::cli::Command`]).
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Run folder to create (or continue with --resume).
+    #[arg(long, value_name = "RUN")]
+    out: PathBuf,
+    /// k-fold cross-validation: split the scans into K stratified folds (a manifest's patients
+    /// kept whole) and validate on --fold instead of the --split; needs --fold and --seed (the
+    /// seed draws the folds). `ct3d cv` runs all K.
+    #[arg(long, value_name = "K", requires_all = ["fold", "seed"], conflicts_with = "split")]
+    folds: Option<usize>,
+    /// The validation fold of --folds K, numbered 1 to K.
+    #[arg(long, value_name = "I", requires = "folds")]
+    fold: Option<usize>,
+    /// Fraction of each class used for training (in sorted file-name order).
+    #[arg(long, default_value_t = DEFAULT_TRAIN_FRACTION)]
+    split: f64,
+    #[command(flatten)]
+    options: TrainOptions,
+    /// Continue the run in --out from its last complete epoch with its recorded settings (a
+    /// setting flag given with it must equal the recorded value; --epochs N extends the run).
+    #[arg(long, conflicts_with = "force")]
+    resume: bool,
+    /// Replace an existing run in --out: everything in the folder is removed (a non-empty folder
+    /// that holds no ct3d run is refused).
+    #[arg(long)]
+    force: bool,
+}
+
+/// The flags of `ct3d cv` (its help text is on [`crate::cli::Command`]).
+#[derive(Debug, Args)]
+pub struct CvArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Cross-validation folder: fold runs in DIR/fold-1 … DIR/fold-K, results in DIR/cv.json
+    /// and DIR/cv.csv.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Number of folds, K (at least 2, at most the smaller class's scan count).
+    #[arg(long, value_name = "K")]
+    folds: usize,
+    #[command(flatten)]
+    options: TrainOptions,
+    /// Retrain every fold, replacing the fold runs in DIR (default: finished folds are kept,
+    /// interrupted ones resumed).
+    #[arg(long)]
+    force: bool,
+}
+
+/// Training hyper-parameters shared by `train` and `cv`; defaults are the Keras example's.
+#[derive(Debug, Args)]
+pub struct TrainOptions {
+    /// Preprocessing cache folder (default: DATA/.ct3d-cache, or .ct3d-cache next to the
+    /// manifest).
+    #[arg(long, value_name = "DIR")]
+    cache: Option<PathBuf>,
+    #[command(flatten)]
+    classes: ClassArgs,
+    /// Word for the negative class in prediction sentences.
+    #[arg(long, default_value = "normal", value_name = "WORD")]
+    negative_name: String,
+    /// Word for the positive class in prediction sentences.
+    #[arg(long, default_value = "abnormal", value_name = "WORD")]
+    positive_name: String,
+    #[command(flatten)]
+    preprocess: PreprocessFlags,
+    /// Maximum number of epochs.
+    #[arg(long, default_value_t = 100)]
+    epochs: usize,
+    /// Volumes per training step.
+    #[arg(long, default_value_t = 2)]
+    batch_size: usize,
+    /// Initial learning rate of Adam's exponential-decay schedule.
+    #[arg(long, default_value_t = 1e-4)]
+    learning_rate: f64,
+    /// Steps per decay of the learning rate (staircase).
+    #[arg(long, default_value_t = 100_000)]
+    decay_steps: u64,
+    /// Factor applied to the learning rate every --decay-steps steps.
+    #[arg(long, default_value_t = 0.96)]
+    decay_rate: f64,
+    /// Stop after this many epochs without a better validation accuracy.
+    #[arg(long, default_value_t = 15)]
+    patience: usize,
+    /// Seed for initialisation, shuffling, augmentation and dropout (default: random, recorded).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Train without the random-rotation augmentation.
+    #[arg(long)]
+    no_augment: bool,
+    #[command(flatten)]
+    architecture: ArchitectureArgs,
+    /// Dropout rate after the dense layer.
+    #[arg(long, default_value_t = 0.3)]
+    dropout: f64,
+    /// BatchNormalization momentum (Keras convention: weight of the old moving statistic). The
+    /// example's 0.99 needs hundreds of steps to settle; short runs predict better with ~0.9.
+    #[arg(long, default_value_t = 0.99, value_name = "M")]
+    batch_norm_momentum: f64,
+    #[command(flatten)]
+    device: DeviceArgs,
+    /// Leave out scans that cannot be read (they are listed) instead of stopping.
+    #[arg(long)]
+    skip_bad: bool,
+    #[command(flatten)]
+    yes: YesArg,
+}
+
+/// Training fraction of the default split (the example's 70/30); `cv` records it unchanged.
+const DEFAULT_TRAIN_FRACTION: f64 = 0.7;
+
+impl TrainArgs {
+    /// Checks the folds and the resources, then trains. `matches` are `train`'s parsed flags:
+    /// a resumed run refuses a typed setting that differs from the recorded one.
+    pub fn run(self, matches: Option<&clap::ArgMatches>) -> Result<()> {
+        if let (Some(count), Some(fold)) = (self.folds, self.fold)
+            && let Err(error) = (FoldSpec { count, fold }).validate()
+        {
+            use clap::CommandFactory as _;
+            crate::Cli::command()
+                .error(clap::error::ErrorKind::ValueValidation, error)
+                .exit();
+        }
+        let seed_was_chosen = self.options.seed.is_none();
+        let yes = self.options.yes.yes;
+        let mut request = self.into_request();
+        if let Some(matches) = matches {
+            request.given = given_settings(matches);
+        }
+        YesArg { yes }.check(|| ct3d::resources::check_train(&request))?;
+        train(request, seed_was_chosen)
+    }
+
+    fn into_request(mut self) -> TrainRequest {
+        let mut config = self.options.config(self.options.seed, self.split);
+        config.folds = self
+            .folds
+            .zip(self.fold)
+            .map(|(count, fold)| FoldSpec { count, fold });
+        let source = self.data.source();
+        let cache = self.options.cache(&source);
+        let (data, manifest) = match &source {
+            DataSource::Folder(dir) => (dir.clone(), None),
+            DataSource::Manifest(csv) => (source.folder(), Some(csv.clone())),
+        };
+        TrainRequest {
+            cache,
+            data,
+            manifest,
+            out: self.out,
+            config,
+            device: self.options.device.device,
+            resume: self.resume,
+            force: self.force,
+            skip_bad: self.options.skip_bad,
+            given: Vec::new(),
+        }
+    }
+}
+
+impl CvArgs {
+    /// Checks the fold count and the resources, then cross-validates.
+    pub fn run(self) -> Result<()> {
+        if let Err(error) = (FoldSpec {
+            count: self.folds,
+            fold: 1,
+        })
+        .validate()
+        {
+            use clap::CommandFactory as _;
+            crate::Cli::command()
+                .error(clap::error::ErrorKind::ValueValidation, error)
+                .exit();
+        }
+        let seed = self
+            .options
+            .seed
+            .or_else(|| ct3d::cv::recorded_seed(&self.out));
+        let seed_was_chosen = seed.is_none();
+        let yes = self.options.yes.yes;
+        let request = self.into_request(seed);
+        YesArg { yes }.check(|| ct3d::resources::check_cv(&request))?;
+        cv(request, seed_was_chosen)
+    }
+
+    fn into_request(mut self, seed: Option<u64>) -> ct3d::cv::CvRequest {
+        let config = self.options.config(seed, DEFAULT_TRAIN_FRACTION);
+        let source = self.data.source();
+        ct3d::cv::CvRequest {
+            cache: self.options.cache(&source),
+            source,
+            out: self.out,
+            config,
+            folds: self.folds,
+            device: self.options.device.device,
+            force: self.force,
+            skip_bad: self.options.skip_bad,
+        }
+    }
+}
+
+impl TrainOptions {
+    /// The hyper-parameters, with `seed` (or a random one), `train_fraction` and no folds.
+    fn config(&mut self, seed: Option<u64>, train_fraction: f64) -> TrainConfig {
+        let preprocess = self.preprocess.config();
+        TrainConfig {
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            schedule: ExponentialDecay {
+                initial: self.learning_rate,
+                decay_steps: self.decay_steps,
+                rate: self.decay_rate,
+                staircase: true,
+            },
+            adam: AdamConfig::default(),
+            patience: self.patience,
+            train_fraction,
+            augment: !self.no_augment,
+            seed: seed.unwrap_or_else(crate::random_seed),
+            model: ModelConfig {
+                input: preprocess.size,
+                filters: std::mem::take(&mut self.architecture.filters.0),
+                dense: self.architecture.dense,
+                dropout: self.dropout,
+                batch_norm_momentum: self.batch_norm_momentum,
+            },
+            preprocess,
+            classes: Classes {
+                negative_folder: std::mem::take(&mut self.classes.negative),
+                positive_folder: std::mem::take(&mut self.classes.positive),
+                negative_name: std::mem::take(&mut self.negative_name),
+                positive_name: std::mem::take(&mut self.positive_name),
+            },
+            folds: None,
+        }
+    }
+
+    /// `--cache`, or the default next to the data (for a manifest: next to the manifest).
+    fn cache(&self, source: &DataSource) -> PathBuf {
+        self.cache
+            .clone()
+            .unwrap_or_else(|| ct3d::train::default_cache(&source.folder()))
+    }
+}
+
 /// Shows `train`'s progress: a bar while preparing, a bar per epoch, a Keras line per epoch.
-struct ConsoleObserver {
+pub struct ConsoleObserver {
     bar: Mutex<Option<ProgressBar>>,
     /// The seed to announce once training starts, when ct3d chose it.
     chosen_seed: Option<u64>,
@@ -31,7 +280,8 @@ struct ConsoleObserver {
 }
 
 impl ConsoleObserver {
-    fn new(chosen_seed: Option<u64>) -> Self {
+    /// A console observer; `chosen_seed` is announced when training starts.
+    pub fn new(chosen_seed: Option<u64>) -> Self {
         Self {
             bar: Mutex::new(None),
             chosen_seed,
@@ -50,7 +300,8 @@ impl ConsoleObserver {
         f(bar);
     }
 
-    fn clear(&self) {
+    /// Removes the progress bar.
+    pub fn clear(&self) {
         if let Some(bar) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
             bar.finish_and_clear();
         }
@@ -199,19 +450,8 @@ pub fn given_settings(matches: &clap::ArgMatches) -> Vec<String> {
     keys
 }
 
-/// Runs `check` (a [`ct3d::resources`] check) unless `yes` (the user's `--yes`) skips it.
-pub fn check_resources(
-    yes: bool,
-    check: impl FnOnce() -> Result<(), ct3d::resources::ResourceError>,
-) -> Result<()> {
-    if !yes {
-        check()?;
-    }
-    Ok(())
-}
-
-/// Runs `ct3d train` and prints where the results are.
-pub fn train(request: TrainRequest, seed_was_chosen: bool) -> Result<()> {
+/// Trains `request` with the console's progress and prints where the results are.
+fn train(request: TrainRequest, seed_was_chosen: bool) -> Result<()> {
     // Announced only once training really starts, not before a refusal.
     let chosen_seed = (seed_was_chosen && !request.resume).then_some(request.config.seed);
     let observer = ConsoleObserver::new(chosen_seed);
@@ -236,6 +476,13 @@ pub fn train(request: TrainRequest, seed_was_chosen: bool) -> Result<()> {
         }
         other => other?,
     };
+    print_outcome(&outcome);
+    Ok(())
+}
+
+/// What `train` prints once training ends: scans left out, the data pipeline's wait, the best
+/// epoch and where the run is.
+pub fn print_outcome(outcome: &TrainOutcome) {
     if !outcome.skipped.is_empty() {
         println!(
             "left out {}:",
@@ -276,7 +523,6 @@ pub fn train(request: TrainRequest, seed_was_chosen: bool) -> Result<()> {
         ),
         None => println!("{}; run in {}", outcome.finished, outcome.run.display()),
     }
-    Ok(())
 }
 
 /// Builds the line Ctrl-C prints, at the moment it is pressed.
@@ -407,7 +653,7 @@ impl ct3d::cv::CvObserver for CvConsole {
 }
 
 /// Runs `ct3d cv` and prints the per-fold table with mean ± SD.
-pub fn cv(request: ct3d::cv::CvRequest, seed_was_chosen: bool) -> Result<()> {
+fn cv(request: ct3d::cv::CvRequest, seed_was_chosen: bool) -> Result<()> {
     if seed_was_chosen {
         let seed = request.config.seed;
         println!("seed {seed} (chosen at random; pass --seed {seed} to repeat these folds)");
@@ -487,457 +733,9 @@ fn cv_table(summary: &ct3d::cv::CvSummary) -> String {
     t.trim_end().to_owned()
 }
 
-/// The one-line refusal of a run whose recorded scans are missing or changed, naming the flag
-/// that evaluates what is there; other errors as they are.
-pub fn name_data_override(error: TrainError) -> anyhow::Error {
-    use ct3d::evaluate::RecordedDataError;
-    match error {
-        TrainError::RecordedData(
-            e @ (RecordedDataError::Missing { .. } | RecordedDataError::Changed { .. }),
-        ) => anyhow::anyhow!(
-            "{e}; pass --allow-changed-data to evaluate the recorded scans that are there, as \
-             they are now"
-        ),
-        e => e.into(),
-    }
-}
-
-/// Warns on stderr about recorded scans that an evaluation left out or scored as changed.
-pub fn warn_changed_data(evaluation: &ct3d::evaluate::Evaluation) {
-    for (paths, one, many) in [
-        (
-            &evaluation.missing,
-            "recorded scan is missing, left out of the evaluation",
-            "recorded scans are missing, left out of the evaluation",
-        ),
-        (
-            &evaluation.changed,
-            "recorded scan changed since training, evaluated as it is now",
-            "recorded scans changed since training, evaluated as they are now",
-        ),
-    ] {
-        if !paths.is_empty() {
-            let what = if paths.len() == 1 { one } else { many };
-            eprintln!("warning: {} {what}:", paths.len());
-            for path in paths {
-                eprintln!("  {}", path.display());
-            }
-        }
-    }
-}
-
-/// Runs `ct3d eval`.
-#[allow(clippy::too_many_arguments)]
-pub fn eval(
-    run: &Path,
-    data: Option<ct3d::train::DataSource>,
-    folders: [Option<String>; 2],
-    split: Option<EvalSplit>,
-    allow_changed_data: bool,
-    weights: WeightsChoice,
-    device: DeviceChoice,
-    json: bool,
-    plots: Option<&Path>,
-) -> Result<()> {
-    let loaded = evaluate::load_run(run, weights, device)?;
-    // Other data than the run's own is evaluated whole by default: it has no training part.
-    let split = split.unwrap_or(if data.is_some() {
-        EvalSplit::All
-    } else {
-        EvalSplit::Val
-    });
-    let evaluation = match data {
-        Some(data) => evaluate::evaluate_other(&loaded, &data, folders, split)?,
-        None => evaluate::evaluate_recorded(&loaded, split, allow_changed_data)
-            .map_err(name_data_override)?,
-    };
-    warn_changed_data(&evaluation);
-    if let Some(dir) = plots {
-        let [roc, confusion] = ct3d::pictures::write_evaluation_pictures(
-            &evaluation,
-            &loaded.config.train.classes,
-            dir,
-        )?;
-        // Like every command, the "wrote" line goes to stdout, except with --json: stdout then
-        // holds nothing but the JSON document.
-        let wrote = format!("wrote {} and {}", roc.display(), confusion.display());
-        if json {
-            eprintln!("{wrote}");
-        } else {
-            println!("{wrote}");
-        }
-    }
-    if json {
-        println!("{}", serde_json::to_string_pretty(&evaluation)?);
-        return Ok(());
-    }
-    let m = &evaluation.metrics;
-    let classes = &loaded.config.train.classes;
-    let rate = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format!("{v:.4}"));
-    let which = match (evaluation.data.strip_prefix("other: "), split) {
-        (Some(other), _) => format!(
-            "of other data ({other}), not the run's recorded validation scans ({} split)",
-            evaluation.split
-        ),
-        (None, EvalSplit::Val) => "(val split: the run's recorded validation scans)".to_owned(),
-        (None, EvalSplit::All) => "(all split: every scan the run recorded)".to_owned(),
-    };
-    println!(
-        "{} {which}, {} weights",
-        count(m.count, "scan"),
-        match weights {
-            WeightsChoice::Best => "best",
-            WeightsChoice::Last => "last",
-        }
-    );
-    println!("  loss         {:.4}", m.loss);
-    println!("  accuracy     {:.4}", m.accuracy);
-    println!("  ROC AUC      {}", rate(m.auc));
-    println!("  sensitivity  {}", rate(m.sensitivity));
-    println!("  specificity  {}", rate(m.specificity));
-    let c = &m.confusion;
-    let width = classes
-        .negative_name
-        .len()
-        .max(classes.positive_name.len())
-        .max(6);
-    println!("  confusion (rows: true, columns: predicted)");
-    println!(
-        "    {:width$}  {:>width$}  {:>width$}",
-        "", classes.negative_name, classes.positive_name
-    );
-    println!(
-        "    {:width$}  {:>width$}  {:>width$}",
-        classes.negative_name, c.true_negative, c.false_positive
-    );
-    println!(
-        "    {:width$}  {:>width$}  {:>width$}",
-        classes.positive_name, c.false_negative, c.true_positive
-    );
-    Ok(())
-}
-
-/// Output format of `ct3d predict`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PredictFormat {
-    /// The example's two sentences per scan.
-    Sentences,
-    /// One JSON array.
-    Json,
-    /// CSV with a header.
-    Csv,
-}
-
-/// One line of `predict --json`/`--csv`: a prediction, or the scan's error (probability and
-/// class then null/empty).
-#[derive(Debug, serde::Serialize)]
-struct PredictRow {
-    path: PathBuf,
-    probability: Option<f32>,
-    class: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-}
-
-/// Runs `ct3d predict`. Scans that fail are listed (sentences: an `error:` line on stderr;
-/// JSON/CSV: an entry with its error) and make the exit code 1 once every scan has been tried.
-/// With `preprocessed`, the inputs are model-ready volumes used as they are.
-pub fn predict(
-    run: &Path,
-    inputs: &[PathBuf],
-    weights: WeightsChoice,
-    device: DeviceChoice,
-    format: PredictFormat,
-    series: Option<&str>,
-    preprocessed: bool,
-) -> Result<()> {
-    let loaded = evaluate::load_run(run, weights, device)?;
-    let scans = evaluate::expand_inputs(inputs);
-    if scans.is_empty() {
-        bail!("{}", no_scans_message(run, inputs));
-    }
-    let classes = &loaded.config.train.classes;
-    let mut rows = Vec::new();
-    let mut failures = Vec::new();
-    for scan in &scans {
-        let prediction = if preprocessed {
-            evaluate::predict_model_ready(&loaded, scan, series)
-        } else {
-            evaluate::predict_scan_series(&loaded, scan, series)
-        };
-        match prediction {
-            Ok(p) => {
-                if format == PredictFormat::Sentences {
-                    if scans.len() > 1 {
-                        println!("{}:", scan.display());
-                    }
-                    for line in prediction_sentences(
-                        p.probability,
-                        &classes.negative_name,
-                        &classes.positive_name,
-                    ) {
-                        println!("{line}");
-                    }
-                }
-                rows.push(PredictRow {
-                    path: p.path,
-                    probability: Some(p.probability),
-                    class: Some(p.class),
-                    error: None,
-                });
-            }
-            // A single scan in sentences mode: its error is the command's one error line.
-            Err(err) if format == PredictFormat::Sentences && scans.len() == 1 => {
-                return Err(err.into());
-            }
-            Err(err) => {
-                let message = err.to_string();
-                if format == PredictFormat::Sentences {
-                    eprintln!("error: {message}");
-                }
-                rows.push(PredictRow {
-                    path: scan.clone(),
-                    probability: None,
-                    class: None,
-                    error: Some(message.clone()),
-                });
-                failures.push(message);
-            }
-        }
-    }
-    match format {
-        PredictFormat::Sentences => {}
-        PredictFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
-        PredictFormat::Csv => print!("{}", predict_csv(&rows)?),
-    }
-    match failures.as_slice() {
-        [] => Ok(()),
-        // The entry already holds it; stderr still gets the one error line.
-        [only] if scans.len() == 1 => bail!("{only}"),
-        _ => bail!(
-            "{} of {} scans could not be predicted",
-            failures.len(),
-            scans.len()
-        ),
-    }
-}
-
-/// Why `predict` found nothing in `inputs` (folders, since a file is always kept), and, when
-/// their sub-folders hold scans (a class-folder dataset's root, say), the command that predicts
-/// those.
-fn no_scans_message(run: &Path, inputs: &[PathBuf]) -> String {
-    let folders = inputs
-        .iter()
-        .map(|input| input.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
-    let mut with_scans: Vec<PathBuf> = inputs
-        .iter()
-        .flat_map(|input| std::fs::read_dir(input).into_iter().flatten().flatten())
-        .map(|entry| entry.path())
-        .filter(|path| {
-            path.file_name()
-                .and_then(|name| name.to_str())
-                .is_some_and(|name| !name.starts_with('.'))
-                && path.is_dir()
-                && !evaluate::expand_inputs(std::slice::from_ref(path)).is_empty()
-        })
-        .collect();
-    with_scans.sort();
-    if with_scans.is_empty() {
-        format!(
-            "{folders}: no scans in it (looked for .nii, .nii.gz and .hdr files and DICOM \
-             series folders directly inside)"
-        )
-    } else {
-        let command: Vec<String> = with_scans
-            .iter()
-            .map(|path| path.display().to_string())
-            .collect();
-        format!(
-            "{folders}: no scans directly in it (class sub-folders are not searched); predict \
-             the sub-folders that hold scans with: ct3d predict --run {} {}",
-            run.display(),
-            command.join(" ")
-        )
-    }
-}
-
-/// One row of `predict --csv` (the header is the field names): every column always there, empty
-/// where a failed scan has no value; the probability written as `Display` writes it.
-#[derive(serde::Serialize)]
-struct PredictCsvRow<'a> {
-    path: String,
-    #[serde(serialize_with = "ct3d::history::csv_display::option")]
-    probability: Option<f32>,
-    class: Option<&'a str>,
-    error: Option<&'a str>,
-}
-
-/// `predict --csv`'s text: `path,probability,class,error`, then one row per scan.
-fn predict_csv(rows: &[PredictRow]) -> Result<String> {
-    let mut writer = csv::WriterBuilder::new()
-        .has_headers(false)
-        .from_writer(Vec::new());
-    writer.write_record(["path", "probability", "class", "error"])?;
-    for row in rows {
-        writer.serialize(PredictCsvRow {
-            path: row.path.display().to_string(),
-            probability: row.probability,
-            class: row.class.as_deref(),
-            error: row.error.as_deref(),
-        })?;
-    }
-    Ok(String::from_utf8(writer.into_inner()?)?)
-}
-
-/// Runs `ct3d summary` for the model `config` describes.
-pub fn summary(config: ModelConfig) -> Result<()> {
-    config.validate()?;
-    print!("{}", ct3d_model::summary::summary(&config));
-    Ok(())
-}
-
-/// Largest relative difference of the forward pass (pooled features, probabilities) that
-/// `ct3d bench --check-cpu` accepts between the CPU and another device. GPUs may compute f32
-/// matrix products on TF32 tensor cores (burn's CUDA matmul does), which alone gives ~1e-4.
-const CPU_AGREEMENT_TOLERANCE: f64 = 1e-3;
-
-/// Runs `ct3d bench`; `batch` and `repeats` are at least 1 (the flags' parser sees to it).
-pub fn bench(
-    batch: usize,
-    size: [usize; 3],
-    device: DeviceChoice,
-    repeats: usize,
-    check_cpu: bool,
-) -> Result<()> {
-    let resolved = device.resolve()?;
-    if check_cpu {
-        let cpu = DeviceChoice::Cpu.resolve()?;
-        let agreement = ct3d_model::bench::compare_devices(&cpu, &resolved, batch.max(2), size)?;
-        println!(
-            "cpu vs {device}, same weights and {} volumes (relative differences): forward pass: \
-             pooled features {:.2e}, probabilities {:.2e} (logits {:.2e}); one training step: \
-             loss {:.2e} ({} vs {}), features after it {:.2e}",
-            batch.max(2),
-            agreement.embedding,
-            agreement.probabilities,
-            agreement.logits,
-            agreement.step_loss_difference(),
-            agreement.step_loss[0],
-            agreement.step_loss[1],
-            agreement.embedding_after_step,
-        );
-        if agreement.forward() > CPU_AGREEMENT_TOLERANCE {
-            bail!(
-                "{device} disagrees with the CPU: forward-pass relative difference {:.2e} > {CPU_AGREEMENT_TOLERANCE:e}",
-                agreement.forward()
-            );
-        }
-    }
-    let kernels = match device {
-        DeviceChoice::Cpu if ct3d_model::ops::fused_cpu_kernels() => " (fused ct3d kernels)",
-        DeviceChoice::Cpu => " (burn's generic ops)",
-        _ => "",
-    };
-    println!(
-        "device {device}{kernels}, batch {batch}, input {}×{}×{}, {repeats} timed runs after one warm-up",
-        size[0], size[1], size[2]
-    );
-    let step = bench_train_step(&resolved, batch, size, repeats)?;
-    print_timing("train step", &step);
-    let predict = bench_predict(&resolved, size, repeats)?;
-    print_timing("predict (1 scan)", &predict);
-    Ok(())
-}
-
-fn print_timing(what: &str, timing: &Timing) {
-    let samples: Vec<String> = timing
-        .samples
-        .iter()
-        .map(|d| format!("{:.3}", d.as_secs_f64()))
-        .collect();
-    println!(
-        "{what:<18} median {:.3} s   (samples: {})",
-        timing.median().as_secs_f64(),
-        samples.join(", ")
-    );
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bench_counts_are_at_least_one() {
-        use clap::Parser as _;
-        for flag in ["--batch", "--repeats"] {
-            let err = crate::Cli::try_parse_from(["ct3d", "bench", flag, "0"]).unwrap_err();
-            assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{err}");
-            let text = err.to_string();
-            assert!(text.contains(flag) && text.contains("'0'"), "{text}");
-        }
-        assert!(
-            crate::Cli::try_parse_from(["ct3d", "bench", "--batch", "1", "--repeats", "1"]).is_ok()
-        );
-    }
-
-    #[test]
-    fn weights_and_split_flags_convert_to_the_library_types() {
-        use clap::Parser as _;
-        let cli = crate::Cli::try_parse_from([
-            "ct3d",
-            "eval",
-            "--run",
-            "r",
-            "--weights",
-            "last",
-            "--split",
-            "all",
-        ])
-        .unwrap();
-        let crate::Command::Eval { weights, split, .. } = cli.command else {
-            panic!("not eval");
-        };
-        assert_eq!(WeightsChoice::from(weights), WeightsChoice::Last);
-        assert_eq!(split.map(EvalSplit::from), Some(EvalSplit::All));
-        let cli = crate::Cli::try_parse_from(["ct3d", "predict", "--run", "r", "x.nii"]).unwrap();
-        let crate::Command::Predict { weights, .. } = cli.command else {
-            panic!("not predict");
-        };
-        assert_eq!(
-            WeightsChoice::from(weights),
-            WeightsChoice::Best,
-            "the default"
-        );
-        let err = crate::Cli::try_parse_from(["ct3d", "report", "r", "--weights", "worst"])
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("[possible values: best, last]"), "{err}");
-    }
-
-    #[test]
-    fn csv_quoting() {
-        let row = |path: &str, probability: Option<f32>, error: Option<&str>| PredictRow {
-            path: PathBuf::from(path),
-            probability,
-            class: probability.map(|_| "normal".to_owned()),
-            error: error.map(str::to_owned),
-        };
-        let text = predict_csv(&[
-            row("a/b.nii", Some(0.25), None),
-            row("a,b.nii", Some(1e-7), None),
-            row("a\"b", None, Some("bad: \"x\", line\ntwo")),
-        ])
-        .unwrap();
-        assert_eq!(
-            text,
-            "path,probability,class,error\n\
-             a/b.nii,0.25,normal,\n\
-             \"a,b.nii\",0.0000001,normal,\n\
-             \"a\"\"b\",,,\"bad: \"\"x\"\", line\ntwo\"\n"
-        );
-    }
 
     #[test]
     fn train_settings_name_train_flags_and_config_keys() {

@@ -1,0 +1,121 @@
+//! The command line's shape: the top-level flags and the subcommands, each a variant holding its
+//! `…Args` struct (defined, with its `run`, in the file of its group).
+
+use clap::{Parser, Subcommand};
+
+use crate::{demo, fetch, model, pictures, train, volume};
+
+/// Train and run 3D convolutional networks on CT volumes.
+///
+/// ct3d reproduces the Keras example "3D image classification from CT scans" number for number
+/// (scipy-exact preprocessing, the same 3D CNN) and goes further: faster, reproducible, with
+/// synthetic phantoms to try everything without downloading data.
+///
+/// Quick start:  ct3d demo
+#[derive(Debug, Parser)]
+#[command(name = "ct3d", version, propagate_version = true, max_term_width = 100)]
+pub(crate) struct Cli {
+    /// More log output (-v: debug, -vv: trace). RUST_LOG overrides it.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands. The help text is here, on the variants, not on the `…Args` structs: clap
+/// would take a flattened flag group's doc comment as the command's.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Print a scan's shape, datatype, voxel spacing, orientation and HU statistics.
+    ///
+    /// Accepts NIfTI-1 files (.nii, .nii.gz, or an Analyze-style .hdr/.img pair) and folders
+    /// holding a DICOM series.
+    Info(volume::InfoArgs),
+    /// Apply the Keras example's preprocessing to one scan and write the result.
+    ///
+    /// Steps, exactly as the example (scipy parity within 1e-5): clip HU to the window and scale
+    /// to [0, 1]; rotate 90 degrees in the (x, y) plane (cubic spline); linear resize to --size.
+    /// The output is a float32 NIfTI file.
+    Preprocess(volume::PreprocessArgs),
+    /// Rotate every axial slice of a volume by a fixed angle, as the training augmentation does.
+    ///
+    /// Cubic-spline rotation in the (x, y) plane (scipy's ndimage.rotate, reshape=False), points
+    /// from outside the slice become 0, then values are clipped to [0, 1]. Training draws the angle
+    /// from {-20, -10, -5, 5, 10, 20}; here you choose it, e.g. to look at the augmentation.
+    Rotate(volume::RotateArgs),
+    /// Preprocess a class-folder dataset into a cache, in parallel.
+    ///
+    /// DATA holds one folder per class (by default CT-0 = normal, CT-23 = abnormal). Results are
+    /// cached by file content and preprocessing parameters: a second run is near-instant, and a
+    /// changed file or parameter is recomputed, never served stale.
+    Prepare(volume::PrepareArgs),
+    /// Write synthetic phantom chest CT scans (int16 HU NIfTI) as a class-folder dataset.
+    ///
+    /// Normal scans (CT-0) have clear lungs; abnormal ones (CT-23) carry ground-glass opacities.
+    /// Deterministic: the same --seed gives byte-identical files.
+    Synth(volume::SynthArgs),
+    /// Train the Keras example's 3D CNN on a class-folder dataset or a CSV manifest.
+    ///
+    /// Scans are preprocessed through the `prepare` cache, split per class in sorted file-name
+    /// order (first --split train, rest validation), augmented by random rotation on the fly, and
+    /// trained with Adam and binary cross-entropy, validating every epoch. RUN receives
+    /// config.json, history.csv, best/last weights (safetensors, Keras layer names) and the
+    /// optimizer state. Defaults are the example's; with the same --seed two CPU runs give the same
+    /// history, and a run killed at any moment continues with --resume to the same result.
+    Train(train::TrainArgs),
+    /// Cross-validate: train and evaluate all K folds of a stratified k-fold split.
+    ///
+    /// Fold I's run (DIR/fold-I) validates on fold I and trains on the others, with the train
+    /// options given (same seed for all folds: it also draws the folds). Each fold's best weights
+    /// are evaluated on its validation fold; the per-fold loss, accuracy, ROC AUC, sensitivity and
+    /// specificity and their mean ± sample SD are printed and written to DIR/cv.json and
+    /// DIR/cv.csv. Rerunning skips finished folds and resumes an interrupted one.
+    Cv(train::CvArgs),
+    /// Evaluate a trained run: loss, accuracy, ROC AUC, sensitivity, specificity, confusion matrix.
+    Eval(model::EvalArgs),
+    /// Predict raw scans with a trained run, printing the example's two sentences per scan.
+    ///
+    /// Scans are preprocessed with the run's recorded parameters. Folders are expanded to the scan
+    /// files they hold. A scan that fails is reported (with --json/--csv: as an entry with an
+    /// error) and the exit code is 1 after the others are predicted.
+    Predict(model::PredictArgs),
+    /// Draw one axial slice of a scan as a grayscale PNG (the example's `plt.imshow(image[:, :, 30])`).
+    ///
+    /// The scan is preprocessed as for training (HU window, rotation, resize) unless --raw is
+    /// given. Rows are the volume's x axis and columns its y axis, as imshow draws the array; the
+    /// gray scale stretches the slice's minimum to black and maximum to white.
+    Show(pictures::ShowArgs),
+    /// Draw a montage of consecutive slices, exactly as the example's `plot_slices` arranges them.
+    ///
+    /// Tiles run row by row from --first, without gaps; like the example's figure (which applies
+    /// np.rot90 and np.transpose before reshaping), each tile is the slice mirrored left-right
+    /// relative to `ct3d show`, and each tile's gray scale is stretched on its own.
+    Montage(pictures::MontageArgs),
+    /// Plot a run's accuracy and loss per epoch, training vs validation (the example's figure).
+    Plot(pictures::PlotArgs),
+    /// Write a self-contained HTML report of a run: configuration, data, curves, best epoch,
+    /// validation metrics, ROC curve, confusion matrix, and montages of validation scans.
+    ///
+    /// Images are embedded, nothing is loaded from the network: the file can be shared or printed
+    /// as it is. Evaluates the validation scans with the chosen weights.
+    Report(pictures::ReportArgs),
+    /// See what a preprocessing cache holds, and free it: `ct3d cache info DIR`,
+    /// `ct3d cache clean DIR [--keep-size W,H,D] [--dry-run]`.
+    Cache(volume::CacheArgs),
+    /// Download a public dataset: `ct3d fetch mosmed --out DIR` gets the Keras example's scans.
+    ///
+    /// Resumable, verified (SHA-256) downloads, unpacked safely into class folders.
+    Fetch(fetch::FetchArgs),
+    /// Print the model's layers, output shapes and parameter counts, like Keras's model.summary().
+    Summary(model::SummaryArgs),
+    /// Time one training step and one-scan inference on random data (warm-up excluded, median).
+    Bench(model::BenchArgs),
+    /// Run the whole pipeline on synthetic phantoms and write a report.
+    ///
+    /// Synthesises a small phantom dataset (both classes) and two held-out scans, trains the
+    /// example's model (at 48×48×48 for a few epochs: minutes on 2 CPU cores), evaluates it,
+    /// predicts the held-out scans with the example's sentences, draws the pictures, and writes
+    /// DIR/report.html. `--full` uses the example's own settings instead (hours on a CPU).
+    Demo(demo::DemoArgs),
+}
