@@ -25,10 +25,13 @@ use crate::metrics::BinaryMetrics;
 use crate::run::{FolderLock, LOCK_FILE, RunDir};
 use crate::training::train;
 
+use crate::observe::{Silent, TrainObserver};
+use crate::request::TrainRequest;
+
 // The request and the progress hooks of a cross-validation live with those of training; their
 // old paths keep working.
-pub use crate::observe::{CvObserver, FoldResult, FoldStart, Silent, TrainObserver};
-pub use crate::request::{CvRequest, TrainRequest};
+pub use crate::observe::{CvObserver, FoldResult, FoldStart};
+pub use crate::request::CvRequest;
 
 /// Mean and sample standard deviation of one metric over the folds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -37,8 +37,7 @@ pub enum TrainError {
     #[error(transparent)]
     Split(#[from] crate::data::split::SplitError),
     /// One class cannot be split, naming the class folder (or, for patients, the data folder
-    /// or the CSV manifest).
-    /// The message quotes the split's, so it is not also a source.
+    /// or the CSV manifest). The message quotes the split's, so it is not also a source.
     #[error("{}: {reason}", path.display())]
     SplitData {
         /// The class folder, the data folder or the CSV manifest.

@@ -1,8 +1,28 @@
 //! # ct3d
 //!
-//! The parts of ct3d above single volumes: dataset splits, metrics, and (as they land) training,
-//! evaluation, prediction, pictures and the HTML report. The `ct3d` binary is a thin command-line layer over this
-//! library and over `ct3d-volume`.
+//! The parts of ct3d above single volumes: dataset splits, metrics, training, evaluation,
+//! prediction, pictures and the HTML report. The `ct3d` binary is a thin command-line layer over
+//! this library and over `ct3d-volume`.
+//!
+//! ## How the library is organised
+//!
+//! In floors, as burn's guide divides a project into data, training and inference: a module
+//! imports only from the floors below it (a unit test below checks that there is no import cycle
+//! and no chain of more than five imports).
+//!
+//! 1. The ground: [`config`] (what a run is asked to be, and what `config.json` records),
+//!    [`metrics`], [`data::split`] (the train / validation split), [`data::loader`] (batches).
+//! 2. [`history`] and [`callbacks`] (what each epoch records and decides), and [`error`], the
+//!    library's one error type [`error::TrainError`].
+//! 3. [`run`] (the run folder and its commit protocol), [`observe`] (progress hooks),
+//!    [`data::source`] (where the scans are listed) and [`data::folds`] (k-fold assignment).
+//! 4. [`inference`] (a trained model applied to scans), [`request`] (what a caller asks for) and
+//!    [`data::prepare`] (the dataset prepared into the cache).
+//! 5. [`training`] (the training loop), [`pictures`] and the resource checks ([`resources`]).
+//! 6. On top: cross-validation ([`cv`]) and the HTML report ([`report`]).
+//!
+//! The modules `train`, `evaluate`, `folds`, `split` and `loader` are the old paths of what
+//! moved, kept so that callers keep compiling.
 
 pub mod callbacks;
 pub mod config;
