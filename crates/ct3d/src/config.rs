@@ -329,6 +329,57 @@ fn setting_text(value: Option<&serde_json::Value>) -> String {
 mod tests {
     use super::*;
 
+    /// `config.json` as a run without folds or schedule changes records it (and as runs from
+    /// before either existed wrote it): it reads back to the same value, and writes without the
+    /// absent fields.
+    #[test]
+    fn a_recorded_configuration_reads_back_and_omits_absent_fields() {
+        let config = RunConfig {
+            ct3d_version: "0.1.0".to_owned(),
+            device: "cpu".to_owned(),
+            data_root: PathBuf::from("/data"),
+            manifest: None,
+            cache: PathBuf::from("/data/.ct3d-cache"),
+            train: TrainConfig::default(),
+            files: vec![DataFile {
+                path: PathBuf::from("/data/CT-0/a.nii.gz"),
+                label: 0,
+                sha256: "ab".repeat(32),
+                split: SplitPart::Validation,
+                patient: None,
+            }],
+            schedule_changes: Vec::new(),
+        };
+        let json = serde_json::to_value(&config).unwrap();
+        for absent in [
+            "/manifest",
+            "/train/folds",
+            "/schedule_changes",
+            "/files/0/patient",
+        ] {
+            assert!(json.pointer(absent).is_none(), "{absent} in {json}");
+        }
+        assert_eq!(json.pointer("/files/0/split").unwrap(), "validation");
+        let back: RunConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(back, config);
+        // A fold of a cross-validation is recorded, and checked with the configuration.
+        let fold = TrainConfig {
+            folds: Some(FoldSpec { count: 3, fold: 2 }),
+            ..TrainConfig::default()
+        };
+        let json = serde_json::to_value(&fold).unwrap();
+        assert_eq!(json["folds"], serde_json::json!({"count": 3, "fold": 2}));
+        assert_eq!(fold.validate(), Ok(()));
+        let outside = TrainConfig {
+            folds: Some(FoldSpec { count: 3, fold: 4 }),
+            ..TrainConfig::default()
+        };
+        assert_eq!(
+            outside.validate().unwrap_err().to_string(),
+            "--fold 4: folds are numbered 1 to 3"
+        );
+    }
+
     #[test]
     fn changed_settings_are_found_by_key() {
         let recorded = TrainConfig::default();

@@ -282,6 +282,41 @@ mod tests {
         );
     }
 
+    /// The paths callers used before the library was split into floors still name the same
+    /// items (the binary and other branches use them).
+    #[test]
+    fn the_old_paths_still_resolve() {
+        fn same<T>(_: T, _: T) {}
+        same(
+            crate::train::train as fn(_, _) -> _,
+            crate::training::train as fn(_, _) -> _,
+        );
+        same(
+            crate::train::default_cache,
+            crate::data::source::default_cache,
+        );
+        same(crate::evaluate::load_run, crate::inference::load_run);
+        same(
+            crate::evaluate::WeightsChoice::Best,
+            crate::inference::WeightsChoice::Best,
+        );
+        let _: Option<crate::train::TrainRequest> = None::<crate::request::TrainRequest>;
+        let _: Option<crate::cv::CvRequest> = None::<crate::request::CvRequest>;
+        let _: Option<crate::train::DataSource> = None::<crate::data::source::DataSource>;
+        let _: Option<crate::train::TrainError> = None::<crate::error::TrainError>;
+        let _: Option<crate::evaluate::RecordedDataError> = None::<crate::error::RecordedDataError>;
+        let _: Option<crate::run::RunError> = None::<crate::error::RunError>;
+        let _: Option<crate::run::TrainConfig> = None::<crate::config::TrainConfig>;
+        let _: Option<crate::run::ScheduleChange> = None::<crate::config::ScheduleChange>;
+        let _: Option<crate::folds::FoldSpec> = None::<crate::config::FoldSpec>;
+        let _: Option<crate::split::PatientSplitSummary> =
+            None::<crate::data::split::PatientSplitSummary>;
+        let _: Option<crate::loader::Batch> = None::<crate::data::loader::Batch>;
+        let _: Option<crate::cv::FoldResult> = None::<crate::observe::FoldResult>;
+        let _: &dyn crate::cv::CvObserver = &crate::train::Silent;
+        let _: &dyn crate::observe::TrainObserver = &crate::train::Silent;
+    }
+
     /// The library speaks in its own types; flags and clap belong to the binary (main.rs and the
     /// `*_commands.rs` files), which converts its value enums into the library's.
     #[test]
