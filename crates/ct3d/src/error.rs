@@ -141,8 +141,9 @@ pub enum RunError {
         /// The holder's process id, as it recorded it in the lock file.
         pid: Option<u32>,
     },
-    /// A file of the run could not be read or written.
-    #[error("{path}: {source}")]
+    /// A file of the run could not be read or written. The message names the file; the I/O
+    /// error is its source (a printed chain reads `FILE: why`).
+    #[error("{}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
@@ -286,6 +287,10 @@ mod tests {
                 source: io(),
             }),
             TrainError::Run(RunError::NothingToResume(PathBuf::from("run"))),
+            TrainError::Run(RunError::Io {
+                path: PathBuf::from("run/state.json"),
+                source: io(),
+            }),
             TrainError::RecordedData(RecordedDataError::NoneLeft {
                 config: PathBuf::from("run/config.json"),
                 count: 2,
