@@ -25,12 +25,12 @@ pub struct CallbackState {
     /// Epochs without improvement of `val_acc` that end training.
     pub patience: usize,
     /// Lowest `val_loss` so far (`+inf` before the first epoch).
-    #[serde(with = "crate::run::json_f64")]
+    #[serde(with = "crate::json_f64")]
     pub best_val_loss: f64,
     /// 1-based epoch of `best_val_loss` (0 before the first epoch).
     pub best_epoch: usize,
     /// Highest `val_acc` so far (`-inf` before the first epoch).
-    #[serde(with = "crate::run::json_f64")]
+    #[serde(with = "crate::json_f64")]
     pub best_val_acc: f64,
     /// Consecutive epochs since `val_acc` last improved.
     pub wait: usize,

@@ -1,7 +1,7 @@
 //! `ct3d cv`: stratified k-fold cross-validation of the training recipe.
 //!
 //! The seed example warns that with so few scans the validation accuracy varies by 6–7 % between
-//! splits; this measures it. Fold `i` of K (see [`crate::folds`]) is an ordinary training run in
+//! splits; this measures it. Fold `i` of K (see [`crate::data::folds`]) is an ordinary training run in
 //! `OUT/fold-i`, validating on fold `i` and training on the others. Each fold's best weights are
 //! then evaluated on its validation fold, and the per-fold loss, accuracy, ROC AUC, sensitivity
 //! and specificity are summarised as mean ± sample standard deviation (n − 1) in `OUT/cv.json`
@@ -13,80 +13,25 @@
 
 use std::path::{Path, PathBuf};
 
-use ct3d_model::DeviceChoice;
 use ct3d_volume::atomic::write_bytes_atomic;
 use serde::{Deserialize, Serialize};
 
-use crate::evaluate::{EvalSplit, WeightsChoice, evaluate_source, load_run};
-use crate::folds::{FoldError, FoldSpec};
+use crate::config::{FoldError, FoldSpec, SplitPart, TrainConfig};
+use crate::data::source::DataSource;
+use crate::error::{RunError, TrainError};
 use crate::history::csv_display;
+use crate::inference::{EvalSplit, WeightsChoice, evaluate_source, load_run};
 use crate::metrics::BinaryMetrics;
-use crate::run::{FolderLock, LOCK_FILE, RunDir, RunError, SplitPart, TrainConfig};
-use crate::train::{DataSource, Silent, TrainError, TrainObserver, TrainRequest, train};
+use crate::run::{FolderLock, LOCK_FILE, RunDir};
+use crate::training::train;
 
-/// What to cross-validate, and where.
-#[derive(Debug, Clone)]
-pub struct CvRequest {
-    /// Where the scans are listed.
-    pub source: DataSource,
-    /// The cross-validation folder: `fold-1` … `fold-K`, `cv.json`, `cv.csv`.
-    pub out: PathBuf,
-    /// The `prepare` cache folder.
-    pub cache: PathBuf,
-    /// Hyper-parameters of every fold (their `folds` field is set per fold; the seed also draws
-    /// the fold assignment, so it is the same for all folds).
-    pub config: TrainConfig,
-    /// K, the number of folds.
-    pub folds: usize,
-    /// Where to compute.
-    pub device: DeviceChoice,
-    /// Retrain every fold, replacing existing fold runs.
-    pub force: bool,
-    /// Leave out scans that cannot be read instead of failing.
-    pub skip_bad: bool,
-}
+use crate::observe::{Silent, TrainObserver};
+use crate::request::TrainRequest;
 
-/// How a fold starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FoldStart {
-    /// Trained from scratch.
-    New,
-    /// An interrupted fold run, continued.
-    Resumed,
-    /// Already finished: only evaluated.
-    Finished,
-}
-
-/// Progress hooks of a cross-validation; every method has a do-nothing default.
-pub trait CvObserver: Sync {
-    /// Fold `fold` of `folds` starts (its run folder is `run`).
-    fn fold_started(&self, _fold: usize, _folds: usize, _run: &Path, _start: FoldStart) {}
-    /// Fold `result.fold` is trained and evaluated.
-    fn fold_finished(&self, _result: &FoldResult, _folds: usize) {}
-}
-
-impl CvObserver for Silent {}
-
-/// One fold's outcome.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FoldResult {
-    /// The fold, 1 to K.
-    pub fold: usize,
-    /// Its run folder.
-    pub run: PathBuf,
-    /// Training scans (all other folds).
-    pub train_scans: usize,
-    /// Validation scans (this fold).
-    pub validation_scans: usize,
-    /// Epochs trained.
-    pub epochs: usize,
-    /// The epoch whose weights (`best.safetensors`) were evaluated.
-    pub best_epoch: usize,
-    /// Why training ended (`completed`, `early stopping`).
-    pub finished: String,
-    /// The best weights' metrics on the validation fold.
-    pub metrics: BinaryMetrics,
-}
+// The request and the progress hooks of a cross-validation live with those of training; their
+// old paths keep working.
+pub use crate::observe::{CvObserver, FoldResult, FoldStart};
+pub use crate::request::CvRequest;
 
 /// Mean and sample standard deviation of one metric over the folds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -14,11 +14,15 @@ use ct3d_volume::nifti_io::{self, OutputDtype, WriteError};
 use ct3d_volume::preprocess::PreprocessConfig;
 use ct3d_volume::synth::{self, PhantomConfig, SynthError};
 
-use crate::evaluate::{self, EvalSplit, Evaluation, LoadedRun, Prediction, WeightsChoice};
+use crate::config::TrainConfig;
+use crate::data::source::default_cache;
+use crate::error::TrainError;
+use crate::inference::{self as evaluate, EvalSplit, Evaluation, LoadedRun, Prediction, WeightsChoice};
+use crate::observe::TrainObserver;
 use crate::pictures::{self, PictureError};
 use crate::report::{self, ReportError, ReportOptions};
-use crate::run::TrainConfig;
-use crate::train::{self, TrainError, TrainObserver, TrainOutcome, TrainRequest};
+use crate::request::TrainRequest;
+use crate::training::{self as train, TrainOutcome};
 
 /// The demo's sizes and training settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -274,7 +278,7 @@ pub fn run_demo(
         epochs: settings.epochs,
     });
     let request = TrainRequest {
-        cache: train::default_cache(&data),
+        cache: default_cache(&data),
         data: data.clone(),
         manifest: None,
         out: run.clone(),

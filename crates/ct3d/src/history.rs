@@ -10,22 +10,22 @@ pub struct EpochRecord {
     /// 1-based epoch number.
     pub epoch: usize,
     /// Mean training loss over the epoch's batches (binary cross-entropy).
-    #[serde(with = "crate::run::json_f64")]
+    #[serde(with = "crate::json_f64")]
     pub loss: f64,
     /// Training accuracy over the epoch.
-    #[serde(with = "crate::run::json_f64")]
+    #[serde(with = "crate::json_f64")]
     pub acc: f64,
     /// Validation loss.
-    #[serde(with = "crate::run::json_f64")]
+    #[serde(with = "crate::json_f64")]
     pub val_loss: f64,
     /// Validation accuracy.
-    #[serde(with = "crate::run::json_f64")]
+    #[serde(with = "crate::json_f64")]
     pub val_acc: f64,
     /// Learning rate used at the epoch's last step.
-    #[serde(with = "crate::run::json_f64")]
+    #[serde(with = "crate::json_f64")]
     pub lr: f64,
     /// Wall-clock seconds for the epoch (training and validation).
-    #[serde(with = "crate::run::json_f64")]
+    #[serde(with = "crate::json_f64")]
     pub seconds: f64,
 }
 

@@ -6,10 +6,11 @@ use ct3d_plot::charts::{Curves, confusion_png, curves_png, roc_png};
 use ct3d_plot::{PlotError, Png};
 use ct3d_volume::atomic::write_bytes_atomic;
 
-use crate::evaluate::Evaluation;
+use crate::config::Classes;
 use crate::history::{EpochRecord, from_csv};
+use crate::inference::Evaluation;
 use crate::metrics::roc_curve;
-use crate::run::{Classes, RunDir};
+use crate::run::RunDir;
 
 /// Size of the curves figure in pixels (two panels side by side).
 pub const CURVES_SIZE: [usize; 2] = [1200, 400];

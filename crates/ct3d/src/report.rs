@@ -13,15 +13,16 @@ use ct3d_plot::slices::{MontageLayout, montage_png};
 use ct3d_volume::atomic::write_bytes_atomic;
 use ct3d_volume::preprocess::process_file;
 
-use crate::evaluate::{
+use crate::config::SplitPart;
+use crate::error::TrainError;
+use crate::history::EpochRecord;
+use crate::inference::{
     EvalSplit, Evaluation, LoadedRun, ScanScore, WeightsChoice, evaluate_recorded,
 };
-use crate::history::EpochRecord;
 use crate::pictures::{
     CURVES_SIZE, PictureError, curves_from_history, evaluation_pictures, read_history,
 };
-use crate::run::{RunState, SplitPart};
-use crate::train::TrainError;
+use crate::run::RunState;
 
 /// What goes into a report.
 #[derive(Debug, Clone, PartialEq)]

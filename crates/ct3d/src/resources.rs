@@ -27,9 +27,10 @@ use ct3d_volume::cache_admin::plan_prepare;
 use ct3d_volume::dataset::Dataset;
 use ct3d_volume::preprocess::PreprocessConfig;
 
-use crate::cv::CvRequest;
-use crate::run::{RunDir, TrainConfig};
-use crate::train::{DataSource, TrainRequest};
+use crate::config::TrainConfig;
+use crate::data::source::DataSource;
+use crate::request::{CvRequest, TrainRequest};
+use crate::run::RunDir;
 
 /// Peak training memory of the CPU backend per byte of summed layer outputs of one batch.
 ///

@@ -27,208 +27,20 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use ct3d_model::{AdamConfig, ExponentialDecay, ModelConfig};
 use ct3d_volume::atomic::write_bytes_atomic;
-use ct3d_volume::preprocess::PreprocessConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::callbacks::CallbackState;
-use crate::folds::FoldSpec;
+use crate::config::RunConfig;
 use crate::history::EpochRecord;
 
-/// Class folder names and the words the prediction sentences use for them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Classes {
-    /// Folder of label-0 scans (seed: `CT-0`).
-    pub negative_folder: String,
-    /// Folder of label-1 scans (seed: `CT-23`).
-    pub positive_folder: String,
-    /// What label 0 is called in sentences (seed: "normal").
-    pub negative_name: String,
-    /// What label 1 is called in sentences (seed: "abnormal").
-    pub positive_name: String,
-}
-
-impl Default for Classes {
-    fn default() -> Self {
-        Self {
-            negative_folder: "CT-0".into(),
-            positive_folder: "CT-23".into(),
-            negative_name: "normal".into(),
-            positive_name: "abnormal".into(),
-        }
-    }
-}
-
-/// Every hyper-parameter of a training run; [`Default`] is the Keras example's setting.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainConfig {
-    /// Maximum number of epochs (seed: 100).
-    pub epochs: usize,
-    /// Volumes per training step (seed: 2).
-    pub batch_size: usize,
-    /// Learning-rate schedule (seed: 1e-4 × 0.96 every 100 000 steps, staircase).
-    pub schedule: ExponentialDecay,
-    /// Adam's constants (Keras: β1 0.9, β2 0.999, ε 1e-7).
-    pub adam: AdamConfig,
-    /// Early-stopping patience on `val_acc`, in epochs (seed: 15).
-    pub patience: usize,
-    /// Fraction of each class used for training, in sorted file-name order (seed: 0.7).
-    pub train_fraction: f64,
-    /// Apply the random-rotation augmentation to training volumes (seed: yes).
-    pub augment: bool,
-    /// Seed of initialisation, shuffling, augmentation and dropout.
-    pub seed: u64,
-    /// Preprocessing of raw scans; its `size` is the model's input size.
-    pub preprocess: PreprocessConfig,
-    /// The architecture (its `input` always equals `preprocess.size`).
-    pub model: ModelConfig,
-    /// Which folders are which class.
-    pub classes: Classes,
-    /// k-fold cross-validation: validate on fold `fold` of `count` (see [`crate::folds`])
-    /// instead of the per-class `train_fraction` split. Absent in older runs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub folds: Option<FoldSpec>,
-}
-
-impl Default for TrainConfig {
-    fn default() -> Self {
-        Self {
-            epochs: 100,
-            batch_size: 2,
-            schedule: ExponentialDecay::default(),
-            adam: AdamConfig::default(),
-            patience: 15,
-            train_fraction: 0.7,
-            augment: true,
-            seed: 0,
-            preprocess: PreprocessConfig::default(),
-            model: ModelConfig::default(),
-            classes: Classes::default(),
-            folds: None,
-        }
-    }
-}
-
-/// A training configuration that cannot run.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum ConfigError {
-    /// A numeric option out of range.
-    #[error("{option} {reason}")]
-    OutOfRange {
-        /// The option's name as the CLI spells it.
-        option: &'static str,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// The model or preprocessing settings are inconsistent.
-    #[error("{0}")]
-    Invalid(String),
-}
-
-impl TrainConfig {
-    /// Checks everything once, so no function deeper down re-checks or panics.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let range = |option, ok: bool, reason: &str| {
-            if ok {
-                Ok(())
-            } else {
-                Err(ConfigError::OutOfRange {
-                    option,
-                    reason: reason.to_owned(),
-                })
-            }
-        };
-        range("--epochs", self.epochs >= 1, "must be at least 1")?;
-        if let Some(spec) = &self.folds {
-            spec.validate()
-                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        }
-        range("--batch-size", self.batch_size >= 1, "must be at least 1")?;
-        range(
-            "--split",
-            self.train_fraction > 0.0 && self.train_fraction < 1.0,
-            "must be strictly between 0 and 1",
-        )?;
-        range(
-            "--learning-rate",
-            self.schedule.initial.is_finite() && self.schedule.initial > 0.0,
-            "must be a positive number",
-        )?;
-        self.preprocess
-            .validate()
-            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        if self.model.input != self.preprocess.size {
-            return Err(ConfigError::Invalid(format!(
-                "the model input {:?} differs from the preprocessing size {:?}",
-                self.model.input, self.preprocess.size
-            )));
-        }
-        self.model
-            .validate()
-            .map_err(|e| ConfigError::Invalid(e.to_string()))
-    }
-}
-
-/// Which part of the data a file belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SplitPart {
-    /// Used for training.
-    Train,
-    /// Used for validation.
-    Validation,
-}
-
-/// One scan of the run's data, as recorded in `config.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DataFile {
-    /// Absolute path of the scan.
-    pub path: PathBuf,
-    /// 0 (negative) or 1 (positive).
-    pub label: u8,
-    /// SHA-256 of the file's bytes, hex.
-    pub sha256: String,
-    /// Train or validation.
-    pub split: SplitPart,
-    /// The patient (group) from the manifest's `patient` column, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub patient: Option<String>,
-}
-
-/// `config.json`: what the run was, enough to reproduce it or to preprocess new scans the same way.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunConfig {
-    /// ct3d's version that created the run.
-    pub ct3d_version: String,
-    /// The device the run trained on (`cpu`, `cuda`, `vulkan`).
-    pub device: String,
-    /// The data folder (absolute); for a manifest, the manifest's folder.
-    pub data_root: PathBuf,
-    /// The CSV manifest the data was listed in (absolute), when it was not class folders.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub manifest: Option<PathBuf>,
-    /// The preprocessing cache folder (absolute).
-    pub cache: PathBuf,
-    /// Hyper-parameters.
-    pub train: TrainConfig,
-    /// Every scan with its label, hash and split.
-    pub files: Vec<DataFile>,
-    /// Each time `--resume --epochs` changed `train.epochs`, in order. Absent in older runs.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub schedule_changes: Vec<ScheduleChange>,
-}
-
-/// A change of a run's number of epochs when it was resumed (`--resume --epochs N`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ScheduleChange {
-    /// Epochs completed when the schedule changed.
-    pub after_epoch: usize,
-    /// `train.epochs` before.
-    pub from: usize,
-    /// `train.epochs` after.
-    pub to: usize,
-}
+// The configuration types and the run folder's error lived here before they had modules of
+// their own; their old paths keep working.
+pub use crate::config::{
+    Classes, ConfigError, DataFile, ScheduleChange, SettingChange, SplitPart, TrainConfig,
+    changed_setting,
+};
+pub use crate::error::RunError;
 
 /// `state.json`: the commit point of a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -265,65 +77,6 @@ impl RunState {
             finished: None,
         }
     }
-}
-
-/// A run folder problem. Displays as one line naming the path.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    /// The folder exists and neither resuming nor overwriting was asked for.
-    #[error(
-        "{0}: the run folder already exists; pass --resume to continue it or --force to start over"
-    )]
-    Exists(PathBuf),
-    /// `--resume` on a folder that holds no run.
-    #[error("{0}: nothing to resume (no state.json); start a new run without --resume")]
-    NothingToResume(PathBuf),
-    /// `--force` on a folder that holds other files than a ct3d run.
-    #[error(
-        "{0}: not a ct3d run folder (no config.json or state.json) and not empty; --force only \
-         replaces ct3d runs: choose a new or empty --out folder"
-    )]
-    NotARun(PathBuf),
-    /// Another live process holds the folder's lock.
-    #[error(
-        "{}: in use by another ct3d process (PID {}); wait for it or stop it",
-        folder.display(),
-        pid.map_or_else(|| "unknown".to_owned(), |pid| pid.to_string())
-    )]
-    InUse {
-        /// The locked folder.
-        folder: PathBuf,
-        /// The holder's process id, as it recorded it in the lock file.
-        pid: Option<u32>,
-    },
-    /// A file of the run could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// A `ct3d cv` folder was given where a run folder was expected.
-    #[error(
-        "{}: a cross-validation folder (ct3d cv), not a run: {}",
-        root.display(),
-        fold_hint(folds)
-    )]
-    CrossValidationFolder {
-        /// The folder given.
-        root: PathBuf,
-        /// Its fold runs (`fold-1`, `fold-2`, …), in fold order.
-        folds: Vec<PathBuf>,
-    },
-    /// A JSON file of the run is damaged.
-    #[error("{path}: not a valid ct3d run file ({reason})")]
-    Corrupt {
-        /// The file.
-        path: PathBuf,
-        /// The parser's complaint.
-        reason: String,
-    },
 }
 
 /// Paths inside a run folder.
@@ -531,14 +284,6 @@ fn cross_validation_folds(root: &Path) -> Option<Vec<PathBuf>> {
     is_cv.then(|| folds.into_iter().map(|(_, dir)| dir).collect())
 }
 
-fn fold_hint(folds: &[PathBuf]) -> String {
-    if folds.is_empty() {
-        return "it holds no fold runs (fold-1, fold-2, …)".to_owned();
-    }
-    let names: Vec<String> = folds.iter().map(|f| f.display().to_string()).collect();
-    format!("pass one of its fold runs, {}", names.join(", "))
-}
-
 fn copy_atomic(from: &Path, to: &Path) -> Result<(), RunError> {
     let bytes = fs::read(from).map_err(|source| RunError::Io {
         path: from.to_owned(),
@@ -702,59 +447,6 @@ fn holder_pid(path: &Path) -> Option<u32> {
     }
     None
 }
-
-/// A setting given for a resumed run that differs from the recorded one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SettingChange {
-    /// The configuration key, e.g. `schedule.initial` (see [`TrainConfig`]'s JSON).
-    pub key: String,
-    /// The recorded value, as JSON (arrays without brackets: `48,48,48`).
-    pub recorded: String,
-    /// The given value, in the same form.
-    pub given: String,
-}
-
-/// The first of `keys` (dotted configuration keys such as `schedule.initial` or `model.filters`)
-/// whose value differs between `recorded` and `given`. A key that neither has is equal.
-pub fn changed_setting(
-    recorded: &TrainConfig,
-    given: &TrainConfig,
-    keys: &[String],
-) -> Option<SettingChange> {
-    let (Ok(a), Ok(b)) = (serde_json::to_value(recorded), serde_json::to_value(given)) else {
-        return None;
-    };
-    keys.iter().find_map(|key| {
-        let pointer = format!("/{}", key.replace('.', "/"));
-        let (x, y) = (a.pointer(&pointer), b.pointer(&pointer));
-        (x != y).then(|| SettingChange {
-            key: key.clone(),
-            recorded: setting_text(x),
-            given: setting_text(y),
-        })
-    })
-}
-
-/// A configuration value as users type it: `0.0001`, `48,48,48`, `CT-0`, `none`.
-fn setting_text(value: Option<&serde_json::Value>) -> String {
-    use serde_json::Value;
-    match value {
-        None | Some(Value::Null) => "none".to_owned(),
-        Some(Value::String(text)) => text.clone(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|item| setting_text(Some(item)))
-            .collect::<Vec<_>>()
-            .join(","),
-        // `-1000`, as typed, rather than JSON's `-1000.0`.
-        Some(Value::Number(n)) => match n.as_f64() {
-            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", f as i64),
-            _ => n.to_string(),
-        },
-        Some(other) => other.to_string(),
-    }
-}
-
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), RunError> {
     let mut text = serde_json::to_string_pretty(value).map_err(|e| RunError::Corrupt {
         path: path.to_owned(),
@@ -776,60 +468,6 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, RunError> {
         path: path.to_owned(),
         reason: e.to_string(),
     })
-}
-
-/// Serde for the `f64` fields of the run's JSON files that keeps what JSON numbers cannot hold:
-/// infinities (the callbacks' starting values) and NaN (the loss of a diverged run) are written
-/// as the strings `"inf"`, `"-inf"` and `"NaN"`, every other value as a plain number.
-pub(crate) mod json_f64 {
-    use std::fmt;
-
-    use serde::de::{self, Visitor};
-    use serde::{Deserializer, Serializer};
-
-    pub(crate) fn serialize<S: Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
-        match *value {
-            v if v.is_finite() => serializer.serialize_f64(v),
-            v if v.is_nan() => serializer.serialize_str("NaN"),
-            v if v > 0.0 => serializer.serialize_str("inf"),
-            _ => serializer.serialize_str("-inf"),
-        }
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
-        deserializer.deserialize_any(F64Visitor)
-    }
-
-    struct F64Visitor;
-
-    impl Visitor<'_> for F64Visitor {
-        type Value = f64;
-
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a number, \"inf\", \"-inf\" or \"NaN\"")
-        }
-
-        fn visit_f64<E: de::Error>(self, v: f64) -> Result<f64, E> {
-            Ok(v)
-        }
-
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<f64, E> {
-            Ok(v as f64)
-        }
-
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<f64, E> {
-            Ok(v as f64)
-        }
-
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<f64, E> {
-            match v {
-                "inf" => Ok(f64::INFINITY),
-                "-inf" => Ok(f64::NEG_INFINITY),
-                "NaN" => Ok(f64::NAN),
-                _ => Err(E::invalid_value(de::Unexpected::Str(v), &self)),
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -903,44 +541,6 @@ mod tests {
         drop(again);
         // Released: the file stays (never unlinked) and names nobody.
         assert_eq!(fs::read_to_string(dir.path().join(LOCK_FILE)).unwrap(), "");
-    }
-
-    #[test]
-    fn changed_settings_are_found_by_key() {
-        let recorded = TrainConfig::default();
-        let given = TrainConfig {
-            epochs: 3,
-            schedule: ExponentialDecay {
-                initial: 0.5,
-                ..ExponentialDecay::default()
-            },
-            ..TrainConfig::default()
-        };
-        let keys = |list: &[&str]| list.iter().map(|k| (*k).to_owned()).collect::<Vec<_>>();
-        assert_eq!(
-            changed_setting(&recorded, &given, &keys(&["seed", "schedule.initial"])),
-            Some(SettingChange {
-                key: "schedule.initial".into(),
-                recorded: "0.0001".into(),
-                given: "0.5".into(),
-            })
-        );
-        assert_eq!(
-            changed_setting(&recorded, &given, &keys(&["seed", "model.filters"])),
-            None
-        );
-        let sized = TrainConfig {
-            preprocess: PreprocessConfig {
-                size: [48, 48, 48],
-                ..PreprocessConfig::default()
-            },
-            ..TrainConfig::default()
-        };
-        let change = changed_setting(&recorded, &sized, &keys(&["preprocess.size"])).unwrap();
-        assert_eq!(
-            (change.recorded.as_str(), change.given.as_str()),
-            ("128,128,64", "48,48,48")
-        );
     }
 
     #[test]

@@ -237,7 +237,7 @@ impl PatientSplitSummary {
 
 /// The items grouped by patient, in first-appearance order: each group's item indices and its
 /// count of negatives and positives. An item without a patient is a group of its own. Shared by
-/// this split and the k-fold assignment ([`crate::folds`]).
+/// this split and the k-fold assignment ([`crate::data::folds`]).
 pub(crate) fn patient_groups(
     labels: &[u8],
     patients: &[Option<String>],

@@ -1,4 +1,6 @@
-//! `ct3d eval` and `ct3d predict`: a trained run applied to scans.
+//! Inference: a trained model applied to scans. The validation pass of training
+//! ([`predict_items`], [`evaluate_items`]), `ct3d eval` ([`evaluate_recorded`],
+//! [`evaluate_other`]) and `ct3d predict` ([`predict_scan`]).
 //!
 //! Both load the run's recorded configuration, so scans are preprocessed exactly as the training
 //! data was (window, size), never with the defaults.
@@ -12,19 +14,26 @@
 
 use std::path::{Path, PathBuf};
 
-use ct3d_model::input::batch_from_volumes;
+use ct3d_model::input::{batch_from_volumes, batch_tensor};
 use ct3d_model::weights::load_weights;
 use ct3d_model::{DeviceChoice, Model, predict_proba};
 use ct3d_volume::Volume;
-use ct3d_volume::cache::{self, PrepareOptions};
+use ct3d_volume::cache::{self, PrepareOptions, PreparedItem};
 use ct3d_volume::dataset::{Dataset, DatasetItem, is_scan_file_name};
 use ct3d_volume::preprocess::{PreprocessError, description_mismatch};
 use serde::Serialize;
 
+use crate::config::{Classes, DataFile, RunConfig, SplitPart, TrainConfig};
+use crate::data::folds::run_split;
+use crate::data::loader;
+use crate::data::source::{DataSource, prepared_patients};
+use crate::data::split::Split;
+use crate::error::{RecordedDataError, TrainError};
 use crate::metrics::{BinaryMetrics, binary_metrics};
-use crate::run::{DataFile, RunConfig, RunDir, SplitPart};
-use crate::split::Split;
-use crate::train::{DataSource, TrainError, predict_items, prepared_patients, run_split};
+use crate::run::RunDir;
+
+/// Batches assembled ahead of the model, like the example's `prefetch(2)`.
+pub(crate) const PREFETCH: usize = 2;
 
 /// Which weights of a run to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -44,69 +53,6 @@ pub enum EvalSplit {
     Val,
     /// Every scan (of the run: every recorded scan).
     All,
-}
-
-/// The run's recorded scans cannot be evaluated as recorded. One line naming the scan.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RecordedDataError {
-    /// A recorded scan no longer exists.
-    #[error(
-        "{}: recorded in {} as a {part} scan of this run, but it is missing{}",
-        path.display(),
-        config.display(),
-        more(*others, "is missing")
-    )]
-    Missing {
-        /// The (first) missing scan.
-        path: PathBuf,
-        /// The run's `config.json`.
-        config: PathBuf,
-        /// `validation` or `training`.
-        part: &'static str,
-        /// How many other recorded scans are missing too.
-        others: usize,
-    },
-    /// A recorded scan's bytes changed since the run recorded them.
-    #[error(
-        "{}: changed since the run recorded it in {} (SHA-256 {} then, {} now){}",
-        path.display(),
-        config.display(),
-        short(recorded),
-        short(now),
-        more(*others, "changed")
-    )]
-    Changed {
-        /// The (first) changed scan.
-        path: PathBuf,
-        /// The run's `config.json`.
-        config: PathBuf,
-        /// Its recorded SHA-256.
-        recorded: String,
-        /// Its SHA-256 now.
-        now: String,
-        /// How many other recorded scans changed too.
-        others: usize,
-    },
-    /// Every scan to evaluate is missing.
-    #[error("{}: none of the {count} recorded scans to evaluate exists any more", config.display())]
-    NoneLeft {
-        /// The run's `config.json`.
-        config: PathBuf,
-        /// How many scans were to be evaluated.
-        count: usize,
-    },
-}
-
-fn more(others: usize, what: &str) -> String {
-    match others {
-        0 => String::new(),
-        1 => format!(" (1 more recorded scan {what})"),
-        n => format!(" ({n} more recorded scans {})", what.replace("is ", "are ")),
-    }
-}
-
-fn short(sha256: &str) -> &str {
-    sha256.get(..12).unwrap_or(sha256)
 }
 
 /// A run's configuration and model, ready for inference.
@@ -309,7 +255,7 @@ pub fn evaluate_other(
 ) -> Result<Evaluation, TrainError> {
     let train = &run.config.train;
     let [negative, positive] = folders;
-    let classes = crate::run::Classes {
+    let classes = Classes {
         negative_folder: negative.unwrap_or_else(|| train.classes.negative_folder.clone()),
         positive_folder: positive.unwrap_or_else(|| train.classes.positive_folder.clone()),
         ..train.classes.clone()
@@ -377,6 +323,48 @@ fn score(
         metrics: binary_metrics(&probabilities, &labels),
         scans,
     })
+}
+
+/// Loss and accuracy of `model` (inference mode) on `indices`, without augmentation.
+pub fn evaluate_items(
+    model: &Model,
+    items: &[PreparedItem],
+    indices: &[usize],
+    config: &TrainConfig,
+    device: &burn::tensor::Device,
+) -> Result<(f64, f64), TrainError> {
+    let (probabilities, labels) = predict_items(model, items, indices, config, device)?;
+    let metrics = binary_metrics(&probabilities, &labels);
+    Ok((metrics.loss, metrics.accuracy))
+}
+
+/// Probabilities of the positive class for `indices` (inference mode), with their labels.
+pub fn predict_items(
+    model: &Model,
+    items: &[PreparedItem],
+    indices: &[usize],
+    config: &TrainConfig,
+    device: &burn::tensor::Device,
+) -> Result<(Vec<f32>, Vec<u8>), TrainError> {
+    let size = config.model.input;
+    let mut probabilities = Vec::with_capacity(indices.len());
+    let mut labels = Vec::with_capacity(indices.len());
+    loader::for_each_batch(
+        items,
+        indices,
+        config.batch_size,
+        size,
+        None,
+        PREFETCH,
+        |batch| -> Result<(), TrainError> {
+            let n = batch.labels.len();
+            let input = batch_tensor(batch.input, n, size, device)?;
+            probabilities.extend(predict_proba(model, input)?);
+            labels.extend(batch.labels.iter().map(|&l| l as u8));
+            Ok(())
+        },
+    )?;
+    Ok((probabilities, labels))
 }
 
 /// One scan's prediction.

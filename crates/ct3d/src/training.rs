@@ -1,9 +1,10 @@
-//! `ct3d train`: the Keras example's `model.fit`, reproducibly and resumably.
+//! The training loop (`ct3d train`): the Keras example's `model.fit`, reproducibly and
+//! resumably.
 //!
 //! From class folders (or a CSV manifest) of raw scans: `prepare` cache → per-class 70/30 split,
-//! patient-grouped when the data has patients ([`crate::split`]; or fold `i` of a stratified
-//! k-fold, [`crate::folds`]) → each epoch a seeded
-//! shuffle, on-the-fly rotation augmentation on a worker thread, Adam steps, validation, the two
+//! patient-grouped when the data has patients ([`crate::data::split`]; or fold `i` of a stratified
+//! k-fold, [`crate::data::folds`]) → each epoch a seeded shuffle, on-the-fly rotation
+//! augmentation on a worker thread, Adam steps, validation ([`crate::inference`]), the two
 //! callbacks (best-`val_loss` checkpoint, early stopping on `val_acc`), and an atomic commit of
 //! the run folder (see [`crate::run`]). With the same seed two CPU runs produce the same history,
 //! and a run killed at any moment resumes to the same result as an uninterrupted one.
@@ -13,162 +14,22 @@ use std::time::{Duration, Instant};
 
 use ct3d_model::input::batch_tensor;
 use ct3d_model::weights::{load_optimizer, load_weights, save_optimizer, save_weights};
-use ct3d_model::{Adam, DeviceChoice, Model, predict_proba, train_step};
-use ct3d_volume::cache::{self, PrepareEvent, PrepareOptions, PreparedDataset, PreparedItem};
-use ct3d_volume::dataset::Dataset;
+use ct3d_model::{Adam, Model, train_step};
+use ct3d_volume::cache::PreparedItem;
 use ct3d_volume::rng::derive_seed;
 
-use crate::folds::fold_split;
+use crate::config::{DataFile, RunConfig, ScheduleChange, TrainConfig, changed_setting};
+use crate::data::folds::run_split;
+use crate::data::loader::{self, Augmentation, streams};
+use crate::data::prepare::prepare_data;
+use crate::data::source::{data_files, recorded_split};
+use crate::data::split::{PatientSplitSummary, SplitError};
+use crate::error::{RunError, TrainError};
 use crate::history::EpochRecord;
-use crate::loader::{self, Augmentation, streams};
-use crate::metrics::binary_metrics;
-use crate::run::{
-    DataFile, FolderLock, RunConfig, RunDir, RunError, RunState, ScheduleChange, SettingChange,
-    SplitPart, TrainConfig, changed_setting, check_replaceable,
-};
-use crate::split::{PatientSplitSummary, Split, SplitError, split_by_patient};
-
-/// Batches assembled ahead of the model, like the example's `prefetch(2)`.
-const PREFETCH: usize = 2;
-
-/// What to train, where, and how to treat an existing run folder.
-#[derive(Debug, Clone)]
-pub struct TrainRequest {
-    /// Folder with one sub-folder per class (with `manifest`: the manifest's folder, recorded as
-    /// the run's data folder).
-    pub data: PathBuf,
-    /// A CSV manifest listing the scans (see [`ct3d_volume::manifest`]), instead of class
-    /// folders in `data`.
-    pub manifest: Option<PathBuf>,
-    /// The run folder.
-    pub out: PathBuf,
-    /// The `prepare` cache folder.
-    pub cache: PathBuf,
-    /// Hyper-parameters. On resume the run's recorded ones are used, and those named in
-    /// `given` must equal them (except `epochs`, which changes the schedule).
-    pub config: TrainConfig,
-    /// The settings of `config` that the user gave explicitly, as configuration keys of
-    /// [`TrainConfig`]'s JSON (`epochs`, `schedule.initial`, `model.filters`, …). Only used on
-    /// resume: a given setting that differs from the recorded one is refused
-    /// ([`TrainError::SettingChanged`]), except `epochs`, which extends a run (or ends it
-    /// earlier, but not before its completed epochs) and is recorded in `config.json`.
-    pub given: Vec<String>,
-    /// Where to compute.
-    pub device: DeviceChoice,
-    /// Continue the run in `out` from its last complete epoch.
-    pub resume: bool,
-    /// Replace an existing run in `out`.
-    pub force: bool,
-    /// Leave out scans that cannot be read instead of failing (they are reported).
-    pub skip_bad: bool,
-}
-
-impl TrainRequest {
-    /// Where the scans are listed.
-    pub fn source(&self) -> DataSource {
-        match &self.manifest {
-            Some(manifest) => DataSource::Manifest(manifest.clone()),
-            None => DataSource::Folder(self.data.clone()),
-        }
-    }
-}
-
-/// Where a dataset's scans are listed: class folders or a CSV manifest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DataSource {
-    /// A folder with one sub-folder per class.
-    Folder(PathBuf),
-    /// A CSV manifest (`path,label[,patient]`).
-    Manifest(PathBuf),
-}
-
-impl DataSource {
-    /// Lists the scans, with the class folder names (or a manifest's label names) of `classes`.
-    pub fn load(&self, classes: &crate::run::Classes) -> Result<Dataset, TrainError> {
-        let (negative, positive) = (&classes.negative_folder, &classes.positive_folder);
-        Ok(match self {
-            Self::Folder(dir) => Dataset::from_class_folders(dir, negative, positive)?,
-            Self::Manifest(csv) => Dataset::from_manifest(csv, negative, positive)?,
-        })
-    }
-
-    /// The folder of the data: the class-folder root, or the manifest's folder.
-    pub fn folder(&self) -> PathBuf {
-        match self {
-            Self::Folder(dir) => dir.clone(),
-            Self::Manifest(csv) => csv
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .map_or_else(|| PathBuf::from("."), Path::to_owned),
-        }
-    }
-}
-
-/// The train / validation split a new run uses: fold `i` of K when the configuration asks for
-/// k-fold cross-validation (see [`crate::folds`]), else the per-class split of
-/// [`split_by_patient`] (without patients: the Keras example's). `patients` has one entry per
-/// label. A run, once started, keeps the split its `config.json` records ([`recorded_split`]).
-pub fn run_split(
-    labels: &[u8],
-    patients: &[Option<String>],
-    config: &TrainConfig,
-) -> Result<Split, TrainError> {
-    let class_names = [
-        config.classes.negative_folder.as_str(),
-        config.classes.positive_folder.as_str(),
-    ];
-    Ok(match config.folds {
-        Some(spec) => fold_split(labels, patients, spec, config.seed, class_names)?,
-        None => split_by_patient(labels, patients, class_names, config.train_fraction)?,
-    })
-}
-
-/// The split recorded in a run's `files` (one per item, in item order), in [`Split`]'s order.
-pub fn recorded_split(files: &[DataFile]) -> Split {
-    let labels: Vec<u8> = files.iter().map(|f| f.label).collect();
-    let in_train: Vec<bool> = files.iter().map(|f| f.split == SplitPart::Train).collect();
-    Split::from_assignment(&labels, &in_train)
-}
-
-/// The patient of each prepared item (matched by path), in item order.
-pub fn prepared_patients(dataset: &Dataset, items: &[PreparedItem]) -> Vec<Option<String>> {
-    let by_path: std::collections::HashMap<&Path, &Option<String>> = dataset
-        .items()
-        .iter()
-        .map(|item| (item.path.as_path(), &item.patient))
-        .collect();
-    items
-        .iter()
-        .map(|item| {
-            by_path
-                .get(item.source.as_path())
-                .and_then(|p| (*p).clone())
-        })
-        .collect()
-}
-
-/// Hooks for progress display; every method has a do-nothing default.
-pub trait TrainObserver: Sync {
-    /// `done` of `total` scans prepared.
-    fn prepare_progress(&self, _done: usize, _total: usize) {}
-    /// A scan was left out (`--skip-bad`); `error` names it.
-    fn skipped(&self, _error: &str) {}
-    /// Training starts or resumes at `first_epoch` with this many training / validation scans.
-    fn started(&self, _first_epoch: usize, _epochs: usize, _train: usize, _validation: usize) {}
-    /// After [`TrainObserver::started`], when the data has patients: how the split divides them
-    /// (no patient is on both sides).
-    fn patient_split(&self, _summary: &PatientSplitSummary) {}
-    /// `done` of `total` training batches of `epoch`, with the running mean loss and accuracy.
-    fn batch(&self, _epoch: usize, _done: usize, _total: usize, _loss: f64, _acc: f64) {}
-    /// An epoch finished and was committed.
-    fn epoch(&self, _record: &EpochRecord, _epochs: usize, _data_wait: Duration) {}
-    /// A resumed run's number of epochs changed (`--resume --epochs`), as recorded.
-    fn schedule_changed(&self, _change: &ScheduleChange) {}
-}
-
-/// An observer that shows nothing.
-pub struct Silent;
-impl TrainObserver for Silent {}
+use crate::inference::{PREFETCH, evaluate_items};
+use crate::observe::TrainObserver;
+use crate::request::TrainRequest;
+use crate::run::{FolderLock, RunDir, RunState, check_replaceable};
 
 /// How a training run ended.
 #[derive(Debug, Clone)]
@@ -187,106 +48,6 @@ pub struct TrainOutcome {
     pub data_wait: Duration,
     /// Epochs trained by this call (fewer than `history.len()` after a resume).
     pub epochs_run: usize,
-}
-
-/// Why training failed. One line naming the file or option at fault.
-#[derive(Debug, thiserror::Error)]
-pub enum TrainError {
-    /// Invalid hyper-parameters.
-    #[error(transparent)]
-    Config(#[from] crate::run::ConfigError),
-    /// The data folder is not a usable dataset.
-    #[error(transparent)]
-    Dataset(#[from] ct3d_volume::dataset::DatasetError),
-    /// The CSV manifest is not a usable dataset.
-    #[error(transparent)]
-    Manifest(#[from] ct3d_volume::manifest::ManifestError),
-    /// The data cannot be split into the requested folds.
-    #[error(transparent)]
-    Folds(#[from] crate::folds::FoldError),
-    /// Preprocessing or the cache failed.
-    #[error(transparent)]
-    Cache(#[from] ct3d_volume::cache::CacheError),
-    /// A scan could not be read or preprocessed, and unreadable scans were not to be left out.
-    #[error("{0} (pass --skip-bad to leave unreadable scans out)")]
-    BadScan(#[source] ct3d_volume::cache::CacheError),
-    /// Too few scans for the split.
-    #[error(transparent)]
-    Split(#[from] crate::split::SplitError),
-    /// One class cannot be split, naming the class folder (or, for patients, the data folder
-    /// or the CSV manifest).
-    #[error("{}: {source}", path.display())]
-    SplitData {
-        /// The class folder, the data folder or the CSV manifest.
-        path: PathBuf,
-        /// What is wrong with the split.
-        source: crate::split::SplitError,
-    },
-    /// The scans a run recorded are missing or changed.
-    #[error(transparent)]
-    RecordedData(#[from] crate::evaluate::RecordedDataError),
-    /// The run folder.
-    #[error(transparent)]
-    Run(#[from] crate::run::RunError),
-    /// The device could not be used.
-    #[error(transparent)]
-    Device(#[from] ct3d_model::DeviceSelectionError),
-    /// The model rejected a configuration or batch.
-    #[error(transparent)]
-    Model(#[from] ct3d_model::ModelError),
-    /// A weights or optimizer file.
-    #[error(transparent)]
-    Weights(#[from] ct3d_model::WeightsError),
-    /// A batch could not be assembled.
-    #[error(transparent)]
-    Loader(#[from] loader::LoaderError),
-    /// A scan could not be read or preprocessed (the message names it).
-    #[error("{0}")]
-    Scan(String),
-    /// The data changed since the run started, so resuming would not reproduce it.
-    #[error("{0}")]
-    DataChanged(String),
-    /// A setting given for a resumed run differs from the recorded one.
-    #[error(
-        "{}: {} differs from the run's recorded setting (recorded {}, given {}); a resumed run \
-         keeps its settings: leave it out, or start a new run with --force",
-        run.display(),
-        change.key,
-        change.recorded,
-        change.given
-    )]
-    SettingChanged {
-        /// The run folder.
-        run: PathBuf,
-        /// The setting and both values.
-        change: SettingChange,
-    },
-    /// `--resume --epochs N` with N below the epochs already trained.
-    #[error(
-        "{}: --epochs {epochs} is fewer than the {completed} epochs already trained; pass \
-         --epochs {completed} or more",
-        run.display()
-    )]
-    EpochsBelowCompleted {
-        /// The run folder.
-        run: PathBuf,
-        /// The number asked for.
-        epochs: usize,
-        /// Epochs committed.
-        completed: usize,
-    },
-    /// `--resume --epochs N` on a run that early stopping ended.
-    #[error(
-        "{}: the run ended by early stopping at epoch {epoch}, so more epochs would stop again \
-         at once; start a new run instead (--force, perhaps with a larger --patience)",
-        run.display()
-    )]
-    EarlyStopped {
-        /// The run folder.
-        run: PathBuf,
-        /// Its last epoch.
-        epoch: usize,
-    },
 }
 
 /// Trains (or resumes) a run as `request` says, reporting progress to `observer`.
@@ -343,7 +104,13 @@ pub fn train(
     };
     let train_config = config.train.clone();
 
-    let (prepared, patients) = prepare_data(request, &train_config, observer)?;
+    let (prepared, patients) = prepare_data(
+        &request.source(),
+        &request.cache,
+        request.skip_bad,
+        &train_config,
+        observer,
+    )?;
     let labels: Vec<u8> = prepared.items.iter().map(|item| item.label).collect();
     let data = request.manifest.as_ref().unwrap_or(&request.data);
     let split = if request.resume {
@@ -367,13 +134,13 @@ pub fn train(
         recorded_split(&config.files)
     } else {
         let split = run_split(&labels, &patients, &train_config).map_err(|e| match e {
-            TrainError::Split(source) => TrainError::SplitData {
-                path: match (&source, &request.manifest) {
+            TrainError::Split(reason) => TrainError::SplitData {
+                path: match (&reason, &request.manifest) {
                     (_, Some(manifest)) => manifest.clone(),
                     (SplitError::TooFewScans { class, .. }, None) => request.data.join(class),
                     (SplitError::TooFewPatients { .. }, None) => request.data.clone(),
                 },
-                source,
+                reason,
             },
             e => e,
         })?;
@@ -586,61 +353,6 @@ fn absolute_path(path: &Path) -> PathBuf {
         .unwrap_or_else(|_| path.to_owned())
 }
 
-/// Lists the dataset and brings the cache up to date for the run's preprocessing. Returns the
-/// prepared items and their patients.
-fn prepare_data(
-    request: &TrainRequest,
-    config: &TrainConfig,
-    observer: &dyn TrainObserver,
-) -> Result<(PreparedDataset, Vec<Option<String>>), TrainError> {
-    let dataset = request.source().load(&config.classes)?;
-    let options = PrepareOptions {
-        config: config.preprocess.clone(),
-        skip_bad: request.skip_bad,
-        verify_entries: false,
-    };
-    let total = dataset.len();
-    let done = std::sync::atomic::AtomicUsize::new(0);
-    let prepared = cache::prepare_default(&dataset, &request.cache, &options, |event| {
-        match event {
-            PrepareEvent::Started { .. } => return,
-            PrepareEvent::Failed { error, .. } => observer.skipped(error),
-            PrepareEvent::Hit { .. } | PrepareEvent::Processed { .. } => {}
-        }
-        let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        observer.prepare_progress(n, total);
-    })
-    .map_err(|error| match error.failed_scan() {
-        Some(_) if !request.skip_bad => TrainError::BadScan(error),
-        _ => error.into(),
-    })?;
-    let patients = prepared_patients(&dataset, &prepared.items);
-    Ok((prepared, patients))
-}
-
-fn data_files(
-    items: &[PreparedItem],
-    patients: &[Option<String>],
-    train: &[usize],
-) -> Vec<DataFile> {
-    items
-        .iter()
-        .zip(patients)
-        .enumerate()
-        .map(|(i, (item, patient))| DataFile {
-            patient: patient.clone(),
-            path: item.source.clone(),
-            label: item.label,
-            sha256: item.sha256.clone(),
-            split: if train.contains(&i) {
-                SplitPart::Train
-            } else {
-                SplitPart::Validation
-            },
-        })
-        .collect()
-}
-
 /// One pass over the shuffled training set. Returns the model, the sample-weighted mean loss and
 /// the accuracy (as Keras reports them), and the time spent waiting for data.
 #[allow(clippy::too_many_arguments)]
@@ -701,52 +413,4 @@ fn train_epoch(
     model = slot.expect("the model is put back after every step");
     let seen = seen.max(1) as f64;
     Ok((model, loss_sum / seen, correct as f64 / seen, waited))
-}
-
-/// Loss and accuracy of `model` (inference mode) on `indices`, without augmentation.
-fn evaluate_items(
-    model: &Model,
-    items: &[PreparedItem],
-    indices: &[usize],
-    config: &TrainConfig,
-    device: &burn::tensor::Device,
-) -> Result<(f64, f64), TrainError> {
-    let (probabilities, labels) = predict_items(model, items, indices, config, device)?;
-    let metrics = binary_metrics(&probabilities, &labels);
-    Ok((metrics.loss, metrics.accuracy))
-}
-
-/// Probabilities of the positive class for `indices` (inference mode), with their labels.
-pub fn predict_items(
-    model: &Model,
-    items: &[PreparedItem],
-    indices: &[usize],
-    config: &TrainConfig,
-    device: &burn::tensor::Device,
-) -> Result<(Vec<f32>, Vec<u8>), TrainError> {
-    let size = config.model.input;
-    let mut probabilities = Vec::with_capacity(indices.len());
-    let mut labels = Vec::with_capacity(indices.len());
-    loader::for_each_batch(
-        items,
-        indices,
-        config.batch_size,
-        size,
-        None,
-        PREFETCH,
-        |batch| -> Result<(), TrainError> {
-            let n = batch.labels.len();
-            let input = batch_tensor(batch.input, n, size, device)?;
-            probabilities.extend(predict_proba(model, input)?);
-            labels.extend(batch.labels.iter().map(|&l| l as u8));
-            Ok(())
-        },
-    )?;
-    Ok((probabilities, labels))
-}
-
-/// The default cache folder for a data folder: `DATA/.ct3d-cache` (hidden, so it is never
-/// mistaken for a class folder, and shared by every run on that data).
-pub fn default_cache(data: &Path) -> PathBuf {
-    data.join(".ct3d-cache")
 }

@@ -27,82 +27,13 @@
 //! a grouping that leaves a fold without one of the classes (too few patients of a class).
 
 use ct3d_volume::rng::{SplitMix64, derive_seed};
-use serde::{Deserialize, Serialize};
 
-use crate::split::Split;
+use crate::config::{FoldError, FoldSpec, TrainConfig};
+use crate::data::split::{Split, split_by_patient};
+use crate::error::TrainError;
 
 /// Tag of the fold-assignment random stream (mixed into the run's seed).
 pub const FOLDS_STREAM: u64 = 0x464f_4c44;
-
-/// Which fold of a k-fold cross-validation a run trains: recorded in `config.json`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FoldSpec {
-    /// K, the number of folds (at least 2).
-    pub count: usize,
-    /// The validation fold, 1 to K.
-    pub fold: usize,
-}
-
-/// Why folds could not be assigned. One line, naming the class or the option.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FoldError {
-    /// K below 2.
-    #[error("--folds {0}: cross-validation needs at least 2 folds")]
-    TooFewFolds(usize),
-    /// The fold number is outside 1..=K.
-    #[error("--fold {fold}: folds are numbered 1 to {count}")]
-    NoSuchFold {
-        /// The fold asked for.
-        fold: usize,
-        /// K.
-        count: usize,
-    },
-    /// A class has fewer scans than folds.
-    #[error(
-        "class {class:?} has {scans} {}: too few for {count} folds (every fold needs at least \
-         one scan of each class); use --folds {scans} or fewer",
-        if *scans == 1 { "scan" } else { "scans" }
-    )]
-    ClassTooSmall {
-        /// The class name.
-        class: String,
-        /// Its number of scans.
-        scans: usize,
-        /// K.
-        count: usize,
-    },
-    /// Patient groups could not be spread so that every fold has both classes.
-    #[error(
-        "the patients cannot be spread over {count} folds with scans of both classes in each \
-         (fold {fold} has no {class:?} scan: {patients} patients have one); use fewer folds"
-    )]
-    GroupsTooFew {
-        /// K.
-        count: usize,
-        /// A fold without the class.
-        fold: usize,
-        /// The class it lacks.
-        class: String,
-        /// How many groups hold scans of that class.
-        patients: usize,
-    },
-}
-
-impl FoldSpec {
-    /// Checks K ≥ 2 and 1 ≤ fold ≤ K.
-    pub fn validate(&self) -> Result<(), FoldError> {
-        if self.count < 2 {
-            return Err(FoldError::TooFewFolds(self.count));
-        }
-        if self.fold == 0 || self.fold > self.count {
-            return Err(FoldError::NoSuchFold {
-                fold: self.fold,
-                count: self.count,
-            });
-        }
-        Ok(())
-    }
-}
 
 /// Assigns each item (with its 0/1 label and optional group) to a fold, 1 to `count`, as the
 /// module documentation describes.
@@ -130,7 +61,7 @@ pub fn assign_folds(
             });
         }
     }
-    let members = crate::split::patient_groups(labels, groups);
+    let members = crate::data::split::patient_groups(labels, groups);
     let mut order: Vec<usize> = (0..members.len()).collect();
     SplitMix64::new(derive_seed(seed, &[FOLDS_STREAM, count as u64])).shuffle(&mut order);
     order.sort_by_key(|&g| std::cmp::Reverse(members[g].0.len()));
@@ -181,7 +112,7 @@ pub fn assign_folds(
 }
 
 /// The train / validation split of fold `spec.fold`: validation is that fold, training all the
-/// others; both in item order, negatives first like [`crate::split::split_per_class`].
+/// others; both in item order, negatives first like [`crate::data::split::split_per_class`].
 pub fn fold_split(
     labels: &[u8],
     groups: &[Option<String>],
@@ -205,6 +136,25 @@ pub fn fold_split(
         }
     }
     Ok(split)
+}
+
+/// The train / validation split a new run uses: fold `i` of K when the configuration asks for
+/// k-fold cross-validation (this module), else the per-class split of
+/// [`split_by_patient`] (without patients: the Keras example's). `patients` has one entry per
+/// label. A run, once started, keeps the split its `config.json` records ([`crate::data::source::recorded_split`]).
+pub fn run_split(
+    labels: &[u8],
+    patients: &[Option<String>],
+    config: &TrainConfig,
+) -> Result<Split, TrainError> {
+    let class_names = [
+        config.classes.negative_folder.as_str(),
+        config.classes.positive_folder.as_str(),
+    ];
+    Ok(match config.folds {
+        Some(spec) => fold_split(labels, patients, spec, config.seed, class_names)?,
+        None => split_by_patient(labels, patients, class_names, config.train_fraction)?,
+    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,420 @@
+//! The run's configuration: what the user asked a run to be (every hyper-parameter, the
+//! classes, the fold of a cross-validation) and what `config.json` records of it. This is the
+//! ground floor of the library: every other module may read a configuration, and this one reads
+//! none of them.
+
+use std::path::PathBuf;
+
+use ct3d_model::{AdamConfig, ExponentialDecay, ModelConfig};
+use ct3d_volume::preprocess::PreprocessConfig;
+use serde::{Deserialize, Serialize};
+
+/// Class folder names and the words the prediction sentences use for them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Classes {
+    /// Folder of label-0 scans (seed: `CT-0`).
+    pub negative_folder: String,
+    /// Folder of label-1 scans (seed: `CT-23`).
+    pub positive_folder: String,
+    /// What label 0 is called in sentences (seed: "normal").
+    pub negative_name: String,
+    /// What label 1 is called in sentences (seed: "abnormal").
+    pub positive_name: String,
+}
+
+impl Default for Classes {
+    fn default() -> Self {
+        Self {
+            negative_folder: "CT-0".into(),
+            positive_folder: "CT-23".into(),
+            negative_name: "normal".into(),
+            positive_name: "abnormal".into(),
+        }
+    }
+}
+
+/// Every hyper-parameter of a training run; [`Default`] is the Keras example's setting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Maximum number of epochs (seed: 100).
+    pub epochs: usize,
+    /// Volumes per training step (seed: 2).
+    pub batch_size: usize,
+    /// Learning-rate schedule (seed: 1e-4 × 0.96 every 100 000 steps, staircase).
+    pub schedule: ExponentialDecay,
+    /// Adam's constants (Keras: β1 0.9, β2 0.999, ε 1e-7).
+    pub adam: AdamConfig,
+    /// Early-stopping patience on `val_acc`, in epochs (seed: 15).
+    pub patience: usize,
+    /// Fraction of each class used for training, in sorted file-name order (seed: 0.7).
+    pub train_fraction: f64,
+    /// Apply the random-rotation augmentation to training volumes (seed: yes).
+    pub augment: bool,
+    /// Seed of initialisation, shuffling, augmentation and dropout.
+    pub seed: u64,
+    /// Preprocessing of raw scans; its `size` is the model's input size.
+    pub preprocess: PreprocessConfig,
+    /// The architecture (its `input` always equals `preprocess.size`).
+    pub model: ModelConfig,
+    /// Which folders are which class.
+    pub classes: Classes,
+    /// k-fold cross-validation: validate on fold `fold` of `count` (see [`crate::data::folds`])
+    /// instead of the per-class `train_fraction` split. Absent in older runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folds: Option<FoldSpec>,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 100,
+            batch_size: 2,
+            schedule: ExponentialDecay::default(),
+            adam: AdamConfig::default(),
+            patience: 15,
+            train_fraction: 0.7,
+            augment: true,
+            seed: 0,
+            preprocess: PreprocessConfig::default(),
+            model: ModelConfig::default(),
+            classes: Classes::default(),
+            folds: None,
+        }
+    }
+}
+
+/// A training configuration that cannot run.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    /// A numeric option out of range.
+    #[error("{option} {reason}")]
+    OutOfRange {
+        /// The option's name as the CLI spells it.
+        option: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The model or preprocessing settings are inconsistent.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl TrainConfig {
+    /// Checks everything once, so no function deeper down re-checks or panics.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let range = |option, ok: bool, reason: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError::OutOfRange {
+                    option,
+                    reason: reason.to_owned(),
+                })
+            }
+        };
+        range("--epochs", self.epochs >= 1, "must be at least 1")?;
+        if let Some(spec) = &self.folds {
+            spec.validate()
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        }
+        range("--batch-size", self.batch_size >= 1, "must be at least 1")?;
+        range(
+            "--split",
+            self.train_fraction > 0.0 && self.train_fraction < 1.0,
+            "must be strictly between 0 and 1",
+        )?;
+        range(
+            "--learning-rate",
+            self.schedule.initial.is_finite() && self.schedule.initial > 0.0,
+            "must be a positive number",
+        )?;
+        self.preprocess
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        if self.model.input != self.preprocess.size {
+            return Err(ConfigError::Invalid(format!(
+                "the model input {:?} differs from the preprocessing size {:?}",
+                self.model.input, self.preprocess.size
+            )));
+        }
+        self.model
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+}
+
+/// Which part of the data a file belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SplitPart {
+    /// Used for training.
+    Train,
+    /// Used for validation.
+    Validation,
+}
+
+/// One scan of the run's data, as recorded in `config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataFile {
+    /// Absolute path of the scan.
+    pub path: PathBuf,
+    /// 0 (negative) or 1 (positive).
+    pub label: u8,
+    /// SHA-256 of the file's bytes, hex.
+    pub sha256: String,
+    /// Train or validation.
+    pub split: SplitPart,
+    /// The patient (group) from the manifest's `patient` column, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient: Option<String>,
+}
+
+/// `config.json`: what the run was, enough to reproduce it or to preprocess new scans the same way.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// ct3d's version that created the run.
+    pub ct3d_version: String,
+    /// The device the run trained on (`cpu`, `cuda`, `vulkan`).
+    pub device: String,
+    /// The data folder (absolute); for a manifest, the manifest's folder.
+    pub data_root: PathBuf,
+    /// The CSV manifest the data was listed in (absolute), when it was not class folders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<PathBuf>,
+    /// The preprocessing cache folder (absolute).
+    pub cache: PathBuf,
+    /// Hyper-parameters.
+    pub train: TrainConfig,
+    /// Every scan with its label, hash and split.
+    pub files: Vec<DataFile>,
+    /// Each time `--resume --epochs` changed `train.epochs`, in order. Absent in older runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedule_changes: Vec<ScheduleChange>,
+}
+
+/// A change of a run's number of epochs when it was resumed (`--resume --epochs N`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleChange {
+    /// Epochs completed when the schedule changed.
+    pub after_epoch: usize,
+    /// `train.epochs` before.
+    pub from: usize,
+    /// `train.epochs` after.
+    pub to: usize,
+}
+
+/// Which fold of a k-fold cross-validation a run trains: recorded in `config.json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FoldSpec {
+    /// K, the number of folds (at least 2).
+    pub count: usize,
+    /// The validation fold, 1 to K.
+    pub fold: usize,
+}
+
+/// Why folds could not be assigned. One line, naming the class or the option.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FoldError {
+    /// K below 2.
+    #[error("--folds {0}: cross-validation needs at least 2 folds")]
+    TooFewFolds(usize),
+    /// The fold number is outside 1..=K.
+    #[error("--fold {fold}: folds are numbered 1 to {count}")]
+    NoSuchFold {
+        /// The fold asked for.
+        fold: usize,
+        /// K.
+        count: usize,
+    },
+    /// A class has fewer scans than folds.
+    #[error(
+        "class {class:?} has {scans} {}: too few for {count} folds (every fold needs at least \
+         one scan of each class); use --folds {scans} or fewer",
+        if *scans == 1 { "scan" } else { "scans" }
+    )]
+    ClassTooSmall {
+        /// The class name.
+        class: String,
+        /// Its number of scans.
+        scans: usize,
+        /// K.
+        count: usize,
+    },
+    /// Patient groups could not be spread so that every fold has both classes.
+    #[error(
+        "the patients cannot be spread over {count} folds with scans of both classes in each \
+         (fold {fold} has no {class:?} scan: {patients} patients have one); use fewer folds"
+    )]
+    GroupsTooFew {
+        /// K.
+        count: usize,
+        /// A fold without the class.
+        fold: usize,
+        /// The class it lacks.
+        class: String,
+        /// How many groups hold scans of that class.
+        patients: usize,
+    },
+}
+
+impl FoldSpec {
+    /// Checks K ≥ 2 and 1 ≤ fold ≤ K.
+    pub fn validate(&self) -> Result<(), FoldError> {
+        if self.count < 2 {
+            return Err(FoldError::TooFewFolds(self.count));
+        }
+        if self.fold == 0 || self.fold > self.count {
+            return Err(FoldError::NoSuchFold {
+                fold: self.fold,
+                count: self.count,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A setting given for a resumed run that differs from the recorded one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingChange {
+    /// The configuration key, e.g. `schedule.initial` (see [`TrainConfig`]'s JSON).
+    pub key: String,
+    /// The recorded value, as JSON (arrays without brackets: `48,48,48`).
+    pub recorded: String,
+    /// The given value, in the same form.
+    pub given: String,
+}
+
+/// The first of `keys` (dotted configuration keys such as `schedule.initial` or `model.filters`)
+/// whose value differs between `recorded` and `given`. A key that neither has is equal.
+pub fn changed_setting(
+    recorded: &TrainConfig,
+    given: &TrainConfig,
+    keys: &[String],
+) -> Option<SettingChange> {
+    let (Ok(a), Ok(b)) = (serde_json::to_value(recorded), serde_json::to_value(given)) else {
+        return None;
+    };
+    keys.iter().find_map(|key| {
+        let pointer = format!("/{}", key.replace('.', "/"));
+        let (x, y) = (a.pointer(&pointer), b.pointer(&pointer));
+        (x != y).then(|| SettingChange {
+            key: key.clone(),
+            recorded: setting_text(x),
+            given: setting_text(y),
+        })
+    })
+}
+
+/// A configuration value as users type it: `0.0001`, `48,48,48`, `CT-0`, `none`.
+fn setting_text(value: Option<&serde_json::Value>) -> String {
+    use serde_json::Value;
+    match value {
+        None | Some(Value::Null) => "none".to_owned(),
+        Some(Value::String(text)) => text.clone(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| setting_text(Some(item)))
+            .collect::<Vec<_>>()
+            .join(","),
+        // `-1000`, as typed, rather than JSON's `-1000.0`.
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", f as i64),
+            _ => n.to_string(),
+        },
+        Some(other) => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `config.json` as a run without folds or schedule changes records it (and as runs from
+    /// before either existed wrote it): it reads back to the same value, and writes without the
+    /// absent fields.
+    #[test]
+    fn a_recorded_configuration_reads_back_and_omits_absent_fields() {
+        let config = RunConfig {
+            ct3d_version: "0.1.0".to_owned(),
+            device: "cpu".to_owned(),
+            data_root: PathBuf::from("/data"),
+            manifest: None,
+            cache: PathBuf::from("/data/.ct3d-cache"),
+            train: TrainConfig::default(),
+            files: vec![DataFile {
+                path: PathBuf::from("/data/CT-0/a.nii.gz"),
+                label: 0,
+                sha256: "ab".repeat(32),
+                split: SplitPart::Validation,
+                patient: None,
+            }],
+            schedule_changes: Vec::new(),
+        };
+        let json = serde_json::to_value(&config).unwrap();
+        for absent in [
+            "/manifest",
+            "/train/folds",
+            "/schedule_changes",
+            "/files/0/patient",
+        ] {
+            assert!(json.pointer(absent).is_none(), "{absent} in {json}");
+        }
+        assert_eq!(json.pointer("/files/0/split").unwrap(), "validation");
+        let back: RunConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(back, config);
+        // A fold of a cross-validation is recorded, and checked with the configuration.
+        let fold = TrainConfig {
+            folds: Some(FoldSpec { count: 3, fold: 2 }),
+            ..TrainConfig::default()
+        };
+        let json = serde_json::to_value(&fold).unwrap();
+        assert_eq!(json["folds"], serde_json::json!({"count": 3, "fold": 2}));
+        assert_eq!(fold.validate(), Ok(()));
+        let outside = TrainConfig {
+            folds: Some(FoldSpec { count: 3, fold: 4 }),
+            ..TrainConfig::default()
+        };
+        assert_eq!(
+            outside.validate().unwrap_err().to_string(),
+            "--fold 4: folds are numbered 1 to 3"
+        );
+    }
+
+    #[test]
+    fn changed_settings_are_found_by_key() {
+        let recorded = TrainConfig::default();
+        let given = TrainConfig {
+            epochs: 3,
+            schedule: ExponentialDecay {
+                initial: 0.5,
+                ..ExponentialDecay::default()
+            },
+            ..TrainConfig::default()
+        };
+        let keys = |list: &[&str]| list.iter().map(|k| (*k).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            changed_setting(&recorded, &given, &keys(&["seed", "schedule.initial"])),
+            Some(SettingChange {
+                key: "schedule.initial".into(),
+                recorded: "0.0001".into(),
+                given: "0.5".into(),
+            })
+        );
+        assert_eq!(
+            changed_setting(&recorded, &given, &keys(&["seed", "model.filters"])),
+            None
+        );
+        let sized = TrainConfig {
+            preprocess: PreprocessConfig {
+                size: [48, 48, 48],
+                ..PreprocessConfig::default()
+            },
+            ..TrainConfig::default()
+        };
+        let change = changed_setting(&recorded, &sized, &keys(&["preprocess.size"])).unwrap();
+        assert_eq!(
+            (change.recorded.as_str(), change.given.as_str()),
+            ("128,128,64", "48,48,48")
+        );
+    }
+}
