@@ -81,9 +81,7 @@ mod tests {
     use std::collections::{BTreeMap, BTreeSet};
     use std::path::{Path, PathBuf};
 
-    /// The binary's files, which sit in the same folder until they move to their own crate: they
-    /// are not part of the library, so neither test below looks at them.
-    // The binary is another crate (crates/ct3d-cli), so every file here is the library's and
+    // The binary is another crate (crates/ct3d-cli), so every file here is the library's, and
     // none can import the binary's code.
 
     /// The longest chain of imports (a module that uses one that uses one …) the library may
@@ -91,7 +89,7 @@ mod tests {
     const MAX_IMPORT_CHAIN: usize = 5;
 
     /// Every module file of the library under `src`, but `lib.rs` (the root, which only declares
-    /// modules) and the binary's files.
+    /// modules).
     fn library_files(src: &Path) -> Vec<PathBuf> {
         let mut files = Vec::new();
         let mut folders = vec![src.to_owned()];
@@ -311,8 +309,8 @@ mod tests {
         let _: &dyn crate::observe::TrainObserver = &crate::train::Silent;
     }
 
-    /// The library speaks in its own types; flags and clap belong to the binary (main.rs and the
-    /// `*_commands.rs` files), which converts its value enums into the library's.
+    /// The library speaks in its own types; flags and clap belong to the binary (crates/ct3d-cli),
+    /// which converts its value enums into the library's.
     #[test]
     fn the_library_does_not_use_clap() {
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
