@@ -13,7 +13,7 @@ use ct3d::history::{EpochRecord, keras_line};
 use ct3d::run::ScheduleChange;
 use ct3d::train::{self, DataSource, TrainError, TrainObserver, TrainRequest};
 use ct3d_model::bench::{Timing, bench_predict, bench_train_step};
-use ct3d_model::{DeviceChoice, ModelConfig};
+use ct3d_model::{Architecture, DeviceChoice, ModelConfig};
 use indicatif::ProgressBar;
 
 use crate::commands::count;
@@ -791,10 +791,11 @@ fn predict_csv(rows: &[PredictRow]) -> Result<String> {
     Ok(String::from_utf8(writer.into_inner()?)?)
 }
 
-/// Runs `ct3d summary` for the model `config` describes.
+/// Runs `ct3d summary` for the seed CNN `config` describes (the CLI's one architecture).
 pub fn summary(config: ModelConfig) -> Result<()> {
-    config.validate()?;
-    print!("{}", ct3d_model::summary::summary(&config));
+    let architecture = Architecture::default();
+    architecture.validate(&config)?;
+    print!("{}", architecture.summary(&config));
     Ok(())
 }
 
@@ -812,9 +813,21 @@ pub fn bench(
     check_cpu: bool,
 ) -> Result<()> {
     let resolved = device.resolve()?;
+    // The CLI benchmarks the seed CNN at the requested input size.
+    let architecture = Architecture::default();
+    let config = ModelConfig {
+        input: size,
+        ..ModelConfig::default()
+    };
     if check_cpu {
         let cpu = DeviceChoice::Cpu.resolve()?;
-        let agreement = ct3d_model::bench::compare_devices(&cpu, &resolved, batch.max(2), size)?;
+        let agreement = ct3d_model::bench::compare_devices(
+            architecture,
+            &config,
+            &cpu,
+            &resolved,
+            batch.max(2),
+        )?;
         println!(
             "cpu vs {device}, same weights and {} volumes (relative differences): forward pass: \
              pooled features {:.2e}, probabilities {:.2e} (logits {:.2e}); one training step: \
@@ -844,9 +857,9 @@ pub fn bench(
         "device {device}{kernels}, batch {batch}, input {}×{}×{}, {repeats} timed runs after one warm-up",
         size[0], size[1], size[2]
     );
-    let step = bench_train_step(&resolved, batch, size, repeats)?;
+    let step = bench_train_step(architecture, &config, &resolved, batch, repeats)?;
     print_timing("train step", &step);
-    let predict = bench_predict(&resolved, size, repeats)?;
+    let predict = bench_predict(architecture, &config, &resolved, repeats)?;
     print_timing("predict (1 scan)", &predict);
     Ok(())
 }

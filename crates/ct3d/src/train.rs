@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use ct3d_model::input::batch_tensor;
 use ct3d_model::weights::{load_optimizer, load_weights, save_optimizer, save_weights};
-use ct3d_model::{Adam, DeviceChoice, Model, predict_proba, train_step};
+use ct3d_model::{Adam, DeviceChoice, Network, predict_proba, train_step};
 use ct3d_volume::cache::{self, PrepareEvent, PrepareOptions, PreparedDataset, PreparedItem};
 use ct3d_volume::dataset::Dataset;
 use ct3d_volume::rng::derive_seed;
@@ -394,9 +394,11 @@ pub fn train(
     }
 
     let autodiff = device.clone().autodiff();
-    let mut model = train_config
-        .model
-        .init(&autodiff, derive_seed(train_config.seed, &[streams::INIT]))?;
+    let mut model = train_config.architecture.init(
+        &train_config.model,
+        &autodiff,
+        derive_seed(train_config.seed, &[streams::INIT]),
+    )?;
     let mut optimizer = Adam::new(train_config.adam);
     if let (Some(weights), Some(optimizer_file)) = (&state.last_weights, &state.last_optimizer) {
         model = load_weights(model, &run.root().join(weights))?;
@@ -455,7 +457,7 @@ pub fn train(
             let decision = state.callbacks.on_epoch_end(epoch, val_loss, val_acc);
             let (weights_name, optimizer_name) = RunDir::epoch_checkpoint_names(epoch);
             save_weights(&model, &run.root().join(&weights_name))?;
-            save_optimizer(&optimizer, &run.root().join(&optimizer_name))?;
+            save_optimizer(&optimizer, &model, &run.root().join(&optimizer_name))?;
             state.completed_epochs = epoch;
             state.steps = optimizer.iterations();
             state.history.push(record);
@@ -645,7 +647,7 @@ fn data_files(
 /// the accuracy (as Keras reports them), and the time spent waiting for data.
 #[allow(clippy::too_many_arguments)]
 fn train_epoch(
-    mut model: Model,
+    mut model: Network,
     device: &burn::tensor::Device,
     optimizer: &mut Adam,
     items: &[PreparedItem],
@@ -653,7 +655,7 @@ fn train_epoch(
     config: &TrainConfig,
     epoch: usize,
     observer: &dyn TrainObserver,
-) -> Result<(Model, f64, f64, Duration), TrainError> {
+) -> Result<(Network, f64, f64, Duration), TrainError> {
     let order = loader::epoch_order(train, config.seed, epoch as u64);
     let augmentation = config.augment.then_some(Augmentation {
         seed: config.seed,
@@ -705,7 +707,7 @@ fn train_epoch(
 
 /// Loss and accuracy of `model` (inference mode) on `indices`, without augmentation.
 fn evaluate_items(
-    model: &Model,
+    model: &Network,
     items: &[PreparedItem],
     indices: &[usize],
     config: &TrainConfig,
@@ -718,7 +720,7 @@ fn evaluate_items(
 
 /// Probabilities of the positive class for `indices` (inference mode), with their labels.
 pub fn predict_items(
-    model: &Model,
+    model: &Network,
     items: &[PreparedItem],
     indices: &[usize],
     config: &TrainConfig,
