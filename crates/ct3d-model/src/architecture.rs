@@ -7,7 +7,7 @@
 //!   [`Network`], prints its summary and counts its parameters without tensors.
 //! - [`Network`] is the built model: a burn [`Module`] enum with one variant per architecture.
 //! - [`Classifier`] is what a network module implements so that training
-//!   ([`crate::train_step`]), weights files ([`crate::weights`]) and inference work on it:
+//!   ([`mod@crate::train_step`]), weights files ([`crate::weights`]) and inference work on it:
 //!   logits, pooled features, its dropout layer and the names of its parameters in a weights
 //!   file.
 //!
@@ -36,7 +36,7 @@ pub enum Architecture {
 }
 
 impl Architecture {
-    /// Every architecture, in the order the CLI lists them.
+    /// Every architecture.
     pub const ALL: [Architecture; 1] = [Architecture::SeedCnn];
 
     /// The name recorded in `config.json` (`"seed_cnn"`).

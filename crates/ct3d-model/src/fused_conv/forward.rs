@@ -120,7 +120,7 @@ fn pool_window(window: &[&[f32]; 8], bias: &[f32], out: &mut [f32], argmax: Opti
 ///   [`FusedConvShape::input_stride`]; the tail of each volume must be zero or finite).
 /// - `weights`: packed `[F, C, 3, 3, 3]` weights; `bias`: `[F]`.
 /// - returns the pooled output, channels-last `[batch, px, py, pz, F]`, and, when `keep_argmax`,
-///   one arg-max byte per pooled value for [`backward`].
+///   one arg-max byte per pooled value for [`super::backward()`].
 pub fn forward(
     shape: &FusedConvShape,
     input: &[f32],
