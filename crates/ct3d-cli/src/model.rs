@@ -8,7 +8,7 @@ use clap::Args;
 use ct3d::evaluate::{self, EvalSplit, Evaluation, LoadedRun, WeightsChoice, prediction_sentences};
 use ct3d::train::TrainError;
 use ct3d_model::bench::{Timing, bench_predict, bench_train_step};
-use ct3d_model::{DeviceChoice, ModelConfig};
+use ct3d_model::{Architecture, DeviceChoice, ModelConfig};
 
 use crate::args::{
     ArchitectureArgs, DeviceArgs, EvalDataArgs, SeriesArg, SplitArg, WeightsArg, at_least_one,
@@ -416,8 +416,10 @@ impl SummaryArgs {
             dense: self.architecture.dense,
             ..ModelConfig::default()
         };
-        config.validate()?;
-        print!("{}", ct3d_model::summary::summary(&config));
+        // The CLI's one architecture: the seed CNN.
+        let architecture = Architecture::default();
+        architecture.validate(&config)?;
+        print!("{}", architecture.summary(&config));
         Ok(())
     }
 }
@@ -454,10 +456,21 @@ impl BenchArgs {
         let (batch, size, repeats) = (self.batch, self.size, self.repeats);
         let (device, check_cpu) = (self.device.device, self.check_cpu);
         let resolved = device.resolve()?;
+        // The CLI benchmarks the seed CNN at the requested input size.
+        let architecture = Architecture::default();
+        let config = ModelConfig {
+            input: size,
+            ..ModelConfig::default()
+        };
         if check_cpu {
             let cpu = DeviceChoice::Cpu.resolve()?;
-            let agreement =
-                ct3d_model::bench::compare_devices(&cpu, &resolved, batch.max(2), size)?;
+            let agreement = ct3d_model::bench::compare_devices(
+                architecture,
+                &config,
+                &cpu,
+                &resolved,
+                batch.max(2),
+            )?;
             println!(
                 "cpu vs {device}, same weights and {} volumes (relative differences): forward pass: \
                  pooled features {:.2e}, probabilities {:.2e} (logits {:.2e}); one training step: \
@@ -487,9 +500,9 @@ impl BenchArgs {
             "device {device}{kernels}, batch {batch}, input {}×{}×{}, {repeats} timed runs after one warm-up",
             size[0], size[1], size[2]
         );
-        let step = bench_train_step(&resolved, batch, size, repeats)?;
+        let step = bench_train_step(architecture, &config, &resolved, batch, repeats)?;
         print_timing("train step", &step);
-        let predict = bench_predict(&resolved, size, repeats)?;
+        let predict = bench_predict(architecture, &config, &resolved, repeats)?;
         print_timing("predict (1 scan)", &predict);
         Ok(())
     }

@@ -249,6 +249,7 @@ impl TrainOptions {
                 dropout: self.dropout,
                 batch_norm_momentum: self.batch_norm_momentum,
             },
+            architecture: ct3d_model::Architecture::default(),
             preprocess,
             classes: Classes {
                 negative_folder: std::mem::take(&mut self.classes.negative),

@@ -8,8 +8,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use ct3d_model::DeviceChoice;
 use ct3d_model::bench::{Timing, bench_predict, bench_train_step};
+use ct3d_model::{Architecture, DeviceChoice, ModelConfig};
 
 fn main() -> ExitCode {
     match run() {
@@ -33,9 +33,16 @@ fn run() -> Result<(), String> {
     println!(
         "device {choice}, batch {batch}, input {size:?}, {repeats} timed repeats after 1 warm-up"
     );
-    let train = bench_train_step(&device, batch, size, repeats).map_err(|e| e.to_string())?;
+    let config = ModelConfig {
+        input: size,
+        ..ModelConfig::default()
+    };
+    let architecture = Architecture::SeedCnn;
+    let train = bench_train_step(architecture, &config, &device, batch, repeats)
+        .map_err(|e| e.to_string())?;
     report("train step", &train);
-    let predict = bench_predict(&device, size, repeats).map_err(|e| e.to_string())?;
+    let predict =
+        bench_predict(architecture, &config, &device, repeats).map_err(|e| e.to_string())?;
     report("predict (1 scan)", &predict);
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Timing of the training step and of one-scan inference on random data, for `ct3d bench`.
 //!
-//! Each measurement builds the seed's model at the requested input size, runs one untimed
+//! Each measurement builds the network an [`Architecture`] and a [`ModelConfig`] describe (the
+//! input size is the configuration's), runs one untimed
 //! warm-up call (allocator pools, kernel selection on GPUs), then times `repeats` calls and
 //! reports every sample and their median. Every timed call ends by reading its result back to
 //! the host, so asynchronous GPU backends are timed to completion.
@@ -10,8 +11,9 @@ use std::time::{Duration, Instant};
 use burn::module::Module;
 use burn::tensor::Device;
 
+use crate::architecture::{Architecture, Classifier};
 use crate::input::batch_tensor;
-use crate::model::{ModelConfig, ModelError};
+use crate::seed_cnn::{ModelConfig, ModelError};
 use crate::train_step::{Adam, AdamConfig, ExponentialDecay, predict_proba, train_step};
 use ct3d_volume::rng::SplitMix64;
 
@@ -35,21 +37,19 @@ impl Timing {
     }
 }
 
-/// Times [`train_step`] of the seed's model (Keras Adam, seed learning rate, dropout) on a
-/// random batch of `batch` volumes of `size` `[x, y, z]` voxels. `device` is a plain device;
-/// autodiff is added here.
+/// Times [`train_step`] of the network (Keras Adam, seed learning rate, dropout) on a random
+/// batch of `batch` volumes of `config.input` voxels. `device` is a plain device; autodiff is
+/// added here.
 pub fn bench_train_step(
+    architecture: Architecture,
+    config: &ModelConfig,
     device: &Device,
     batch: usize,
-    size: [usize; 3],
     repeats: usize,
 ) -> Result<Timing, ModelError> {
-    let config = ModelConfig {
-        input: size,
-        ..ModelConfig::default()
-    };
+    let size = config.input;
     let device = device.clone().autodiff();
-    let mut model = config.init(&device, 0)?;
+    let mut model = architecture.init(config, &device, 0)?;
     let mut optimizer = Adam::new(AdamConfig::default());
     let schedule = ExponentialDecay::default();
     let mut rng = SplitMix64::new(1);
@@ -68,18 +68,16 @@ pub fn bench_train_step(
     Ok(Timing { samples })
 }
 
-/// Times [`predict_proba`] of the seed's model on one random volume of `size` `[x, y, z]`.
+/// Times [`predict_proba`] of the network on one random volume of `config.input` voxels.
 pub fn bench_predict(
+    architecture: Architecture,
+    config: &ModelConfig,
     device: &Device,
-    size: [usize; 3],
     repeats: usize,
 ) -> Result<Timing, ModelError> {
-    let config = ModelConfig {
-        input: size,
-        ..ModelConfig::default()
-    };
+    let size = config.input;
     let device = device.clone().without_autodiff();
-    let model = config.init(&device, 0)?;
+    let model = architecture.init(config, &device, 0)?;
     let mut rng = SplitMix64::new(2);
     let mut samples = Vec::with_capacity(repeats);
     for call in 0..=repeats {
@@ -129,25 +127,23 @@ impl DeviceAgreement {
     }
 }
 
-/// Builds the seed's model from the same seed on `reference` and on `other` (plain devices),
-/// and compares them on `batch` random volumes of `size` `[x, y, z]`: inference features and
+/// Builds the network from the same seed on `reference` and on `other` (plain devices), and
+/// compares them on `batch` random volumes of `config.input` voxels: inference features and
 /// logits, then one training step and the features after it.
 pub fn compare_devices(
+    architecture: Architecture,
+    config: &ModelConfig,
     reference: &Device,
     other: &Device,
     batch: usize,
-    size: [usize; 3],
 ) -> Result<DeviceAgreement, ModelError> {
-    let config = ModelConfig {
-        input: size,
-        ..ModelConfig::default()
-    };
+    let size = config.input;
     let mut rng = SplitMix64::new(3);
     let volumes = random_volumes(&mut rng, batch, size);
     let labels: Vec<f32> = (0..batch).map(|i| (i % 2) as f32).collect();
     let run = |device: &Device| -> Result<DeviceRun, ModelError> {
         let device = device.clone().autodiff();
-        let model = config.init(&device, 0)?;
+        let model = architecture.init(config, &device, 0)?;
         let plain = device.clone().without_autodiff();
         let input = || batch_tensor(volumes.clone(), batch, size, &plain);
         let inference = model.valid();
@@ -241,7 +237,12 @@ mod tests {
     #[test]
     fn a_device_agrees_with_itself() {
         let device = Device::flex();
-        let agreement = compare_devices(&device, &device, 2, [46, 46, 46]).unwrap();
+        let config = ModelConfig {
+            input: [46, 46, 46],
+            ..ModelConfig::default()
+        };
+        let agreement =
+            compare_devices(Architecture::SeedCnn, &config, &device, &device, 2).unwrap();
         assert_eq!(agreement.embedding, 0.0);
         assert_eq!(agreement.logits, 0.0);
         assert_eq!(agreement.step_loss[0], agreement.step_loss[1]);

@@ -8,7 +8,7 @@
 use burn::tensor::{Device, Tensor, TensorData};
 use ct3d_volume::Volume;
 
-use crate::model::ModelError;
+use crate::seed_cnn::ModelError;
 
 /// Writes `volume` into `out` (`x·y·z` values) in the input's `[x][y][z]` order, `z` fastest.
 ///

@@ -4,31 +4,39 @@
 //! Keras's numerics where they are a choice rather than an accident:
 //!
 //! - [`device`]: `cpu` (burn's pure-Rust `flex` backend), `cuda`, `vulkan`, chosen at run time;
-//! - [`model`]: [`ModelConfig`] → [`Model`], Keras initialisers and BatchNorm settings;
+//! - [`architecture`]: the seam that picks the network — [`Architecture`] (serializable,
+//!   `"seed_cnn"`) builds a [`Network`]; everything below works on any [`Classifier`];
+//! - [`seed_cnn`]: [`ModelConfig`] → [`Model`], Keras initialisers and BatchNorm settings,
+//!   Keras names and summary rows (also reachable as `model`, its former path);
 //! - [`ops`]: the only calls to convolution and pooling (3D max pooling built from 2D);
 //! - [`mod@train_step`]: stable binary cross-entropy on logits, Keras's Adam, the exponential-decay
 //!   schedule, binary accuracy, one training step, inference;
-//! - [`weights`]: safetensors files with Keras names and kernel layout;
-//! - [`summary`]: Keras's `model.summary()` table;
+//! - [`weights`]: safetensors files with each architecture's names, Keras's kernel layout;
+//! - [`summary`]: Keras's `model.summary()` table layout;
 //! - [`input`]: volumes (`x` fastest) to the `[batch, 1, x, y, z]` input tensor;
 //! - [`mod@bench`]: step and inference timings for `ct3d bench`.
 //!
 //! burn 0.22 selects the backend through the [`Device`](burn::tensor::Device) value, so no type
-//! here has a backend parameter: the same [`Model`] runs on every device, and a model on
+//! here has a backend parameter: the same [`Network`] runs on every device, and a model on
 //! `device.autodiff()` trains.
 
+pub mod architecture;
 pub mod bench;
 pub mod cpu_backend;
 pub mod device;
 pub mod fused_conv;
 pub mod input;
-pub mod model;
 pub mod ops;
+pub mod seed_cnn;
 pub mod summary;
 pub mod train_step;
 pub mod weights;
 
+/// The seed CNN's former module path, kept for callers of `ct3d_model::model::…`.
+pub use seed_cnn as model;
+
+pub use architecture::{Architecture, Classifier, Network};
 pub use device::{DeviceChoice, DeviceSelectionError};
-pub use model::{Model, ModelConfig, ModelError, ParamCounts};
+pub use seed_cnn::{Model, ModelConfig, ModelError, ParamCounts};
 pub use train_step::{Adam, AdamConfig, ExponentialDecay, StepOutcome, predict_proba, train_step};
-pub use weights::WeightsError;
+pub use weights::{ParamName, WeightsError};

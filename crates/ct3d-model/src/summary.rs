@@ -1,132 +1,99 @@
-//! `model.summary()` as Keras prints it for the seed's model: layer names and types, output
-//! shapes in Keras's channels-last `(None, x, y, z, channels)` form, parameter counts.
+//! `model.summary()` as Keras prints it: a [`SummaryTable`] of layer names and types, output
+//! shapes in Keras's channels-last `(None, x, y, z, channels)` form and parameter counts, which
+//! each architecture fills in ([`crate::Architecture::summary_table`]) and this module lays out.
 
-use crate::model::{KERNEL, ModelConfig};
+use std::fmt;
 
-/// The Keras-like table for `config`, ending with the three parameter-count lines:
+use crate::seed_cnn::{ModelConfig, ParamCounts};
+
+/// One layer's line of the table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SummaryRow {
+    /// `name (Type)`, e.g. `conv3d_1 (Conv3D)`.
+    pub layer: String,
+    /// Keras's output shape, e.g. `(None, 61, 61, 29, 64)`.
+    pub output: String,
+    /// Weights of the layer (trainable or not).
+    pub params: usize,
+}
+
+/// A network's layer table; its [`Display`](fmt::Display) is Keras's text, ending with the
+/// three parameter-count lines:
 ///
 /// ```text
 /// Total params: 1,352,897
 /// Trainable params: 1,351,873
 /// Non-trainable params: 1,024
 /// ```
-///
-/// Computed from the configuration alone (no tensors). The configuration should be valid
-/// ([`ModelConfig::validate`]); sizes of an invalid one are printed as computed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SummaryTable {
+    /// The model's name in the header line (`Model: "3dcnn"`).
+    pub title: String,
+    /// The layers, input first.
+    pub rows: Vec<SummaryRow>,
+    /// The totals printed under the table.
+    pub counts: ParamCounts,
+}
+
+/// The seed CNN's table for `config` as text (see [`crate::seed_cnn::summary_table`]); other
+/// architectures go through [`crate::Architecture::summary`].
 pub fn summary(config: &ModelConfig) -> String {
-    let mut rows: Vec<[String; 3]> = Vec::new();
-    let [x, y, z] = config.input;
-    rows.push([
-        "input_1 (InputLayer)".to_owned(),
-        format!("[(None, {x}, {y}, {z}, 1)]"),
-        "0".to_owned(),
-    ]);
-    let mut in_channels = 1;
-    for (index, block) in config.block_shapes().iter().enumerate() {
-        let suffix = keras_suffix(index);
-        let filters = block.filters;
-        rows.push([
-            format!("conv3d{suffix} (Conv3D)"),
-            shape(block.conv, filters),
-            (KERNEL.pow(3) * in_channels * filters + filters).to_string(),
-        ]);
-        rows.push([
-            format!("max_pooling3d{suffix} (MaxPooling3D)"),
-            shape(block.pooled, filters),
-            "0".to_owned(),
-        ]);
-        rows.push([
-            format!("batch_normalization{suffix} (BatchNormalization)"),
-            shape(block.pooled, filters),
-            (4 * filters).to_string(),
-        ]);
-        in_channels = filters;
-    }
-    rows.push([
-        "global_average_pooling3d (GlobalAveragePooling3D)".to_owned(),
-        format!("(None, {in_channels})"),
-        "0".to_owned(),
-    ]);
-    rows.push([
-        "dense (Dense)".to_owned(),
-        format!("(None, {})", config.dense),
-        (in_channels * config.dense + config.dense).to_string(),
-    ]);
-    rows.push([
-        "dropout (Dropout)".to_owned(),
-        format!("(None, {})", config.dense),
-        "0".to_owned(),
-    ]);
-    rows.push([
-        "dense_1 (Dense)".to_owned(),
-        "(None, 1)".to_owned(),
-        (config.dense + 1).to_string(),
-    ]);
+    crate::seed_cnn::summary_table(config).to_string()
+}
 
-    let header = ["Layer (type)", "Output Shape", "Param #"];
-    let name_width = rows
-        .iter()
-        .map(|r| r[0].len())
-        .chain([header[0].len()])
-        .max()
-        .unwrap_or(0);
-    let shape_width = rows
-        .iter()
-        .map(|r| r[1].len())
-        .chain([header[1].len()])
-        .max()
-        .unwrap_or(0);
-    let count_width = rows
-        .iter()
-        .map(|r| r[2].len())
-        .chain([header[2].len()])
-        .max()
-        .unwrap_or(0);
-    let line_width = 1 + name_width + 2 + shape_width + 2 + count_width;
-    let format_row = |cells: [&str; 3]| {
-        format!(
-            " {:<name_width$}  {:<shape_width$}  {:>count_width$}\n",
-            cells[0], cells[1], cells[2]
-        )
-    };
+impl fmt::Display for SummaryTable {
+    fn fmt(&self, out: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rows: Vec<[String; 3]> = self
+            .rows
+            .iter()
+            .map(|row| {
+                [
+                    row.layer.clone(),
+                    row.output.clone(),
+                    row.params.to_string(),
+                ]
+            })
+            .collect();
+        let header = ["Layer (type)", "Output Shape", "Param #"];
+        let width = |column: usize| {
+            rows.iter()
+                .map(|r| r[column].len())
+                .chain([header[column].len()])
+                .max()
+                .unwrap_or(0)
+        };
+        let (name_width, shape_width, count_width) = (width(0), width(1), width(2));
+        let line_width = 1 + name_width + 2 + shape_width + 2 + count_width;
+        let format_row = |cells: [&str; 3]| {
+            format!(
+                " {:<name_width$}  {:<shape_width$}  {:>count_width$}\n",
+                cells[0], cells[1], cells[2]
+            )
+        };
 
-    let counts = config.param_counts();
-    let mut out = String::from("Model: \"3dcnn\"\n");
-    out.push_str(&"_".repeat(line_width));
-    out.push('\n');
-    out.push_str(&format_row(header));
-    out.push_str(&"=".repeat(line_width));
-    out.push('\n');
-    for (index, row) in rows.iter().enumerate() {
-        if index > 0 {
-            out.push('\n');
+        writeln!(out, "Model: \"{}\"", self.title)?;
+        writeln!(out, "{}", "_".repeat(line_width))?;
+        out.write_str(&format_row(header))?;
+        writeln!(out, "{}", "=".repeat(line_width))?;
+        for (index, row) in rows.iter().enumerate() {
+            if index > 0 {
+                out.write_str("\n")?;
+            }
+            out.write_str(&format_row([&row[0], &row[1], &row[2]]))?;
         }
-        out.push_str(&format_row([&row[0], &row[1], &row[2]]));
+        writeln!(out, "{}", "=".repeat(line_width))?;
+        writeln!(out, "Total params: {}", thousands(self.counts.total))?;
+        writeln!(
+            out,
+            "Trainable params: {}",
+            thousands(self.counts.trainable)
+        )?;
+        writeln!(
+            out,
+            "Non-trainable params: {}",
+            thousands(self.counts.non_trainable)
+        )
     }
-    out.push_str(&"=".repeat(line_width));
-    out.push('\n');
-    out.push_str(&format!("Total params: {}\n", thousands(counts.total)));
-    out.push_str(&format!(
-        "Trainable params: {}\n",
-        thousands(counts.trainable)
-    ));
-    out.push_str(&format!(
-        "Non-trainable params: {}\n",
-        thousands(counts.non_trainable)
-    ));
-    out
-}
-
-/// Keras's layer-name suffix for the `index`-th layer of a type: "", "_1", "_2", …
-pub(crate) fn keras_suffix(index: usize) -> String {
-    match index {
-        0 => String::new(),
-        n => format!("_{n}"),
-    }
-}
-
-fn shape(size: [usize; 3], channels: usize) -> String {
-    format!("(None, {}, {}, {}, {channels})", size[0], size[1], size[2])
 }
 
 /// `1352897` → `1,352,897`.

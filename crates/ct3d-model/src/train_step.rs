@@ -27,7 +27,8 @@ use std::collections::HashMap;
 use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::{Device, Gradients, Tensor, TensorData};
 
-use crate::model::{Model, ModelError};
+use crate::architecture::Classifier;
+use crate::seed_cnn::{Model, ModelError};
 use ct3d_volume::rng::SplitMix64;
 
 /// Keras `ExponentialDecay`: `initial · rate^(step / decay_steps)`, the exponent floored when
@@ -100,7 +101,7 @@ pub(crate) struct Moments {
     pub(crate) shape: Vec<usize>,
 }
 
-/// Keras's Adam over any burn module (the [`Model`] in practice); state is keyed by the
+/// Keras's Adam over any burn module (a [`crate::Network`] or [`Model`] in practice); state is keyed by the
 /// parameter's module path (`blocks.0.conv.weight`, …), which is stable across processes.
 #[derive(Clone, Debug)]
 pub struct Adam {
@@ -244,9 +245,9 @@ pub fn count_correct(logits: &[f32], labels: &[f32]) -> usize {
 
 /// The result of [`train_step`].
 #[derive(Debug)]
-pub struct StepOutcome {
+pub struct StepOutcome<C = Model> {
     /// The updated model.
-    pub model: Model,
+    pub model: C,
     /// Mean binary cross-entropy of the batch, before the update.
     pub loss: f32,
     /// Correct predictions in the batch, before the update (Keras's training `acc` numerator).
@@ -256,17 +257,18 @@ pub struct StepOutcome {
 /// One Keras training step: forward in training mode (batch statistics, dropout), loss,
 /// backward, Adam update with learning rate `lr`.
 ///
-/// `input` is `[batch, 1, x, y, z]` (see [`crate::input`]); `labels` has one 0/1 value per
-/// volume; `dropout_seed` fixes this step's dropout mask. The model must be on an autodiff
-/// device. Runs synchronously: the loss is read back before returning.
-pub fn train_step(
-    model: Model,
+/// `model` is any network ([`crate::Network`], or a concrete one such as [`Model`]); `input` is
+/// `[batch, 1, x, y, z]` (see [`crate::input`]); `labels` has one 0/1 value per volume;
+/// `dropout_seed` fixes this step's dropout mask. The model must be on an autodiff device.
+/// Runs synchronously: the loss is read back before returning.
+pub fn train_step<C: Classifier>(
+    model: C,
     optimizer: &mut Adam,
     input: Tensor<5>,
     labels: &[f32],
     lr: f64,
     dropout_seed: u64,
-) -> Result<StepOutcome, ModelError> {
+) -> Result<StepOutcome<C>, ModelError> {
     if !model.is_trainable() {
         return Err(ModelError::NotTrainable);
     }
@@ -278,14 +280,13 @@ pub fn train_step(
         });
     }
     let device = input.device();
-    let keep_mask = dropout_mask(
-        batch,
-        model.config().dense,
-        model.config().dropout,
-        dropout_seed,
-        &device,
-    );
-    let logits = model.forward_with_dropout(input, keep_mask); // [batch, 1]
+    let logits = match model.dropout() {
+        Some(dropout) => {
+            let keep_mask = dropout_mask(batch, dropout.units, dropout.rate, dropout_seed, &device);
+            model.forward_with_dropout(input, keep_mask) // [batch, 1]
+        }
+        None => model.forward(input), // [batch, 1]
+    };
     let targets = Tensor::<2>::from_data(TensorData::new(labels.to_vec(), [batch, 1]), &device);
     let loss = binary_cross_entropy_with_logits(logits.clone(), targets);
     let grads = loss.backward();
@@ -321,7 +322,7 @@ fn dropout_mask(batch: usize, units: usize, rate: f64, seed: u64, device: &Devic
 /// Probabilities of class 1 (sigmoid of the logits) for each volume of `input`, in inference
 /// mode: BatchNorm uses its moving statistics and there is no dropout, whatever device the
 /// model is on.
-pub fn predict_proba(model: &Model, input: Tensor<5>) -> Result<Vec<f32>, ModelError> {
+pub fn predict_proba<C: Classifier>(model: &C, input: Tensor<5>) -> Result<Vec<f32>, ModelError> {
     model.check_input(&input)?;
     let model = model.valid();
     let logits = model.forward(input.without_autodiff());

@@ -1,8 +1,11 @@
 //! Model weights and optimizer state in safetensors files, named and laid out like Keras's.
 //!
+//! Works for any network through [`Classifier`]: each architecture names its parameters
+//! ([`Classifier::param_name`]); this module reads and writes the files.
+//!
 //! # Layout of a weights file
-//! One little-endian `F32` tensor per Keras weight, named `layer/weight` with Keras's layer names
-//! (the `i`-th layer of a type gets the suffix `_i` from the second on):
+//! One little-endian `F32` tensor per weight. The seed CNN's are named `layer/weight` with
+//! Keras's layer names (the `i`-th layer of a type gets the suffix `_i` from the second on):
 //!
 //! | tensor                                   | shape                        |
 //! |------------------------------------------|------------------------------|
@@ -33,13 +36,12 @@ use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::module::{ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor, TensorData};
 use ct3d_volume::atomic::write_bytes_atomic;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
-use crate::model::Model;
-use crate::summary::keras_suffix;
+use crate::architecture::Classifier;
 use crate::train_step::{Adam, AdamConfig, Moments};
 
 /// Why weights or optimizer state could not be saved or loaded.
@@ -101,6 +103,15 @@ pub enum WeightsError {
         /// Element type required.
         expected: &'static str,
     },
+    /// The model has a parameter its architecture gives no name in a weights file, which only
+    /// a change to a network without the matching change to its names can produce.
+    #[error("cannot use weights file {}: the model's parameter `{parameter}` has no name in the file format", path.display())]
+    Unnamed {
+        /// The file.
+        path: PathBuf,
+        /// burn module path of the parameter.
+        parameter: String,
+    },
     /// The file holds a tensor the model has no place for.
     #[error("weights file {}: tensor {name} does not belong to this model; it was saved from a different architecture", path.display())]
     Unexpected {
@@ -111,14 +122,25 @@ pub enum WeightsError {
     },
 }
 
+/// A parameter's place in a weights file, as its architecture defines it
+/// ([`Classifier::param_name`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParamName {
+    /// The tensor's name in the file (`conv3d_1/kernel`).
+    pub name: String,
+    /// Whether the optimizer updates it (and [`save_optimizer`] stores moments for it); moving
+    /// statistics are not trained.
+    pub trainable: bool,
+}
+
 const ITERATIONS: &str = "optimizer/iterations";
 /// Header `__metadata__` value of `format`: Keras names, Keras kernel layout, version 1.
 const FORMAT: &str = "ct3d-keras-v1";
 
 /// Writes every weight of `model` (including BatchNorm moving statistics) to `path`.
-pub fn save_weights(model: &Model, path: &Path) -> Result<(), WeightsError> {
+pub fn save_weights<C: Classifier>(model: &C, path: &Path) -> Result<(), WeightsError> {
     // `valid` folds burn's per-thread BatchNorm updates into the values read here.
-    let entries = collect(&model.valid());
+    let entries = collect(&model.valid(), path)?;
     let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = entries
         .into_iter()
         .map(|entry| {
@@ -132,10 +154,11 @@ pub fn save_weights(model: &Model, path: &Path) -> Result<(), WeightsError> {
 
 /// Replaces every weight of `model` with the one stored in `path`, keeping the model's device
 /// and training state. The file must hold exactly the model's weights, with the same shapes.
-pub fn load_weights(model: Model, path: &Path) -> Result<Model, WeightsError> {
+pub fn load_weights<C: Classifier>(model: C, path: &Path) -> Result<C, WeightsError> {
     let bytes = read_file(path)?;
     let file = parse(path, &bytes)?;
     let mut loader = Loader {
+        name: C::param_name,
         path: Vec::new(),
         file: &file,
         file_path: path,
@@ -150,11 +173,18 @@ pub fn load_weights(model: Model, path: &Path) -> Result<Model, WeightsError> {
     Ok(model)
 }
 
-/// Writes `optimizer`'s iteration count and moments to `path`.
-pub fn save_optimizer(optimizer: &Adam, path: &Path) -> Result<(), WeightsError> {
+/// Writes `optimizer`'s iteration count and moments to `path`, under the names `model` (the
+/// module `optimizer` trains) gives its parameters.
+pub fn save_optimizer<C: Classifier>(
+    optimizer: &Adam,
+    _model: &C,
+    path: &Path,
+) -> Result<(), WeightsError> {
     let mut tensors = Vec::new();
     for (module_path, moments) in &optimizer.moments {
-        let name = keras_name(module_path);
+        let name = C::param_name(module_path)
+            .ok_or_else(|| unnamed(path, module_path))?
+            .name;
         let shape = keras_shape(&moments.shape);
         for (slot, tensor) in [("m", &moments.m), ("v", &moments.v)] {
             let values = to_keras_order(&moments.shape, host_f32(tensor.clone()));
@@ -171,9 +201,9 @@ pub fn save_optimizer(optimizer: &Adam, path: &Path) -> Result<(), WeightsError>
 
 /// Reads optimizer state saved by [`save_optimizer`] for `model` (which fixes the weights' names,
 /// shapes and device).
-pub fn load_optimizer(
+pub fn load_optimizer<C: Classifier>(
     config: AdamConfig,
-    model: &Model,
+    model: &C,
     path: &Path,
 ) -> Result<Adam, WeightsError> {
     let bytes = read_file(path)?;
@@ -181,7 +211,10 @@ pub fn load_optimizer(
     let iterations = read_iterations(path, &file)?;
     let mut used = HashSet::from([ITERATIONS.to_owned()]);
     let mut moments = HashMap::new();
-    for entry in collect(model).into_iter().filter(|entry| entry.trainable) {
+    for entry in collect(model, path)?
+        .into_iter()
+        .filter(|entry| entry.trainable)
+    {
         if iterations == 0 && file.tensor(&format!("optimizer/{}/m", entry.name)).is_err() {
             continue;
         }
@@ -207,40 +240,11 @@ pub fn load_optimizer(
     Ok(Adam::restore(config, iterations, moments))
 }
 
-/// The Keras name of the parameter at a burn module path such as `blocks.1.norm.running_var`.
-///
-/// Panics for a path outside [`Model`]'s fixed structure, which only a change to `Model`
-/// without a matching change here can produce (the tests visit every parameter).
-pub(crate) fn keras_name(module_path: &str) -> String {
-    let parts: Vec<&str> = module_path.split('.').collect();
-    let name = match parts.as_slice() {
-        ["blocks", index, layer, field] => {
-            let suffix = index.parse::<usize>().ok().map(keras_suffix);
-            let names = match (*layer, *field) {
-                ("conv", "weight") => Some(("conv3d", "kernel")),
-                ("conv", "bias") => Some(("conv3d", "bias")),
-                ("norm", "gamma") => Some(("batch_normalization", "gamma")),
-                ("norm", "beta") => Some(("batch_normalization", "beta")),
-                ("norm", "running_mean") => Some(("batch_normalization", "moving_mean")),
-                ("norm", "running_var") => Some(("batch_normalization", "moving_variance")),
-                _ => None,
-            };
-            suffix
-                .zip(names)
-                .map(|(suffix, (layer, field))| format!("{layer}{suffix}/{field}"))
-        }
-        [layer @ ("dense" | "output"), field @ ("weight" | "bias")] => {
-            let layer = if *layer == "dense" {
-                "dense"
-            } else {
-                "dense_1"
-            };
-            let field = if *field == "weight" { "kernel" } else { "bias" };
-            Some(format!("{layer}/{field}"))
-        }
-        _ => None,
-    };
-    name.unwrap_or_else(|| panic!("no Keras name for model parameter `{module_path}`"))
+fn unnamed(path: &Path, module_path: &str) -> WeightsError {
+    WeightsError::Unnamed {
+        path: path.to_owned(),
+        parameter: module_path.to_owned(),
+    }
 }
 
 /// One parameter read back to the host.
@@ -255,10 +259,13 @@ struct Entry {
     device: Device,
 }
 
-fn collect(model: &Model) -> Vec<Entry> {
+/// Every parameter of `model` with its name; `file` is the weights file the error names.
+fn collect<C: Classifier>(model: &C, file: &Path) -> Result<Vec<Entry>, WeightsError> {
     struct Collector {
+        name: fn(&str) -> Option<ParamName>,
         path: Vec<String>,
         entries: Vec<Entry>,
+        unnamed: Option<String>,
     }
     impl ModuleVisitor for Collector {
         fn enter_module(&mut self, name: &str, _container_type: &str) {
@@ -269,10 +276,11 @@ fn collect(model: &Model) -> Vec<Entry> {
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             let module_path = self.path.join(".");
-            let name = keras_name(&module_path);
+            let Some(ParamName { name, trainable }) = (self.name)(&module_path) else {
+                self.unnamed.get_or_insert(module_path);
+                return;
+            };
             let tensor = param.val();
-            // Moving statistics are the only weights Keras does not train.
-            let trainable = !name.contains("/moving_");
             self.entries.push(Entry {
                 module_path,
                 name,
@@ -284,14 +292,20 @@ fn collect(model: &Model) -> Vec<Entry> {
         }
     }
     let mut collector = Collector {
+        name: C::param_name,
         path: Vec::new(),
         entries: Vec::new(),
+        unnamed: None,
     };
     model.visit(&mut collector);
-    collector.entries
+    match collector.unnamed {
+        Some(module_path) => Err(unnamed(file, &module_path)),
+        None => Ok(collector.entries),
+    }
 }
 
 struct Loader<'a> {
+    name: fn(&str) -> Option<ParamName>,
     path: Vec<String>,
     file: &'a SafeTensors<'a>,
     file_path: &'a Path,
@@ -312,7 +326,11 @@ impl ModuleMapper for Loader<'_> {
         if self.error.is_some() {
             return param;
         }
-        let name = keras_name(&self.path.join("."));
+        let module_path = self.path.join(".");
+        let Some(ParamName { name, .. }) = (self.name)(&module_path) else {
+            self.error = Some(unnamed(self.file_path, &module_path));
+            return param;
+        };
         let shape = param.lazy_shape().dims::<D>();
         match read_tensor(self.file_path, self.file, &name, &shape) {
             Ok(values) => {
@@ -538,16 +556,73 @@ mod tests {
         assert_eq!(keras_shape(&shape), vec![3, 3, 3, 2, 4]);
         assert_eq!(keras_shape(&[256, 512]), vec![256, 512]);
     }
+}
+
+#[cfg(test)]
+mod unnamed_tests {
+    use super::*;
+    use crate::architecture::Dropout;
+    use crate::seed_cnn::{Model, ModelConfig};
+    use burn::module::Module;
+
+    /// The seed CNN under another module path, whose names forget the output layer's bias: the
+    /// situation a network change without a matching names change creates.
+    #[derive(Module, Debug)]
+    struct Forgetful {
+        inner: Model,
+    }
+
+    impl Classifier for Forgetful {
+        fn input_size(&self) -> [usize; 3] {
+            self.inner.input_size()
+        }
+        fn forward(&self, input: Tensor<5>) -> Tensor<2> {
+            self.inner.forward(input)
+        }
+        fn forward_with_dropout(&self, input: Tensor<5>, keep_mask: Tensor<2>) -> Tensor<2> {
+            Classifier::forward_with_dropout(&self.inner, input, keep_mask)
+        }
+        fn embedding(&self, input: Tensor<5>) -> Tensor<2> {
+            self.inner.embedding(input)
+        }
+        fn dropout(&self) -> Option<Dropout> {
+            self.inner.dropout()
+        }
+        fn is_trainable(&self) -> bool {
+            self.inner.is_trainable()
+        }
+        fn sync_moving_stats(&self) {}
+        fn param_name(module_path: &str) -> Option<ParamName> {
+            match module_path {
+                "inner.output.bias" => None,
+                path => Model::param_name(path.strip_prefix("inner.")?),
+            }
+        }
+    }
 
     #[test]
-    fn keras_names_for_module_paths() {
-        assert_eq!(keras_name("blocks.0.conv.weight"), "conv3d/kernel");
-        assert_eq!(keras_name("blocks.3.conv.bias"), "conv3d_3/bias");
-        assert_eq!(
-            keras_name("blocks.1.norm.running_var"),
-            "batch_normalization_1/moving_variance"
+    fn a_parameter_without_a_name_is_an_error_not_a_panic() {
+        let config = ModelConfig {
+            input: [46, 46, 46],
+            filters: vec![2, 2, 2, 2],
+            dense: 4,
+            ..ModelConfig::default()
+        };
+        let model = Forgetful {
+            inner: config.init(&Device::flex(), 1).unwrap(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.safetensors");
+        let expected = format!(
+            "cannot use weights file {}: the model's parameter `inner.output.bias` has no name in the file format",
+            path.display()
         );
-        assert_eq!(keras_name("dense.weight"), "dense/kernel");
-        assert_eq!(keras_name("output.bias"), "dense_1/bias");
+        let err = save_weights(&model, &path).unwrap_err();
+        assert_eq!(err.to_string(), expected);
+        assert!(!path.exists());
+
+        save_weights(&model.inner, &path).unwrap();
+        let err = load_weights(model, &path).unwrap_err();
+        assert_eq!(err.to_string(), expected);
     }
 }

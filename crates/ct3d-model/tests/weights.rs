@@ -85,7 +85,7 @@ fn optimizer_state_round_trip_continues_identically() {
     let weights = dir.path().join("last.safetensors");
     let state = dir.path().join("optimizer.safetensors");
     save_weights(&model, &weights).unwrap();
-    save_optimizer(&adam, &state).unwrap();
+    save_optimizer(&adam, &model, &state).unwrap();
 
     let resumed_model = load_weights(config.init(&device, 5).unwrap(), &weights).unwrap();
     let mut resumed_adam = load_optimizer(AdamConfig::default(), &resumed_model, &state).unwrap();
@@ -199,7 +199,7 @@ fn optimizer_file_is_not_a_weights_file() {
     let config = tiny_config();
     let (model, adam) = trained(&config, &Device::flex().autodiff());
     let state = dir.path().join("optimizer.safetensors");
-    save_optimizer(&adam, &state).unwrap();
+    save_optimizer(&adam, &model, &state).unwrap();
     let err = load_error(&config, &state);
     assert!(err.contains("has no tensor conv3d/kernel"), "{err}");
     let weights = dir.path().join("w.safetensors");

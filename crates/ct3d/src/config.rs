@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use ct3d_model::{AdamConfig, ExponentialDecay, ModelConfig};
+use ct3d_model::{AdamConfig, Architecture, ExponentialDecay, ModelConfig};
 use ct3d_volume::preprocess::PreprocessConfig;
 use serde::{Deserialize, Serialize};
 
@@ -54,8 +54,12 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Preprocessing of raw scans; its `size` is the model's input size.
     pub preprocess: PreprocessConfig,
-    /// The architecture (its `input` always equals `preprocess.size`).
+    /// The network's hyper-parameters (its `input` always equals `preprocess.size`).
     pub model: ModelConfig,
+    /// Which network `model` configures (`"seed_cnn"`). Absent in runs written before it was
+    /// recorded, which all trained the seed CNN.
+    #[serde(default)]
+    pub architecture: Architecture,
     /// Which folders are which class.
     pub classes: Classes,
     /// k-fold cross-validation: validate on fold `fold` of `count` (see [`crate::data::folds`])
@@ -77,6 +81,7 @@ impl Default for TrainConfig {
             seed: 0,
             preprocess: PreprocessConfig::default(),
             model: ModelConfig::default(),
+            architecture: Architecture::default(),
             classes: Classes::default(),
             folds: None,
         }
@@ -137,8 +142,8 @@ impl TrainConfig {
                 self.model.input, self.preprocess.size
             )));
         }
-        self.model
-            .validate()
+        self.architecture
+            .validate(&self.model)
             .map_err(|e| ConfigError::Invalid(e.to_string()))
     }
 }

@@ -17,7 +17,9 @@ use ct3d_volume::synth::{self, PhantomConfig, SynthError};
 use crate::config::TrainConfig;
 use crate::data::source::default_cache;
 use crate::error::TrainError;
-use crate::inference::{self as evaluate, EvalSplit, Evaluation, LoadedRun, Prediction, WeightsChoice};
+use crate::inference::{
+    self as evaluate, EvalSplit, Evaluation, LoadedRun, Prediction, WeightsChoice,
+};
 use crate::observe::TrainObserver;
 use crate::pictures::{self, PictureError};
 use crate::report::{self, ReportError, ReportOptions};

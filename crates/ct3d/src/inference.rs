@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use ct3d_model::input::{batch_from_volumes, batch_tensor};
 use ct3d_model::weights::load_weights;
-use ct3d_model::{DeviceChoice, Model, predict_proba};
+use ct3d_model::{DeviceChoice, Network, predict_proba};
 use ct3d_volume::Volume;
 use ct3d_volume::cache::{self, PrepareOptions, PreparedItem};
 use ct3d_volume::dataset::{Dataset, DatasetItem, is_scan_file_name};
@@ -62,7 +62,7 @@ pub struct LoadedRun {
     /// `config.json`.
     pub config: RunConfig,
     /// The model with the chosen weights, in inference mode.
-    pub model: Model,
+    pub model: Network,
     /// The device it runs on.
     pub device: burn::tensor::Device,
 }
@@ -76,7 +76,8 @@ pub fn load_run(
     let dir = RunDir::new(run);
     let config = dir.read_config()?;
     let device = device.resolve()?;
-    let model = config.train.model.init(&device, 0)?;
+    let train = &config.train;
+    let model = train.architecture.init(&train.model, &device, 0)?;
     let path = match weights {
         WeightsChoice::Best => dir.best_weights(),
         WeightsChoice::Last => dir.last_weights(),
@@ -327,7 +328,7 @@ fn score(
 
 /// Loss and accuracy of `model` (inference mode) on `indices`, without augmentation.
 pub fn evaluate_items(
-    model: &Model,
+    model: &Network,
     items: &[PreparedItem],
     indices: &[usize],
     config: &TrainConfig,
@@ -340,7 +341,7 @@ pub fn evaluate_items(
 
 /// Probabilities of the positive class for `indices` (inference mode), with their labels.
 pub fn predict_items(
-    model: &Model,
+    model: &Network,
     items: &[PreparedItem],
     indices: &[usize],
     config: &TrainConfig,

@@ -474,6 +474,68 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, RunError> {
 mod tests {
     use super::*;
 
+    /// A `config.json` as runs wrote it before the architecture was recorded: it loads as the
+    /// seed CNN with its own model fields, and is written back with `"architecture"`.
+    #[test]
+    fn a_config_without_an_architecture_is_the_seed_cnn() {
+        use ct3d_model::{Architecture, ModelConfig};
+        const OLD: &str = r#"{
+  "ct3d_version": "0.1.0",
+  "device": "cpu",
+  "data_root": "/data",
+  "cache": "/data/.ct3d-cache",
+  "train": {
+    "epochs": 3,
+    "batch_size": 2,
+    "schedule": { "initial": 0.0001, "decay_steps": 100000, "rate": 0.96, "staircase": true },
+    "adam": { "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7 },
+    "patience": 15,
+    "train_fraction": 0.7,
+    "augment": true,
+    "seed": 7,
+    "preprocess": { "hu_min": -1000.0, "hu_max": 400.0, "size": [46, 46, 46] },
+    "model": {
+      "input": [46, 46, 46],
+      "filters": [4, 4, 8, 8],
+      "dense": 16,
+      "dropout": 0.25,
+      "batch_norm_momentum": 0.9
+    },
+    "classes": {
+      "negative_folder": "CT-0",
+      "positive_folder": "CT-23",
+      "negative_name": "normal",
+      "positive_name": "abnormal"
+    }
+  },
+  "files": [
+    { "path": "/data/CT-0/a.nii.gz", "label": 0, "sha256": "00", "split": "train" }
+  ]
+}"#;
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path());
+        fs::write(run.config(), OLD).unwrap();
+        let config = run.read_config().unwrap();
+        assert_eq!(config.train.architecture, Architecture::SeedCnn);
+        assert_eq!(
+            config.train.model,
+            ModelConfig {
+                input: [46, 46, 46],
+                filters: vec![4, 4, 8, 8],
+                dense: 16,
+                dropout: 0.25,
+                batch_norm_momentum: 0.9,
+            }
+        );
+        config.train.validate().unwrap();
+
+        run.write_config(&config).unwrap();
+        let written: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(run.config()).unwrap()).unwrap();
+        assert_eq!(written["train"]["architecture"], "seed_cnn");
+        assert_eq!(run.read_config().unwrap(), config);
+    }
+
     #[test]
     fn existing_folder_needs_force() {
         let dir = tempfile::tempdir().unwrap();

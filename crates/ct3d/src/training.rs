@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use ct3d_model::input::batch_tensor;
 use ct3d_model::weights::{load_optimizer, load_weights, save_optimizer, save_weights};
-use ct3d_model::{Adam, Model, train_step};
+use ct3d_model::{Adam, Network, train_step};
 use ct3d_volume::cache::PreparedItem;
 use ct3d_volume::rng::derive_seed;
 
@@ -161,9 +161,11 @@ pub fn train(
     }
 
     let autodiff = device.clone().autodiff();
-    let mut model = train_config
-        .model
-        .init(&autodiff, derive_seed(train_config.seed, &[streams::INIT]))?;
+    let mut model = train_config.architecture.init(
+        &train_config.model,
+        &autodiff,
+        derive_seed(train_config.seed, &[streams::INIT]),
+    )?;
     let mut optimizer = Adam::new(train_config.adam);
     if let (Some(weights), Some(optimizer_file)) = (&state.last_weights, &state.last_optimizer) {
         model = load_weights(model, &run.root().join(weights))?;
@@ -222,7 +224,7 @@ pub fn train(
             let decision = state.callbacks.on_epoch_end(epoch, val_loss, val_acc);
             let (weights_name, optimizer_name) = RunDir::epoch_checkpoint_names(epoch);
             save_weights(&model, &run.root().join(&weights_name))?;
-            save_optimizer(&optimizer, &run.root().join(&optimizer_name))?;
+            save_optimizer(&optimizer, &model, &run.root().join(&optimizer_name))?;
             state.completed_epochs = epoch;
             state.steps = optimizer.iterations();
             state.history.push(record);
@@ -357,7 +359,7 @@ fn absolute_path(path: &Path) -> PathBuf {
 /// the accuracy (as Keras reports them), and the time spent waiting for data.
 #[allow(clippy::too_many_arguments)]
 fn train_epoch(
-    mut model: Model,
+    mut model: Network,
     device: &burn::tensor::Device,
     optimizer: &mut Adam,
     items: &[PreparedItem],
@@ -365,7 +367,7 @@ fn train_epoch(
     config: &TrainConfig,
     epoch: usize,
     observer: &dyn TrainObserver,
-) -> Result<(Model, f64, f64, Duration), TrainError> {
+) -> Result<(Network, f64, f64, Duration), TrainError> {
     let order = loader::epoch_order(train, config.seed, epoch as u64);
     let augmentation = config.augment.then_some(Augmentation {
         seed: config.seed,

@@ -345,6 +345,14 @@ fn the_run_folder_records_everything() {
         );
     }
     assert_eq!(json.pointer("/train/seed"), Some(&serde_json::json!(11)));
+    assert_eq!(
+        json.pointer("/train/architecture"),
+        Some(&serde_json::json!("seed_cnn"))
+    );
+    assert_eq!(
+        json.pointer("/train/architecture"),
+        Some(&serde_json::json!("seed_cnn"))
+    );
     assert_eq!(recorded.files.len(), 12);
     for (class, label) in [("CT-0", 0), ("CT-23", 1)] {
         let mut scans: Vec<PathBuf> = fs::read_dir(data.join(class))

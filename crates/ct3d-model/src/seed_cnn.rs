@@ -1,4 +1,5 @@
-//! The seed's 3D CNN ("3dcnn" in the Keras example), layer for layer.
+//! The seed's 3D CNN ("3dcnn" in the Keras example), layer for layer: [`ModelConfig`] →
+//! [`Model`], its Keras layer names in weights files and its `model.summary()` rows.
 //!
 //! ```text
 //! input [batch, 1, W, H, D]
@@ -25,7 +26,10 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
+use crate::architecture::{Classifier, Dropout};
 use crate::ops;
+use crate::summary::{SummaryRow, SummaryTable};
+use crate::weights::ParamName;
 use ct3d_volume::rng::SplitMix64;
 
 /// Side of every convolution kernel (Keras `kernel_size=3`).
@@ -407,15 +411,7 @@ impl Model {
 
     /// Checks that `input` is `[batch ≥ 1, 1, x, y, z]` with the configured size.
     pub fn check_input(&self, input: &Tensor<5>) -> Result<usize, ModelError> {
-        let dims = input.dims();
-        let [batch, channels, x, y, z] = dims;
-        if batch == 0 || channels != 1 || [x, y, z] != self.config.input {
-            return Err(ModelError::BatchShape {
-                expected: self.config.input,
-                actual: dims,
-            });
-        }
-        Ok(batch)
+        Classifier::check_input(self, input)
     }
 
     /// Folds BatchNorm statistics that burn keeps per thread into the shared value.
@@ -432,9 +428,181 @@ impl Model {
     }
 }
 
+impl Classifier for Model {
+    fn input_size(&self) -> [usize; 3] {
+        self.config.input
+    }
+
+    fn forward(&self, input: Tensor<5>) -> Tensor<2> {
+        Model::forward(self, input)
+    }
+
+    fn forward_with_dropout(&self, input: Tensor<5>, keep_mask: Tensor<2>) -> Tensor<2> {
+        Model::forward_with_dropout(self, input, keep_mask)
+    }
+
+    fn embedding(&self, input: Tensor<5>) -> Tensor<2> {
+        Model::embedding(self, input)
+    }
+
+    fn dropout(&self) -> Option<Dropout> {
+        Some(Dropout {
+            units: self.config.dense,
+            rate: self.config.dropout,
+        })
+    }
+
+    fn is_trainable(&self) -> bool {
+        Model::is_trainable(self)
+    }
+
+    fn sync_moving_stats(&self) {
+        Model::sync_moving_stats(self)
+    }
+
+    fn param_name(module_path: &str) -> Option<ParamName> {
+        keras_name(module_path).map(|name| ParamName {
+            // Moving statistics are the only weights Keras does not train.
+            trainable: !name.contains("/moving_"),
+            name,
+        })
+    }
+}
+
+/// The Keras name of the parameter at a burn module path such as `blocks.1.norm.running_var`
+/// (`batch_normalization_1/moving_variance`); `None` for a path outside [`Model`].
+fn keras_name(module_path: &str) -> Option<String> {
+    let parts: Vec<&str> = module_path.split('.').collect();
+    match parts.as_slice() {
+        ["blocks", index, layer, field] => {
+            let suffix = index.parse::<usize>().ok().map(keras_suffix);
+            let names = match (*layer, *field) {
+                ("conv", "weight") => Some(("conv3d", "kernel")),
+                ("conv", "bias") => Some(("conv3d", "bias")),
+                ("norm", "gamma") => Some(("batch_normalization", "gamma")),
+                ("norm", "beta") => Some(("batch_normalization", "beta")),
+                ("norm", "running_mean") => Some(("batch_normalization", "moving_mean")),
+                ("norm", "running_var") => Some(("batch_normalization", "moving_variance")),
+                _ => None,
+            };
+            suffix
+                .zip(names)
+                .map(|(suffix, (layer, field))| format!("{layer}{suffix}/{field}"))
+        }
+        [layer @ ("dense" | "output"), field @ ("weight" | "bias")] => {
+            let layer = if *layer == "dense" {
+                "dense"
+            } else {
+                "dense_1"
+            };
+            let field = if *field == "weight" { "kernel" } else { "bias" };
+            Some(format!("{layer}/{field}"))
+        }
+        _ => None,
+    }
+}
+
+/// Keras's layer-name suffix for the `index`-th layer of a type: "", "_1", "_2", …
+pub(crate) fn keras_suffix(index: usize) -> String {
+    match index {
+        0 => String::new(),
+        n => format!("_{n}"),
+    }
+}
+
+/// Keras's `model.summary()` table for `config`: layer names and types, output shapes in
+/// Keras's channels-last `(None, x, y, z, channels)` form, parameter counts. Computed from the
+/// configuration alone; sizes of an invalid configuration are printed as computed.
+pub fn summary_table(config: &ModelConfig) -> SummaryTable {
+    let shape = |size: [usize; 3], channels: usize| {
+        format!("(None, {}, {}, {}, {channels})", size[0], size[1], size[2])
+    };
+    let row = |layer: String, output: String, params: usize| SummaryRow {
+        layer,
+        output,
+        params,
+    };
+    let mut rows = Vec::new();
+    let [x, y, z] = config.input;
+    rows.push(row(
+        "input_1 (InputLayer)".to_owned(),
+        format!("[(None, {x}, {y}, {z}, 1)]"),
+        0,
+    ));
+    let mut in_channels = 1;
+    for (index, block) in config.block_shapes().iter().enumerate() {
+        let suffix = keras_suffix(index);
+        let filters = block.filters;
+        rows.push(row(
+            format!("conv3d{suffix} (Conv3D)"),
+            shape(block.conv, filters),
+            KERNEL.pow(3) * in_channels * filters + filters,
+        ));
+        rows.push(row(
+            format!("max_pooling3d{suffix} (MaxPooling3D)"),
+            shape(block.pooled, filters),
+            0,
+        ));
+        rows.push(row(
+            format!("batch_normalization{suffix} (BatchNormalization)"),
+            shape(block.pooled, filters),
+            4 * filters,
+        ));
+        in_channels = filters;
+    }
+    rows.push(row(
+        "global_average_pooling3d (GlobalAveragePooling3D)".to_owned(),
+        format!("(None, {in_channels})"),
+        0,
+    ));
+    rows.push(row(
+        "dense (Dense)".to_owned(),
+        format!("(None, {})", config.dense),
+        in_channels * config.dense + config.dense,
+    ));
+    rows.push(row(
+        "dropout (Dropout)".to_owned(),
+        format!("(None, {})", config.dense),
+        0,
+    ));
+    rows.push(row(
+        "dense_1 (Dense)".to_owned(),
+        "(None, 1)".to_owned(),
+        config.dense + 1,
+    ));
+    SummaryTable {
+        title: "3dcnn".to_owned(),
+        rows,
+        counts: config.param_counts(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keras_names_for_module_paths() {
+        assert_eq!(keras_name("blocks.0.conv.weight").unwrap(), "conv3d/kernel");
+        assert_eq!(keras_name("blocks.3.conv.bias").unwrap(), "conv3d_3/bias");
+        assert_eq!(
+            keras_name("blocks.1.norm.running_var").unwrap(),
+            "batch_normalization_1/moving_variance"
+        );
+        assert_eq!(keras_name("dense.weight").unwrap(), "dense/kernel");
+        assert_eq!(keras_name("output.bias").unwrap(), "dense_1/bias");
+        for unknown in [
+            "blocks.x.conv.weight",
+            "blocks.0.pool.weight",
+            "head.weight",
+            "",
+        ] {
+            assert_eq!(keras_name(unknown), None, "{unknown}");
+        }
+        let moving = Model::param_name("blocks.2.norm.running_mean").unwrap();
+        assert!(!moving.trainable);
+        assert!(Model::param_name("blocks.2.norm.gamma").unwrap().trainable);
+    }
 
     #[test]
     fn every_block_produces_the_configured_shape() {

@@ -1,0 +1,52 @@
+//! Convolution weights rearranged for the kernels: [`PackedWeights`] holds the forward and the
+//! backward (transposed, taps reversed) GEMM operands, built once per call from burn's
+//! `[F, C, kx, ky, kz]`; [`unpack_weight_gradient`] turns the gradient back into that layout.
+
+use super::{KERNEL, TAPS};
+
+/// Convolution weights rearranged for the kernels.
+///
+/// `forward`: `[kx, ky, kz, c, f]`, i.e. one `[3·C, F]` matrix per `(kx, ky)` whose rows follow the
+/// three adjacent `kz` taps; `backward`: per `(kx, ky)` a `[3·F, C]` matrix with the taps in
+/// reverse order (`kz = 2, 1, 0`), the transposed weights of the gather-form input gradient.
+#[derive(Clone, Debug)]
+pub struct PackedWeights {
+    pub(super) forward: Vec<f32>,
+    pub(super) backward: Vec<f32>,
+}
+
+impl PackedWeights {
+    /// Packs burn's/PyTorch's `[F, C, kx, ky, kz]` weights.
+    pub fn new(weights: &[f32], in_channels: usize, out_channels: usize) -> Self {
+        let (c_n, f_n) = (in_channels, out_channels);
+        assert_eq!(weights.len(), f_n * c_n * TAPS, "weights length");
+        let mut forward = vec![0.0; weights.len()];
+        let mut backward = vec![0.0; weights.len()];
+        for f in 0..f_n {
+            for c in 0..c_n {
+                for tap in 0..TAPS {
+                    let value = weights[(f * c_n + c) * TAPS + tap];
+                    forward[(tap * c_n + c) * f_n + f] = value;
+                    let (kxy, kz) = (tap / KERNEL, tap % KERNEL);
+                    let j = KERNEL - 1 - kz;
+                    backward[((kxy * KERNEL + j) * f_n + f) * c_n + c] = value;
+                }
+            }
+        }
+        Self { forward, backward }
+    }
+}
+
+/// Converts a gradient in the forward packing (`[kx, ky, kz, c, f]`) back to `[F, C, kx, ky, kz]`.
+pub fn unpack_weight_gradient(packed: &[f32], in_channels: usize, out_channels: usize) -> Vec<f32> {
+    let (c_n, f_n) = (in_channels, out_channels);
+    let mut out = vec![0.0; packed.len()];
+    for tap in 0..TAPS {
+        for c in 0..c_n {
+            for f in 0..f_n {
+                out[(f * c_n + c) * TAPS + tap] = packed[(tap * c_n + c) * f_n + f];
+            }
+        }
+    }
+    out
+}
