@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 
 use ct3d_model::{AdamConfig, ExponentialDecay, ModelConfig};
 use ct3d_volume::atomic::write_bytes_atomic;
+use ct3d_volume::augment::Augmentations;
 use ct3d_volume::preprocess::PreprocessConfig;
 use serde::{Deserialize, Serialize};
 
@@ -75,8 +76,10 @@ pub struct TrainConfig {
     pub patience: usize,
     /// Fraction of each class used for training, in sorted file-name order (seed: 0.7).
     pub train_fraction: f64,
-    /// Apply the random-rotation augmentation to training volumes (seed: yes).
-    pub augment: bool,
+    /// The augmentations applied to training volumes, in order (seed: one random rotation,
+    /// [`Augmentations::seed`]). Runs recorded before the list existed have `true` (that list)
+    /// or `false` (none) here, and read back as such.
+    pub augment: Augmentations,
     /// Seed of initialisation, shuffling, augmentation and dropout.
     pub seed: u64,
     /// Preprocessing of raw scans; its `size` is the model's input size.
@@ -100,7 +103,7 @@ impl Default for TrainConfig {
             adam: AdamConfig::default(),
             patience: 15,
             train_fraction: 0.7,
-            augment: true,
+            augment: Augmentations::seed(),
             seed: 0,
             preprocess: PreprocessConfig::default(),
             model: ModelConfig::default(),
@@ -741,6 +744,12 @@ fn setting_text(value: Option<&serde_json::Value>) -> String {
     match value {
         None | Some(Value::Null) => "none".to_owned(),
         Some(Value::String(text)) => text.clone(),
+        // An empty augmentation list, `--no-augment`.
+        Some(Value::Array(items)) if items.is_empty() => "none".to_owned(),
+        // An entry of a tagged list (the augmentations) by its kind: `random_rotation`.
+        Some(Value::Object(map)) if map.get("kind").is_some_and(Value::is_string) => {
+            setting_text(map.get("kind"))
+        }
         Some(Value::Array(items)) => items
             .iter()
             .map(|item| setting_text(Some(item)))
@@ -903,6 +912,60 @@ mod tests {
         drop(again);
         // Released: the file stays (never unlinked) and names nobody.
         assert_eq!(fs::read_to_string(dir.path().join(LOCK_FILE)).unwrap(), "");
+    }
+
+    #[test]
+    fn old_configs_with_an_augment_flag_read_as_lists() {
+        // Runs recorded before the augmentation list wrote `"augment": true` or `false`.
+        let mut json = serde_json::to_value(TrainConfig::default()).unwrap();
+        for (flag, list) in [
+            (true, Augmentations::seed()),
+            (false, Augmentations::none()),
+        ] {
+            json["augment"] = serde_json::Value::Bool(flag);
+            let config: TrainConfig = serde_json::from_value(json.clone()).unwrap();
+            assert_eq!(config.augment, list);
+            assert_eq!(
+                config,
+                TrainConfig {
+                    augment: list.clone(),
+                    ..TrainConfig::default()
+                }
+            );
+            // Written back, the list is recorded.
+            let written = serde_json::to_value(&config).unwrap();
+            assert_eq!(written["augment"], serde_json::to_value(&list).unwrap());
+        }
+        // A whole old run folder's config.json loads through the run folder.
+        let dir = tempfile::tempdir().unwrap();
+        let mut run_config = serde_json::json!({
+            "ct3d_version": "0.1.0",
+            "device": "cpu",
+            "data_root": "/data",
+            "cache": "/cache",
+            "train": serde_json::to_value(TrainConfig::default()).unwrap(),
+            "files": [],
+        });
+        run_config["train"]["augment"] = serde_json::Value::Bool(false);
+        fs::write(
+            dir.path().join("config.json"),
+            serde_json::to_string_pretty(&run_config).unwrap(),
+        )
+        .unwrap();
+        let loaded = RunDir::new(dir.path()).read_config().unwrap();
+        assert_eq!(loaded.train.augment, Augmentations::none());
+    }
+
+    #[test]
+    fn changed_augmentations_are_named_by_kind() {
+        let recorded = TrainConfig::default();
+        let given = TrainConfig {
+            augment: Augmentations::none(),
+            ..TrainConfig::default()
+        };
+        let change = changed_setting(&recorded, &given, &["augment".to_owned()]).unwrap();
+        assert_eq!(change.recorded, "random_rotation");
+        assert_eq!(change.given, "none");
     }
 
     #[test]
