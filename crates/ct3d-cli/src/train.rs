@@ -240,7 +240,7 @@ impl TrainOptions {
             adam: AdamConfig::default(),
             patience: self.patience,
             train_fraction,
-            augment: !self.no_augment,
+            augment: (!self.no_augment).into(),
             seed: seed.unwrap_or_else(crate::random_seed),
             model: ModelConfig {
                 input: preprocess.size,

@@ -46,8 +46,20 @@ use sha2::{Digest, Sha256};
 use crate::Volume;
 use crate::dataset::Dataset;
 use crate::preprocess::{self, PreprocessConfig};
-use crate::synth::describe_with_path;
 use crate::volume::{Affine, Provenance};
+
+/// `"<path>: <error>"`, or just the error when its message already names the path.
+// A private copy of what synth.rs used to export (issue 12 item 4 removes it there); the branch
+// that reworks cache.rs's errors removes this one.
+fn describe_with_path(path: &Path, error: &dyn std::fmt::Display) -> String {
+    let message = error.to_string();
+    let shown = path.display().to_string();
+    if message.contains(&shown) {
+        message
+    } else {
+        format!("{shown}: {message}")
+    }
+}
 
 /// Version of the entry layout and key derivation; bump it when preprocessing output changes so
 /// old entries stop matching.

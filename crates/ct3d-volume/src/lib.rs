@@ -10,7 +10,8 @@
 //!   number for number with scipy;
 //! - [`spline`]: scipy.ndimage-exact B-spline prefiltering, affine rotation and zoom;
 //! - [`rng`]: SplitMix64 and seed derivation, the one source of randomness;
-//! - [`augment`]: the example's random-angle rotation, seedable and thread-count independent;
+//! - [`augment`]: the training augmentations, an ordered list of seedable, thread-count
+//!   independent transforms (the example's random-angle rotation by default);
 //! - [`synth`]: synthetic phantom chest CTs (the project's test and demo data);
 //! - [`dataset`], [`manifest`] and [`cache`]: class-folder and CSV-manifest datasets and the
 //!   content-addressed `prepare` cache; [`cache_admin`]: what the cache holds, cleaning it, and

@@ -397,9 +397,16 @@ fn write_errors_name_the_file_on_one_line() {
     )
     .unwrap_err();
     assert!(matches!(err, SynthError::Write { .. }));
+    // The message names the file and what failed; the writer's error is the source, not
+    // repeated in the message (the binary prints the chain once).
     let message = err.to_string();
     let file = dir.path().join("CT-0").join("phantom_0000.nii.gz");
-    assert_eq!(message, format!("{}: disk full", file.display()));
+    assert_eq!(
+        message,
+        format!("{}: cannot write the phantom", file.display())
+    );
+    let source = std::error::Error::source(&err).expect("the writer's error is the source");
+    assert_eq!(source.to_string(), "disk full");
 }
 
 #[test]
@@ -423,6 +430,9 @@ fn output_folder_that_is_a_file_is_an_error() {
         message.contains("CT-0") && !message.contains('\n'),
         "{message}"
     );
+    // The cause is the source, not repeated in the message.
+    let source = std::error::Error::source(&err).unwrap().to_string();
+    assert!(!message.contains(&source), "{message} / {source}");
 }
 
 #[test]

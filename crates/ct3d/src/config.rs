@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 use ct3d_model::{AdamConfig, Architecture, ExponentialDecay, ModelConfig};
+use ct3d_volume::augment::Augmentations;
 use ct3d_volume::preprocess::PreprocessConfig;
 use serde::{Deserialize, Serialize};
 
@@ -48,8 +49,10 @@ pub struct TrainConfig {
     pub patience: usize,
     /// Fraction of each class used for training, in sorted file-name order (seed: 0.7).
     pub train_fraction: f64,
-    /// Apply the random-rotation augmentation to training volumes (seed: yes).
-    pub augment: bool,
+    /// The augmentations applied to training volumes, in order (seed: one random rotation,
+    /// [`Augmentations::seed`]). Runs recorded before the list existed have `true` (that list)
+    /// or `false` (none) here, and read back as such.
+    pub augment: Augmentations,
     /// Seed of initialisation, shuffling, augmentation and dropout.
     pub seed: u64,
     /// Preprocessing of raw scans; its `size` is the model's input size.
@@ -77,7 +80,7 @@ impl Default for TrainConfig {
             adam: AdamConfig::default(),
             patience: 15,
             train_fraction: 0.7,
-            augment: true,
+            augment: Augmentations::seed(),
             seed: 0,
             preprocess: PreprocessConfig::default(),
             model: ModelConfig::default(),
@@ -316,6 +319,12 @@ fn setting_text(value: Option<&serde_json::Value>) -> String {
     match value {
         None | Some(Value::Null) => "none".to_owned(),
         Some(Value::String(text)) => text.clone(),
+        // An empty augmentation list, `--no-augment`.
+        Some(Value::Array(items)) if items.is_empty() => "none".to_owned(),
+        // An entry of a tagged list (the augmentations) by its kind: `random_rotation`.
+        Some(Value::Object(map)) if map.get("kind").is_some_and(Value::is_string) => {
+            setting_text(map.get("kind"))
+        }
         Some(Value::Array(items)) => items
             .iter()
             .map(|item| setting_text(Some(item)))
@@ -333,6 +342,18 @@ fn setting_text(value: Option<&serde_json::Value>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn changed_augmentations_are_named_by_kind() {
+        let recorded = TrainConfig::default();
+        let given = TrainConfig {
+            augment: Augmentations::none(),
+            ..TrainConfig::default()
+        };
+        let change = changed_setting(&recorded, &given, &["augment".to_owned()]).unwrap();
+        assert_eq!(change.recorded, "random_rotation");
+        assert_eq!(change.given, "none");
+    }
 
     /// `config.json` as a run without folds or schedule changes records it (and as runs from
     /// before either existed wrote it): it reads back to the same value, and writes without the

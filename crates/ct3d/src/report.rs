@@ -503,14 +503,7 @@ fn render(page: &Page<'_>) -> String {
             format!(
                 "batch {}, up to {} epochs, early stopping after {} epochs without better val_acc, \
                  augmentation {}",
-                train.batch_size,
-                train.epochs,
-                train.patience,
-                if train.augment {
-                    "random rotation (±5, 10, 20°)"
-                } else {
-                    "off"
-                }
+                train.batch_size, train.epochs, train.patience, train.augment
             ),
         ),
         ("seed", train.seed.to_string()),

@@ -474,6 +474,49 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, RunError> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn old_configs_with_an_augment_flag_read_as_lists() {
+        use ct3d_volume::augment::Augmentations;
+        // Runs recorded before the augmentation list wrote `"augment": true` or `false`.
+        let mut json = serde_json::to_value(TrainConfig::default()).unwrap();
+        for (flag, list) in [
+            (true, Augmentations::seed()),
+            (false, Augmentations::none()),
+        ] {
+            json["augment"] = serde_json::Value::Bool(flag);
+            let config: TrainConfig = serde_json::from_value(json.clone()).unwrap();
+            assert_eq!(config.augment, list);
+            assert_eq!(
+                config,
+                TrainConfig {
+                    augment: list.clone(),
+                    ..TrainConfig::default()
+                }
+            );
+            // Written back, the list is recorded.
+            let written = serde_json::to_value(&config).unwrap();
+            assert_eq!(written["augment"], serde_json::to_value(&list).unwrap());
+        }
+        // A whole old run folder's config.json loads through the run folder.
+        let dir = tempfile::tempdir().unwrap();
+        let mut run_config = serde_json::json!({
+            "ct3d_version": "0.1.0",
+            "device": "cpu",
+            "data_root": "/data",
+            "cache": "/cache",
+            "train": serde_json::to_value(TrainConfig::default()).unwrap(),
+            "files": [],
+        });
+        run_config["train"]["augment"] = serde_json::Value::Bool(false);
+        fs::write(
+            dir.path().join("config.json"),
+            serde_json::to_string_pretty(&run_config).unwrap(),
+        )
+        .unwrap();
+        let loaded = RunDir::new(dir.path()).read_config().unwrap();
+        assert_eq!(loaded.train.augment, Augmentations::none());
+    }
+
     /// A `config.json` as runs wrote it before the architecture was recorded: it loads as the
     /// seed CNN with its own model fields, and is written back with `"architecture"`.
     #[test]

@@ -369,7 +369,8 @@ fn train_epoch(
     observer: &dyn TrainObserver,
 ) -> Result<(Network, f64, f64, Duration), TrainError> {
     let order = loader::epoch_order(train, config.seed, epoch as u64);
-    let augmentation = config.augment.then_some(Augmentation {
+    let augmentation = Some(Augmentation {
+        list: &config.augment,
         seed: config.seed,
         epoch: epoch as u64,
     });

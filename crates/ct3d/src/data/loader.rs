@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ct3d_model::input::copy_in_input_order;
-use ct3d_volume::augment::{angle_for, rotate_augment};
+use ct3d_volume::augment::Augmentations;
 use ct3d_volume::cache::PreparedItem;
 use ct3d_volume::rng::{SplitMix64, derive_seed};
 
@@ -36,10 +36,12 @@ pub struct Batch {
     pub items: Vec<usize>,
 }
 
-/// Augmentation of a training epoch: the run's seed and the (1-based) epoch number select each
-/// sample's rotation angle.
+/// Augmentation of a training epoch: the run's list of transforms, applied to each sample with
+/// the random stream that the run's seed, the (1-based) epoch number and the sample's index select.
 #[derive(Debug, Clone, Copy)]
-pub struct Augmentation {
+pub struct Augmentation<'a> {
+    /// The transforms, in order.
+    pub list: &'a Augmentations,
     /// The run's seed.
     pub seed: u64,
     /// The epoch.
@@ -64,7 +66,7 @@ pub fn assemble_batch(
     items: &[PreparedItem],
     indices: &[usize],
     size: [usize; 3],
-    augmentation: Option<Augmentation>,
+    augmentation: Option<Augmentation<'_>>,
 ) -> Result<Batch, LoaderError> {
     let voxels: usize = size.iter().product();
     let mut input = vec![0.0f32; voxels * indices.len()];
@@ -73,7 +75,7 @@ pub fn assemble_batch(
         let item = &items[index];
         let volume = item.load().map_err(|e| LoaderError(e.to_string()))?;
         let volume = match augmentation {
-            Some(a) => rotate_augment(&volume, angle_for(a.seed, a.epoch, index as u64)),
+            Some(a) => a.list.apply(volume, a.seed, a.epoch, index as u64),
             None => volume,
         };
         copy_in_input_order(&volume, size, out).map_err(|e| {
@@ -99,7 +101,7 @@ pub fn for_each_batch<E>(
     order: &[usize],
     batch_size: usize,
     size: [usize; 3],
-    augmentation: Option<Augmentation>,
+    augmentation: Option<Augmentation<'_>>,
     ahead: usize,
     mut consume: impl FnMut(Batch) -> Result<(), E>,
 ) -> Result<Duration, E>
