@@ -1,9 +1,10 @@
 //! Class-folder datasets: `dir/CT-0/*.nii.gz` (label 0) and `dir/CT-23/*.nii.gz` (label 1).
 //!
 //! This is the layout the seed example unpacks MosMedData into, and the one `ct3d demo` writes its
-//! phantoms in. A scan is any regular file (or link to one) named `*.nii`, `*.nii.gz` or `*.hdr`
-//! (an Analyze-style pair is listed once, by its header; extensions match case-insensitively),
-//! or a sub-folder holding DICOM files, which is read as one DICOM series (see [`crate::dicom`]).
+//! phantoms in. A scan is what [`crate::format`] lists: any regular file (or link to one) named
+//! `*.nii`, `*.nii.gz` or `*.hdr` (an Analyze-style pair is listed once, by its header;
+//! extensions match case-insensitively), or a sub-folder holding DICOM files, which is read as
+//! one DICOM series (see [`crate::dicom`]).
 //! Hidden files, such as the temporary files of an interrupted atomic write, and every other
 //! extension are ignored. Items are listed negative class first, each class sorted by file name,
 //! so a listing never depends on the order the filesystem returns.
@@ -84,8 +85,9 @@ pub enum DatasetError {
     },
     /// A class folder holds no scans.
     #[error(
-        "{}: class folder has no scans (*.nii, *.nii.gz, *.hdr or DICOM series folders)",
-        path.display()
+        "{}: class folder has no scans ({})",
+        path.display(),
+        crate::format::listed_kinds()
     )]
     EmptyClass {
         /// The class folder.
@@ -219,15 +221,10 @@ impl Dataset {
     }
 }
 
-/// True for the file names the dataset lists as scans.
+/// True for the file names the dataset lists as NIfTI scans (which formats a dataset lists, and
+/// how, is [`crate::format`]'s business: see [`crate::format::is_listed_scan`]).
 pub fn is_scan_file_name(name: &str) -> bool {
-    if name.starts_with('.') {
-        return false;
-    }
-    let lower = name.to_ascii_lowercase();
-    [".nii", ".nii.gz", ".hdr"]
-        .iter()
-        .any(|ext| lower.len() > ext.len() && lower.ends_with(ext))
+    !name.starts_with('.') && crate::format::nifti_listed_name(name)
 }
 
 /// The flags that would name the class folders present, for [`DatasetError::MissingClass`]:
@@ -308,27 +305,12 @@ fn subfolders(dir: &Path) -> Result<Vec<String>, DatasetError> {
     Ok(names)
 }
 
-/// The scan files of one class folder, sorted by file name.
+/// The scans of one class folder ([`crate::format::list_scans`]), sorted by file name.
 fn list_scans(class_dir: &Path) -> Result<Vec<PathBuf>, DatasetError> {
-    let io_error = |source| DatasetError::Io {
+    crate::format::list_scans(class_dir).map_err(|source| DatasetError::Io {
         path: class_dir.to_owned(),
         source,
-    };
-    let mut names = Vec::new();
-    for entry in fs::read_dir(class_dir).map_err(io_error)? {
-        let entry = entry.map_err(io_error)?;
-        let name = entry.file_name();
-        let text = name.to_string_lossy();
-        let path = entry.path();
-        // A non-hidden sub-folder holding DICOM files is one scan (a DICOM series).
-        if (is_scan_file_name(&text) && path.is_file())
-            || (!text.starts_with('.') && crate::dicom::is_dicom_folder(&path))
-        {
-            names.push(name);
-        }
-    }
-    names.sort();
-    Ok(names.into_iter().map(|name| class_dir.join(name)).collect())
+    })
 }
 
 #[cfg(test)]

@@ -3,9 +3,10 @@
 //! Everything ct3d does to a CT scan before a network sees it, with no deep-learning dependency
 //! so that it builds and tests in seconds:
 //!
-//! - [`nifti_io`]: read and write NIfTI-1 files (`.nii`, `.nii.gz`, `.hdr`/`.img`) into a [`Volume`];
-//! - [`dicom`]: read a folder holding a DICOM series into a [`Volume`] as `dcm2niix` converts it, and
-//!   [`scan`]: one reader for both (a folder is a DICOM series, a file NIfTI);
+//! - [`nifti`] (also `nifti_io`): read and write NIfTI-1 files (`.nii`, `.nii.gz`, `.hdr`/`.img`) into a [`Volume`];
+//! - [`dicom`]: read a folder holding a DICOM series into a [`Volume`] as `dcm2niix` converts it;
+//! - [`format`]: the `ScanFormat` seam, the one place that recognises a path as a scan format
+//!   (a folder is a DICOM series, a file NIfTI) and reads it ([`scan`] keeps its old paths);
 //! - [`preprocess`]: the Keras example's `process_scan` (HU window, 90° rotation, linear zoom),
 //!   number for number with scipy;
 //! - [`spline`]: scipy.ndimage-exact B-spline prefiltering, affine rotation and zoom;
@@ -27,8 +28,9 @@ pub mod cache;
 pub mod cache_admin;
 pub mod dataset;
 pub mod dicom;
+pub mod format;
 pub mod manifest;
-pub mod nifti_io;
+pub mod nifti;
 pub mod preprocess;
 pub mod rng;
 pub mod scan;
@@ -37,3 +39,6 @@ pub mod synth;
 pub mod volume;
 
 pub use volume::{Affine, Volume};
+
+/// The former name of [`nifti`], kept so that `ct3d_volume::nifti_io::…` paths still work.
+pub use nifti as nifti_io;

@@ -121,11 +121,11 @@ pub enum ConfigError {
 pub enum PreprocessError {
     /// The scan could not be read (the message names the file).
     #[error(transparent)]
-    Read(#[from] crate::nifti_io::ReadError),
+    Read(#[from] crate::nifti::ReadError),
     /// The DICOM series folder could not be read, or a series was selected on a file (the message
     /// names the folder or file).
     #[error(transparent)]
-    Scan(crate::scan::ScanError),
+    Scan(crate::format::ScanError),
     /// The parameters are invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -226,7 +226,7 @@ fn is_float(volume: &Volume) -> bool {
         .is_some_and(|d| d.starts_with("float"))
 }
 
-/// Reads a scan (a NIfTI file or a DICOM series folder, see [`crate::scan::read_scan`]) and
+/// Reads a scan (a NIfTI file or a DICOM series folder, see [`crate::format::read_scan`]) and
 /// applies the seed's pipeline: HU window → [0, 1], rotate 90°, zoom to `size` (see
 /// [`process_volume`]). A volume that is already preprocessed ([`not_raw_hu_reason`]) is
 /// refused with [`PreprocessError::AlreadyPreprocessed`].
@@ -246,17 +246,17 @@ pub fn process_scan(
     process(&volume, config, Some(path))
 }
 
-/// Reads a scan as [`crate::scan::read_scan`] does, refusing one that is not in Hounsfield units
-/// ([`not_raw_hu_reason`]; the header is only consulted for floating-point NIfTI files).
+/// Reads a scan as [`crate::format::read_scan`] does, refusing one that is not in Hounsfield units
+/// ([`not_raw_hu_reason`]; the description the scan records, see
+/// [`crate::format::description`], is only consulted for floating-point volumes).
 pub fn read_raw_scan(path: &Path, series: Option<&str>) -> Result<Volume, PreprocessError> {
-    let volume = crate::scan::read_scan(path, series).map_err(|e| match e {
-        crate::scan::ScanError::Nifti(e) => PreprocessError::Read(e),
+    let volume = crate::format::read_scan(path, series).map_err(|e| match e {
+        crate::format::ScanError::Nifti(e) => PreprocessError::Read(e),
         other => PreprocessError::Scan(other),
     })?;
-    let description = (is_float(&volume) && !path.is_dir())
-        .then(|| crate::nifti_io::read_header(path).ok())
-        .flatten()
-        .map(|h| h.description);
+    let description = is_float(&volume)
+        .then(|| crate::format::description(path))
+        .flatten();
     match not_raw_hu_reason(&volume, description.as_deref()) {
         Some(reason) => Err(PreprocessError::AlreadyPreprocessed {
             path: path.to_owned(),
@@ -898,10 +898,10 @@ mod tests {
         let out = process_volume(&raw, &config).unwrap();
         let marked = dir.path().join("marked.nii");
         let description = output_description(&config);
-        crate::nifti_io::write_volume_described(
+        crate::nifti::write_volume_described(
             &marked,
             &out,
-            crate::nifti_io::OutputDtype::F32,
+            crate::nifti::OutputDtype::F32,
             &description,
         )
         .unwrap();
@@ -917,12 +917,12 @@ mod tests {
         );
         // Without the mark, the [0, 1] range gives it away.
         let plain = dir.path().join("plain.nii");
-        crate::nifti_io::write_volume(&plain, &out, crate::nifti_io::OutputDtype::F32).unwrap();
+        crate::nifti::write_volume(&plain, &out, crate::nifti::OutputDtype::F32).unwrap();
         let message = process_file(&plain, &config).unwrap_err().to_string();
         assert!(message.contains("[0, 1]"), "{message}");
         // The raw scan, stored as float32 too, is fine.
         let hu = dir.path().join("hu.nii");
-        crate::nifti_io::write_volume(&hu, &raw, crate::nifti_io::OutputDtype::F32).unwrap();
+        crate::nifti::write_volume(&hu, &raw, crate::nifti::OutputDtype::F32).unwrap();
         assert_eq!(process_file(&hu, &config).unwrap().data(), out.data());
     }
 

@@ -19,7 +19,7 @@ use ct3d_model::weights::load_weights;
 use ct3d_model::{DeviceChoice, Network, predict_proba};
 use ct3d_volume::Volume;
 use ct3d_volume::cache::{self, PrepareOptions, PreparedItem};
-use ct3d_volume::dataset::{Dataset, DatasetItem, is_scan_file_name};
+use ct3d_volume::dataset::{Dataset, DatasetItem};
 use ct3d_volume::preprocess::{PreprocessError, description_mismatch};
 use serde::Serialize;
 
@@ -379,29 +379,14 @@ pub struct Prediction {
     pub class: String,
 }
 
-/// Expands directories into the scans they hold (sorted): NIfTI files and sub-folders holding a
-/// DICOM series. A folder that itself holds DICOM files is one scan (a DICOM series); files are
-/// kept as given.
+/// Expands directories into the scans they hold (sorted, as [`ct3d_volume::format::list_scans`]
+/// lists them: NIfTI files and sub-folders holding a DICOM series). A folder that is itself a
+/// scan (one holding DICOM files) is kept, as are files.
 pub fn expand_inputs(inputs: &[PathBuf]) -> Vec<PathBuf> {
     let mut scans = Vec::new();
     for input in inputs {
-        if ct3d_volume::scan::is_dicom_series(input) {
-            scans.push(input.clone());
-        } else if input.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(input)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|entry| entry.path())
-                .filter(|path| {
-                    let name = path.file_name().and_then(|n| n.to_str());
-                    (path.is_file() && name.is_some_and(is_scan_file_name))
-                        || (name.is_some_and(|n| !n.starts_with('.'))
-                            && ct3d_volume::scan::is_dicom_series(path))
-                })
-                .collect();
-            found.sort();
-            scans.extend(found);
+        if input.is_dir() && !ct3d_volume::format::is_scan(input) {
+            scans.extend(ct3d_volume::format::list_scans(input).unwrap_or_default());
         } else {
             scans.push(input.clone());
         }
@@ -447,14 +432,12 @@ pub fn predict_model_ready(
     path: &Path,
     series: Option<&str>,
 ) -> Result<Prediction, TrainError> {
-    let volume =
-        ct3d_volume::scan::read_scan(path, series).map_err(|e| TrainError::Scan(e.to_string()))?;
+    let volume = ct3d_volume::format::read_scan(path, series)
+        .map_err(|e| TrainError::Scan(e.to_string()))?;
     check_model_ready(&volume, path, run.config.train.model.input)?;
     // `ct3d preprocess` records its parameters: other ones than the run's give wrong answers.
-    let recorded = (!path.is_dir())
-        .then(|| ct3d_volume::nifti_io::read_header(path).ok())
-        .flatten()
-        .and_then(|h| description_mismatch(&h.description, &run.config.train.preprocess));
+    let recorded = ct3d_volume::format::description(path)
+        .and_then(|text| description_mismatch(&text, &run.config.train.preprocess));
     if let Some(difference) = recorded {
         return Err(TrainError::Scan(format!(
             "{}: preprocessed with other parameters than the run's: {difference} (preprocess \
