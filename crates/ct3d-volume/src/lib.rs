@@ -3,10 +3,12 @@
 //! Everything ct3d does to a CT scan before a network sees it, with no deep-learning dependency
 //! so that it builds and tests in seconds:
 //!
-//! - [`nifti`] (also `nifti_io`): read and write NIfTI-1 files (`.nii`, `.nii.gz`, `.hdr`/`.img`) into a [`Volume`];
+//! - [`nifti`] (also reachable as `nifti_io`): read and write NIfTI-1 files (`.nii`, `.nii.gz`,
+//!   `.hdr`/`.img`) into a [`Volume`];
 //! - [`dicom`]: read a folder holding a DICOM series into a [`Volume`] as `dcm2niix` converts it;
-//! - [`format`]: the `ScanFormat` seam, the one place that recognises a path as a scan format
-//!   (a folder is a DICOM series, a file NIfTI) and reads it ([`scan`] keeps its old paths);
+//! - [`format`](mod@format): the `ScanFormat` seam, the one place that recognises a path as a
+//!   scan format (a folder is a DICOM series, a file NIfTI) and reads it ([`scan`] keeps its old
+//!   paths);
 //! - [`preprocess`]: the Keras example's `process_scan` (HU window, 90° rotation, linear zoom),
 //!   number for number with scipy;
 //! - [`spline`]: scipy.ndimage-exact B-spline prefiltering, affine rotation and zoom;

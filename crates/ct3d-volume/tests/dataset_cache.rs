@@ -757,6 +757,29 @@ fn failing_scan_fails_the_run_with_its_path() {
     let bad = root.join("CT-0/b.nii.gz").display().to_string();
     // The path appears once, not repeated by the cache around the pipeline's own message.
     assert_eq!(message, format!("{bad}: cannot decode scan"));
+    // The pipeline's message is the error's own, not also its cause: a chain printed at the
+    // binary's edge shows it once.
+    assert!(std::error::Error::source(&err).is_none());
+}
+
+#[test]
+fn invalid_settings_are_refused_before_any_scan_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = small_dataset(&dir.path().join("data"));
+    let config = PreprocessConfig {
+        hu_min: 400.0,
+        hu_max: -1000.0,
+        ..PreprocessConfig::default()
+    };
+    let cache = dir.path().join("cache");
+    let err = ct3d_volume::cache::prepare_default(&dataset, &cache, &options(&config), |_| {})
+        .unwrap_err();
+    assert!(matches!(err, CacheError::Settings(_)), "{err}");
+    one_line(&err.to_string());
+    assert!(
+        !cache.exists(),
+        "nothing is created for settings that cannot work"
+    );
 }
 
 #[test]

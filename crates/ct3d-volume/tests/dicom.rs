@@ -29,7 +29,7 @@ const AXIAL: [f64; 6] = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0];
 
 /// One slice to write.
 #[derive(Clone)]
-struct SliceSpec {
+pub(crate) struct SliceSpec {
     rows: usize,
     columns: usize,
     position: [f64; 3],
@@ -187,7 +187,7 @@ fn unique() -> usize {
 /// A series of `count` axial slices at `z0 + k·dz` (k = 0..count), stored values distinct per
 /// slice, per-slice rescaling, files named and numbered in an order that disagrees with the
 /// geometry. Returns the specs in geometric order (k).
-fn axial_series(dir: &Path, count: usize, z0: f64, dz: f64) -> Vec<SliceSpec> {
+pub(crate) fn axial_series(dir: &Path, count: usize, z0: f64, dz: f64) -> Vec<SliceSpec> {
     fs::create_dir_all(dir).unwrap();
     // File names and instance numbers deliberately scrambled.
     let names = ["m", "c", "x", "a", "q", "f", "b", "z"];

@@ -7,6 +7,7 @@ mod support;
 
 mod dataset_cache;
 mod dicom;
+mod format;
 mod manifest;
 mod nifti_io;
 mod parity;

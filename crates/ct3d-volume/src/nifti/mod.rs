@@ -56,7 +56,8 @@ use std::path::{Path, PathBuf};
 use flate2::Compression;
 use flate2::bufread::MultiGzDecoder;
 use flate2::write::GzEncoder;
-use nifti::{NiftiHeader, NiftiType};
+// The nifti-rs crate (this module shares its name).
+use ::nifti::{NiftiHeader, NiftiType};
 
 use crate::volume::Provenance;
 use crate::{Affine, Volume};
