@@ -91,37 +91,9 @@ pub fn load_run(
     })
 }
 
-/// One scan's score.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ScanScore {
-    /// The scan file.
-    pub path: PathBuf,
-    /// Its true label (0 or 1).
-    pub label: u8,
-    /// The model's probability of label 1.
-    pub probability: f32,
-}
-
-/// The result of `ct3d eval`.
-#[derive(Debug, Clone, Serialize)]
-pub struct Evaluation {
-    /// Which data was evaluated: `recorded` (the scans the run's `config.json` lists) or
-    /// `other: PATH` (another data folder or manifest, not the run's recorded scans).
-    pub data: String,
-    /// Which scans were evaluated (`val` or `all`).
-    pub split: String,
-    /// Recorded scans left out because they no longer exist (only when allowed).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub missing: Vec<PathBuf>,
-    /// Recorded scans whose bytes changed since training, scored as they are now (only when
-    /// allowed).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub changed: Vec<PathBuf>,
-    /// The metrics.
-    pub metrics: BinaryMetrics,
-    /// Per-scan probabilities.
-    pub scans: Vec<ScanScore>,
-}
+// What an evaluation produces lives with the metrics, so that pictures of it need not sit
+// above the inference that computes it.
+pub use crate::metrics::{Evaluation, ScanScore};
 
 /// Evaluates `run` on another data folder `data`, or (`None`) on its recorded scans (refusing
 /// missing or changed ones), on the validation part or on every scan.

@@ -5,6 +5,38 @@
 
 use serde::{Deserialize, Serialize};
 
+/// One scan's score.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScanScore {
+    /// The scan file.
+    pub path: std::path::PathBuf,
+    /// Its true label (0 or 1).
+    pub label: u8,
+    /// The model's probability of label 1.
+    pub probability: f32,
+}
+
+/// The result of `ct3d eval`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Evaluation {
+    /// Which data was evaluated: `recorded` (the scans the run's `config.json` lists) or
+    /// `other: PATH` (another data folder or manifest, not the run's recorded scans).
+    pub data: String,
+    /// Which scans were evaluated (`val` or `all`).
+    pub split: String,
+    /// Recorded scans left out because they no longer exist (only when allowed).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<std::path::PathBuf>,
+    /// Recorded scans whose bytes changed since training, scored as they are now (only when
+    /// allowed).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changed: Vec<std::path::PathBuf>,
+    /// The metrics.
+    pub metrics: BinaryMetrics,
+    /// Per-scan probabilities.
+    pub scans: Vec<ScanScore>,
+}
+
 /// Counts of the four outcomes at threshold 0.5.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Confusion {

@@ -8,8 +8,7 @@ use ct3d_volume::atomic::write_bytes_atomic;
 
 use crate::config::Classes;
 use crate::history::{EpochRecord, from_csv};
-use crate::inference::Evaluation;
-use crate::metrics::roc_curve;
+use crate::metrics::{Evaluation, roc_curve};
 use crate::run::RunDir;
 
 /// Size of the curves figure in pixels (two panels side by side).
