@@ -13,7 +13,7 @@ epoch=${EPOCH:-1}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-cargo build --release -q -p ct3d
+cargo build --release -q -p ct3d-cli
 bin=target/release/ct3d
 echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem/ {print $2}') GiB"
 echo "# $(rustc --version); $("$python" -c 'import tensorflow as tf; print("tensorflow", tf.__version__)' 2>/dev/null)"

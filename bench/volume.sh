@@ -11,7 +11,7 @@ scans=${SCANS:-200}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-cargo build --release -q -p ct3d -p ct3d-volume --example bench_preprocess
+cargo build --release -q -p ct3d-cli -p ct3d-volume --example bench_preprocess
 bin=target/release/ct3d
 
 echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"

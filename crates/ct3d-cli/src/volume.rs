@@ -286,12 +286,7 @@ impl SynthArgs {
     /// Writes the phantom dataset with a progress bar.
     pub fn run(self) -> Result<()> {
         let (out, normal, abnormal, seed) = (&self.out, self.normal, self.abnormal, self.seed);
-        let defaults = PhantomConfig::default();
-        let config = PhantomConfig {
-            shape_xy: self.size_xy,
-            depth: self.depth.map_or(defaults.depth.clone(), |d| d..=d),
-            ..defaults
-        };
+        let config = PhantomConfig::sized(self.size_xy, self.depth);
         config.validate()?;
         let started = Instant::now();
         let bar = progress::bar((normal + abnormal) as u64, "synth");

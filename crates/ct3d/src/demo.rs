@@ -248,12 +248,7 @@ pub fn run_demo(
 
     observer.step(&DemoStep::Synthesise { per_class: n });
     let started = Instant::now();
-    let defaults = PhantomConfig::default();
-    let phantoms = PhantomConfig {
-        shape_xy: settings.size_xy,
-        depth: settings.depth.map_or(defaults.depth.clone(), |d| d..=d),
-        ..defaults
-    };
+    let phantoms = PhantomConfig::sized(settings.size_xy, settings.depth);
     phantoms.validate()?;
     let done = std::sync::atomic::AtomicUsize::new(0);
     let paths = synth::write_dataset(

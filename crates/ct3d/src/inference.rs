@@ -29,7 +29,7 @@ use crate::data::loader;
 use crate::data::source::{DataSource, prepared_patients};
 use crate::data::split::Split;
 use crate::error::{RecordedDataError, TrainError};
-use crate::metrics::{BinaryMetrics, binary_metrics};
+use crate::metrics::binary_metrics;
 use crate::run::RunDir;
 
 /// Batches assembled ahead of the model, like the example's `prefetch(2)`.

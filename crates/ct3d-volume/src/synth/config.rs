@@ -48,6 +48,17 @@ impl Default for PhantomConfig {
 }
 
 impl PhantomConfig {
+    /// The default phantoms at `shape_xy` voxels in-plane, with `depth` slices (`None`: drawn
+    /// from the default range, like MosMedData).
+    pub fn sized(shape_xy: usize, depth: Option<usize>) -> Self {
+        let defaults = Self::default();
+        Self {
+            shape_xy,
+            depth: depth.map_or(defaults.depth.clone(), |d| d..=d),
+            ..defaults
+        }
+    }
+
     /// Checks every field; the error names the first bad one.
     pub fn validate(&self) -> Result<(), SynthError> {
         let invalid = |reason: String| Err(SynthError::InvalidConfig { reason });
