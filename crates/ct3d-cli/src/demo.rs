@@ -157,27 +157,16 @@ impl DemoObserver for DemoConsole {
     }
 
     fn predicted(&self, run: &LoadedRun, prediction: &Prediction) {
-        let classes = &run.config.train.classes;
         println!("{}:", prediction.path.display());
-        for line in ct3d::evaluate::prediction_sentences(
-            prediction.probability,
-            &classes.negative_name,
-            &classes.positive_name,
-        ) {
-            println!("{line}");
-        }
+        crate::model::print_sentences(&run.config.train.classes, prediction.probability);
     }
 
     fn wrote(&self, path: &Path) {
-        if path.extension().is_some_and(|e| e == "html") {
-            let size = std::fs::metadata(path).map_or(0, |m| m.len()) / 1024;
-            println!(
-                "wrote {} ({size} KiB, self-contained; open it in a browser)",
-                path.display()
-            );
-        } else {
-            println!("wrote {}", path.display());
-        }
+        println!("wrote {}", path.display());
+    }
+
+    fn reported(&self, path: &Path, html_bytes: usize) {
+        crate::pictures::print_report_written(path, html_bytes);
     }
 }
 

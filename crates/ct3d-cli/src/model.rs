@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 use clap::Args;
 use ct3d::evaluate::{self, EvalSplit, Evaluation, LoadedRun, WeightsChoice, prediction_sentences};
+use ct3d::run::Classes;
 use ct3d::train::TrainError;
 use ct3d_model::bench::{Timing, bench_predict, bench_train_step};
 use ct3d_model::{Architecture, DeviceChoice, ModelConfig};
@@ -276,13 +277,7 @@ impl PredictArgs {
                         if scans.len() > 1 {
                             println!("{}:", scan.display());
                         }
-                        for line in prediction_sentences(
-                            p.probability,
-                            &classes.negative_name,
-                            &classes.positive_name,
-                        ) {
-                            println!("{line}");
-                        }
+                        print_sentences(classes, p.probability);
                     }
                     rows.push(PredictRow {
                         path: p.path,
@@ -325,6 +320,13 @@ impl PredictArgs {
                 scans.len()
             ),
         }
+    }
+}
+
+/// The example's two sentences for a probability of the positive class.
+pub fn print_sentences(classes: &Classes, probability: f32) {
+    for line in prediction_sentences(probability, &classes.negative_name, &classes.positive_name) {
+        println!("{line}");
     }
 }
 

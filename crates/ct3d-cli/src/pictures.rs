@@ -257,10 +257,15 @@ fn report(
     })?;
     crate::model::warn_changed_data(&report.evaluation);
     write_report(&report.html, &output)?;
+    print_report_written(&output, report.html.len());
+    Ok(output)
+}
+
+/// The line that says where the report is, as `report` and `demo` print it.
+pub fn print_report_written(path: &Path, html_bytes: usize) {
     println!(
         "wrote {} ({} KiB, self-contained; open it in a browser)",
-        output.display(),
-        report.html.len() / 1024
+        path.display(),
+        html_bytes / 1024
     );
-    Ok(output)
 }

@@ -134,17 +134,23 @@ pub struct TrainOptions {
 /// Training fraction of the default split (the example's 70/30); `cv` records it unchanged.
 const DEFAULT_TRAIN_FRACTION: f64 = 0.7;
 
+/// Exits as clap does for an invalid value (usage error, exit code 2) unless `spec` is a valid
+/// fold of a valid fold count.
+fn exit_unless_valid(spec: FoldSpec) {
+    if let Err(error) = spec.validate() {
+        use clap::CommandFactory as _;
+        crate::Cli::command()
+            .error(clap::error::ErrorKind::ValueValidation, error)
+            .exit();
+    }
+}
+
 impl TrainArgs {
     /// Checks the folds and the resources, then trains. `matches` are `train`'s parsed flags:
     /// a resumed run refuses a typed setting that differs from the recorded one.
     pub fn run(self, matches: Option<&clap::ArgMatches>) -> Result<()> {
-        if let (Some(count), Some(fold)) = (self.folds, self.fold)
-            && let Err(error) = (FoldSpec { count, fold }).validate()
-        {
-            use clap::CommandFactory as _;
-            crate::Cli::command()
-                .error(clap::error::ErrorKind::ValueValidation, error)
-                .exit();
+        if let (Some(count), Some(fold)) = (self.folds, self.fold) {
+            exit_unless_valid(FoldSpec { count, fold });
         }
         let seed_was_chosen = self.options.seed.is_none();
         let yes = self.options.yes.yes;
@@ -186,17 +192,10 @@ impl TrainArgs {
 impl CvArgs {
     /// Checks the fold count and the resources, then cross-validates.
     pub fn run(self) -> Result<()> {
-        if let Err(error) = (FoldSpec {
+        exit_unless_valid(FoldSpec {
             count: self.folds,
             fold: 1,
-        })
-        .validate()
-        {
-            use clap::CommandFactory as _;
-            crate::Cli::command()
-                .error(clap::error::ErrorKind::ValueValidation, error)
-                .exit();
-        }
+        });
         let seed = self
             .options
             .seed

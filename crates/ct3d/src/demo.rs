@@ -169,8 +169,10 @@ pub trait DemoObserver: Sync {
     fn evaluated(&self, _run: &LoadedRun, _evaluation: &Evaluation, _pictures: &[PathBuf; 2]) {}
     /// A held-out scan is predicted.
     fn predicted(&self, _run: &LoadedRun, _prediction: &Prediction) {}
-    /// A picture or the report is written.
+    /// A picture is written.
     fn wrote(&self, _path: &Path) {}
+    /// The HTML report (`html_bytes` long) is written.
+    fn reported(&self, _path: &Path, _html_bytes: usize) {}
 }
 
 /// What the demo produced.
@@ -311,7 +313,7 @@ pub fn run_demo(
     let built = report::build_report(&loaded, WeightsChoice::Best, &ReportOptions::default())?;
     let report = out.join("report.html");
     report::write_report(&built.html, &report)?;
-    observer.wrote(&report);
+    observer.reported(&report, built.html.len());
     Ok(DemoOutcome {
         run,
         trained,

@@ -559,6 +559,10 @@ fn the_demo_is_a_library_call() {
         fn wrote(&self, path: &Path) {
             self.1.lock().unwrap().push(path.to_owned());
         }
+        fn reported(&self, path: &Path, html_bytes: usize) {
+            assert_eq!(fs::metadata(path).unwrap().len(), html_bytes as u64);
+            self.1.lock().unwrap().push(path.to_owned());
+        }
     }
 
     let dir = tempfile::tempdir().unwrap();
