@@ -2,12 +2,20 @@
 //! library's types (the library has no clap: `WeightsArg` becomes `WeightsChoice`, and so on).
 
 use std::path::PathBuf;
+use std::sync::LazyLock;
 
 use clap::Args;
 use ct3d::evaluate::{EvalSplit, WeightsChoice};
 use ct3d::train::DataSource;
 use ct3d_model::DeviceChoice;
-use ct3d_volume::preprocess::PreprocessConfig;
+use ct3d_volume::preprocess::{ConfigError, DEFAULT_SIZE, PreprocessConfig, PreprocessParams};
+
+/// `--size`'s default as typed (`128,128,64`): the library's [`DEFAULT_SIZE`], written once.
+pub fn default_size() -> &'static str {
+    static TEXT: LazyLock<String> =
+        LazyLock::new(|| DEFAULT_SIZE.map(|side| side.to_string()).join(","));
+    &TEXT
+}
 
 /// `n` and the noun, in the plural unless `n` is 1: "1 epoch", "2 epochs", "0 scans".
 pub fn count(n: usize, noun: &str) -> String {
@@ -111,7 +119,7 @@ pub fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
 #[derive(Debug, Args)]
 pub struct PreprocessFlags {
     /// Output size in voxels as W,H,D (the example uses 128,128,64).
-    #[arg(long, value_name = "W,H,D", default_value = "128,128,64", value_parser = parse_size)]
+    #[arg(long, value_name = "W,H,D", default_value = default_size(), value_parser = parse_size)]
     pub size: [usize; 3],
     /// Hounsfield window as MIN,MAX; values outside are clipped, then scaled to [0, 1].
     #[arg(long, value_name = "MIN,MAX", default_value = "-1000,400", value_parser = parse_window, allow_hyphen_values = true)]
@@ -229,13 +237,14 @@ impl EvalDataArgs {
 }
 
 impl PreprocessFlags {
-    /// The library's preprocessing parameters.
-    pub fn config(&self) -> PreprocessConfig {
-        PreprocessConfig {
+    /// The library's preprocessing settings, checked.
+    pub fn config(&self) -> Result<PreprocessConfig, ConfigError> {
+        PreprocessParams {
             hu_min: self.hu_window[0],
             hu_max: self.hu_window[1],
             size: self.size,
         }
+        .check()
     }
 }
 

@@ -9,11 +9,11 @@ use ct3d::evaluate::{self, EvalSplit, Evaluation, LoadedRun, WeightsChoice, pred
 use ct3d::run::Classes;
 use ct3d::train::TrainError;
 use ct3d_model::bench::{Timing, bench_predict, bench_train_step};
-use ct3d_model::{Architecture, DeviceChoice, ModelConfig};
+use ct3d_model::{Architecture, DeviceChoice, ModelParams};
 
 use crate::args::{
     ArchitectureArgs, DeviceArgs, EvalDataArgs, SeriesArg, SplitArg, WeightsArg, at_least_one,
-    count, parse_size,
+    count, default_size, parse_size,
 };
 
 /// The flags of `ct3d eval` (its help text is on [`crate::cli::Command`]).
@@ -403,7 +403,7 @@ fn predict_csv(rows: &[PredictRow]) -> Result<String> {
 #[derive(Debug, Args)]
 pub struct SummaryArgs {
     /// Input size W,H,D.
-    #[arg(long, value_name = "W,H,D", default_value = "128,128,64", value_parser = parse_size)]
+    #[arg(long, value_name = "W,H,D", default_value = default_size(), value_parser = parse_size)]
     size: [usize; 3],
     #[command(flatten)]
     architecture: ArchitectureArgs,
@@ -412,12 +412,12 @@ pub struct SummaryArgs {
 impl SummaryArgs {
     /// Prints the layer table of the model these flags describe.
     pub fn run(self) -> Result<()> {
-        let config = ModelConfig {
-            input: self.size,
+        let config = ModelParams {
             filters: self.architecture.filters.0,
             dense: self.architecture.dense,
-            ..ModelConfig::default()
-        };
+            ..ModelParams::default()
+        }
+        .at(self.size);
         // The CLI's one architecture: the seed CNN.
         let architecture = Architecture::default();
         architecture.validate(&config)?;
@@ -433,7 +433,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 2, value_parser = at_least_one())]
     batch: usize,
     /// Input size W,H,D.
-    #[arg(long, value_name = "W,H,D", default_value = "128,128,64", value_parser = parse_size)]
+    #[arg(long, value_name = "W,H,D", default_value = default_size(), value_parser = parse_size)]
     size: [usize; 3],
     /// Timed repetitions of each measurement.
     #[arg(long, default_value_t = 5, value_parser = at_least_one())]
@@ -460,10 +460,7 @@ impl BenchArgs {
         let resolved = device.resolve()?;
         // The CLI benchmarks the seed CNN at the requested input size.
         let architecture = Architecture::default();
-        let config = ModelConfig {
-            input: size,
-            ..ModelConfig::default()
-        };
+        let config = ModelParams::default().at(size);
         if check_cpu {
             let cpu = DeviceChoice::Cpu.resolve()?;
             let agreement = ct3d_model::bench::compare_devices(

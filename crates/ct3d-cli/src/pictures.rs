@@ -34,13 +34,13 @@ pub struct PictureArgs {
 
 impl PictureArgs {
     /// Where the volume to draw comes from.
-    fn source(self, scan: &std::path::Path) -> VolumeSource<'_> {
-        VolumeSource {
+    fn source(self, scan: &std::path::Path) -> Result<VolumeSource<'_>> {
+        Ok(VolumeSource {
             scan,
-            preprocess: (!self.raw).then(|| self.preprocess.config()),
+            preprocess: (!self.raw).then(|| self.preprocess.config()).transpose()?,
             augment_angle: self.augment_angle,
             series: self.series.uid,
-        }
+        })
     }
 }
 
@@ -94,7 +94,7 @@ impl ShowArgs {
     /// Draws one slice.
     pub fn run(self) -> Result<()> {
         let (slice, scale, output) = (self.slice, self.scale, &self.output);
-        let source = self.picture.source(&self.scan);
+        let source = self.picture.source(&self.scan)?;
         let source = &source;
         // An unsupported output name is refused before the (possibly slow) reading.
         picture_format(output)?;
@@ -147,7 +147,7 @@ impl MontageArgs {
             first: self.first,
         };
         let (scale, output) = (self.scale, &self.output);
-        let source = self.picture.source(&self.scan);
+        let source = self.picture.source(&self.scan)?;
         let source = &source;
         picture_format(output)?;
         let volume = source.load()?;

@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use ct3d::folds::FoldSpec;
+use ct3d::config::{ConfigError, TrainParams};
+use ct3d::folds::{FoldError, FoldSpec};
 use ct3d::history::{EpochRecord, keras_line};
 use ct3d::run::{Classes, ScheduleChange, TrainConfig};
 use ct3d::train::{self, DataSource, TrainError, TrainObserver, TrainOutcome, TrainRequest};
-use ct3d_model::{AdamConfig, ExponentialDecay, ModelConfig};
+use ct3d_model::{AdamConfig, ExponentialDecay, ModelParams};
 use indicatif::ProgressBar;
 
 use crate::args::{
@@ -140,8 +141,40 @@ fn exit_unless_valid(spec: FoldSpec) {
     if let Err(error) = spec.validate() {
         use clap::CommandFactory as _;
         crate::Cli::command()
-            .error(clap::error::ErrorKind::ValueValidation, error)
+            .error(
+                clap::error::ErrorKind::ValueValidation,
+                folds_in_flag_terms(&error),
+            )
             .exit();
+    }
+}
+
+/// A fold error as the flags `--folds` and `--fold` say it (the library speaks of folds).
+fn folds_in_flag_terms(error: &FoldError) -> String {
+    match error {
+        FoldError::TooFewFolds(count) => {
+            format!("--folds {count}: cross-validation needs at least 2 folds")
+        }
+        FoldError::NoSuchFold { fold, count } => {
+            format!("--fold {fold}: folds are numbered 1 to {count}")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// A configuration error as the flags say it: the library names a setting by its `config.json`
+/// key (`epochs`, `train_fraction`), the user typed its flag (`--epochs`, `--split`).
+fn in_flag_terms(error: ConfigError) -> anyhow::Error {
+    match error {
+        ConfigError::OutOfRange { key, reason } => {
+            let flag = TRAIN_SETTINGS
+                .iter()
+                .find(|(_, _, keys)| keys.contains(&key))
+                .map_or(key, |(_, flag, _)| flag);
+            anyhow::anyhow!("{flag} {reason}")
+        }
+        ConfigError::Folds(error) => anyhow::anyhow!(folds_in_flag_terms(&error)),
+        other => other.into(),
     }
 }
 
@@ -154,7 +187,7 @@ impl TrainArgs {
         }
         let seed_was_chosen = self.options.seed.is_none();
         let yes = self.options.yes.yes;
-        let mut request = self.into_request();
+        let mut request = self.into_request()?;
         if let Some(matches) = matches {
             request.given = given_settings(matches);
         }
@@ -162,19 +195,19 @@ impl TrainArgs {
         train(request, seed_was_chosen)
     }
 
-    fn into_request(mut self) -> TrainRequest {
-        let mut config = self.options.config(self.options.seed, self.split);
-        config.folds = self
+    fn into_request(mut self) -> Result<TrainRequest> {
+        let folds = self
             .folds
             .zip(self.fold)
             .map(|(count, fold)| FoldSpec { count, fold });
+        let config = self.options.config(self.options.seed, self.split, folds)?;
         let source = self.data.source();
         let cache = self.options.cache(&source);
         let (data, manifest) = match &source {
             DataSource::Folder(dir) => (dir.clone(), None),
             DataSource::Manifest(csv) => (source.folder(), Some(csv.clone())),
         };
-        TrainRequest {
+        Ok(TrainRequest {
             cache,
             data,
             manifest,
@@ -185,7 +218,7 @@ impl TrainArgs {
             force: self.force,
             skip_bad: self.options.skip_bad,
             given: Vec::new(),
-        }
+        })
     }
 }
 
@@ -202,15 +235,15 @@ impl CvArgs {
             .or_else(|| ct3d::cv::recorded_seed(&self.out));
         let seed_was_chosen = seed.is_none();
         let yes = self.options.yes.yes;
-        let request = self.into_request(seed);
+        let request = self.into_request(seed)?;
         YesArg { yes }.check(|| ct3d::resources::check_cv(&request))?;
         cv(request, seed_was_chosen)
     }
 
-    fn into_request(mut self, seed: Option<u64>) -> ct3d::cv::CvRequest {
-        let config = self.options.config(seed, DEFAULT_TRAIN_FRACTION);
+    fn into_request(mut self, seed: Option<u64>) -> Result<ct3d::cv::CvRequest> {
+        let config = self.options.config(seed, DEFAULT_TRAIN_FRACTION, None)?;
         let source = self.data.source();
-        ct3d::cv::CvRequest {
+        Ok(ct3d::cv::CvRequest {
             cache: self.options.cache(&source),
             source,
             out: self.out,
@@ -219,15 +252,20 @@ impl CvArgs {
             device: self.options.device.device,
             force: self.force,
             skip_bad: self.options.skip_bad,
-        }
+        })
     }
 }
 
 impl TrainOptions {
-    /// The hyper-parameters, with `seed` (or a random one), `train_fraction` and no folds.
-    fn config(&mut self, seed: Option<u64>, train_fraction: f64) -> TrainConfig {
-        let preprocess = self.preprocess.config();
-        TrainConfig {
+    /// The hyper-parameters, with `seed` (or a random one), `train_fraction` and `folds`,
+    /// checked (errors name the flags).
+    fn config(
+        &mut self,
+        seed: Option<u64>,
+        train_fraction: f64,
+        folds: Option<FoldSpec>,
+    ) -> Result<TrainConfig> {
+        let params = TrainParams {
             epochs: self.epochs,
             batch_size: self.batch_size,
             schedule: ExponentialDecay {
@@ -241,23 +279,23 @@ impl TrainOptions {
             train_fraction,
             augment: (!self.no_augment).into(),
             seed: seed.unwrap_or_else(crate::random_seed),
-            model: ModelConfig {
-                input: preprocess.size,
+            model: ModelParams {
                 filters: std::mem::take(&mut self.architecture.filters.0),
                 dense: self.architecture.dense,
                 dropout: self.dropout,
                 batch_norm_momentum: self.batch_norm_momentum,
             },
             architecture: ct3d_model::Architecture::default(),
-            preprocess,
+            preprocess: self.preprocess.config()?,
             classes: Classes {
                 negative_folder: std::mem::take(&mut self.classes.negative),
                 positive_folder: std::mem::take(&mut self.classes.positive),
                 negative_name: std::mem::take(&mut self.negative_name),
                 positive_name: std::mem::take(&mut self.positive_name),
             },
-            folds: None,
-        }
+            folds,
+        };
+        params.check().map_err(in_flag_terms)
     }
 
     /// `--cache`, or the default next to the data (for a manifest: next to the manifest).
@@ -742,10 +780,12 @@ mod tests {
         use clap::CommandFactory as _;
         let cli = crate::Cli::command();
         let train = cli.find_subcommand("train").unwrap();
-        let config = ct3d::run::TrainConfig {
+        let config = TrainParams {
             folds: Some(ct3d::folds::FoldSpec { count: 2, fold: 1 }),
             ..Default::default()
-        };
+        }
+        .check()
+        .unwrap();
         let json = serde_json::to_value(config).unwrap();
         for (id, flag, keys) in TRAIN_SETTINGS {
             let arg = train

@@ -107,7 +107,7 @@ impl PreprocessArgs {
     /// Preprocesses one scan and writes it as float32 NIfTI.
     pub fn run(self) -> Result<()> {
         let (scan, output) = (&self.scan, &self.output);
-        let config = self.preprocess.config();
+        let config = self.preprocess.config()?;
         let volume = preprocess::process_scan(scan, self.series.uid.as_deref(), &config)?;
         // The header says what the file is, so that `predict` and `prepare` can refuse it as input.
         nifti_io::write_volume_described(
@@ -185,14 +185,13 @@ impl PrepareArgs {
     /// Checks that the cache fits, then preprocesses every scan into it in parallel.
     pub fn run(self) -> Result<()> {
         let source = self.data.source();
-        let config = self.preprocess.config();
+        let config = self.preprocess.config()?;
         let (cache, skip_bad, jobs) = (&self.cache, self.skip_bad, self.jobs);
         let (negative, positive) = (&self.classes.negative, &self.classes.positive);
         let workers = jobs.map_or_else(rayon::current_num_threads, |n| n.max(1));
         self.yes.check(|| {
             ct3d::resources::check_prepare(&source, cache, [negative, positive], &config, workers)
         })?;
-        config.validate()?;
         let dataset = match &source {
             DataSource::Folder(dir) => Dataset::from_class_folders(dir, negative, positive)?,
             DataSource::Manifest(csv) => Dataset::from_manifest(csv, negative, positive)?,

@@ -37,6 +37,6 @@ pub use seed_cnn as model;
 
 pub use architecture::{Architecture, Classifier, Network};
 pub use device::{DeviceChoice, DeviceSelectionError};
-pub use seed_cnn::{Model, ModelConfig, ModelError, ParamCounts};
+pub use seed_cnn::{Model, ModelConfig, ModelError, ModelParams, ParamCounts};
 pub use train_step::{Adam, AdamConfig, ExponentialDecay, StepOutcome, predict_proba, train_step};
 pub use weights::{ParamName, WeightsError};

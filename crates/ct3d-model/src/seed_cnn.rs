@@ -30,6 +30,7 @@ use crate::architecture::{Classifier, Dropout};
 use crate::ops;
 use crate::summary::{SummaryRow, SummaryTable};
 use crate::weights::ParamName;
+use ct3d_volume::preprocess::DEFAULT_SIZE;
 use ct3d_volume::rng::SplitMix64;
 
 /// Side of every convolution kernel (Keras `kernel_size=3`).
@@ -39,11 +40,11 @@ pub const BATCH_NORM_EPSILON: f64 = 1e-3;
 /// Keras BatchNormalization default momentum (weight of the old moving statistic).
 pub const KERAS_BATCH_NORM_MOMENTUM: f64 = 0.99;
 
-/// The architecture's hyper-parameters. [`Default`] is the seed's model.
+/// The network's hyper-parameters apart from its input size: what a run records under `model`
+/// in `config.json`. A run's input size is its preprocessing size, one value, so the two are
+/// joined only when the network is built ([`ModelParams::at`]). [`Default`] is the seed's model.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ModelConfig {
-    /// Input volume size `[x, y, z]` in voxels (the seed's `width, height, depth`).
-    pub input: [usize; 3],
+pub struct ModelParams {
     /// Filters of each Conv3D block, in order; one block per entry.
     pub filters: Vec<usize>,
     /// Units of the hidden dense layer.
@@ -58,19 +59,60 @@ pub struct ModelConfig {
     pub batch_norm_momentum: f64,
 }
 
+impl Default for ModelParams {
+    fn default() -> Self {
+        Self {
+            filters: vec![64, 64, 128, 256],
+            dense: 512,
+            dropout: 0.3,
+            batch_norm_momentum: KERAS_BATCH_NORM_MOMENTUM,
+        }
+    }
+}
+
+impl ModelParams {
+    /// The network for inputs of `input` = `[x, y, z]` voxels.
+    pub fn at(&self, input: [usize; 3]) -> ModelConfig {
+        let ModelParams {
+            filters,
+            dense,
+            dropout,
+            batch_norm_momentum,
+        } = self.clone();
+        ModelConfig {
+            input,
+            filters,
+            dense,
+            dropout,
+            batch_norm_momentum,
+        }
+    }
+}
+
+/// A network of fixed input size: [`ModelParams`] with `input`. [`Default`] is the seed's model
+/// on the seed's [`DEFAULT_SIZE`] volumes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    /// Input volume size `[x, y, z]` in voxels (the seed's `width, height, depth`).
+    pub input: [usize; 3],
+    /// As [`ModelParams::filters`].
+    pub filters: Vec<usize>,
+    /// As [`ModelParams::dense`].
+    pub dense: usize,
+    /// As [`ModelParams::dropout`].
+    pub dropout: f64,
+    /// As [`ModelParams::batch_norm_momentum`].
+    #[serde(default = "keras_batch_norm_momentum")]
+    pub batch_norm_momentum: f64,
+}
+
 fn keras_batch_norm_momentum() -> f64 {
     KERAS_BATCH_NORM_MOMENTUM
 }
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        Self {
-            input: [128, 128, 64],
-            filters: vec![64, 64, 128, 256],
-            dense: 512,
-            dropout: 0.3,
-            batch_norm_momentum: KERAS_BATCH_NORM_MOMENTUM,
-        }
+        ModelParams::default().at(DEFAULT_SIZE)
     }
 }
 
@@ -162,6 +204,16 @@ impl ModelConfig {
     /// which must stay ≥ 1 (46 for the seed's four blocks).
     pub fn min_input_size(&self) -> usize {
         (0..self.filters.len()).fold(1, |after, _| 2 * after + KERNEL - 1)
+    }
+
+    /// The hyper-parameters without the input size.
+    pub fn params(&self) -> ModelParams {
+        ModelParams {
+            filters: self.filters.clone(),
+            dense: self.dense,
+            dropout: self.dropout,
+            batch_norm_momentum: self.batch_norm_momentum,
+        }
     }
 
     /// Checks every hyper-parameter; all other methods assume a valid configuration.

@@ -30,31 +30,36 @@ use rayon::prelude::*;
 use crate::spline::{self, LinearTap};
 use crate::{Affine, Volume};
 
-/// Preprocessing parameters (the seed's defaults via [`Default`]).
+/// The seed's output size `[x, y, z]` in voxels (its `width, height, depth`: 128×128×64), the
+/// default of every size setting (preprocessing, the model's input, the CLI's `--size`).
+pub const DEFAULT_SIZE: [usize; 3] = [128, 128, 64];
+
+/// Preprocessing as the user wrote it (the seed's defaults via [`Default`]), not yet checked:
+/// [`PreprocessParams::check`] turns it into the [`PreprocessConfig`] every function here takes.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct PreprocessConfig {
+pub struct PreprocessParams {
     /// Lower end of the HU window (seed: -1000).
     pub hu_min: f32,
     /// Upper end of the HU window (seed: 400).
     pub hu_max: f32,
-    /// Output `[x, y, z]` size in voxels (seed: 128×128×64).
+    /// Output `[x, y, z]` size in voxels (seed: [`DEFAULT_SIZE`]).
     pub size: [usize; 3],
 }
 
-impl Default for PreprocessConfig {
+impl Default for PreprocessParams {
     fn default() -> Self {
         Self {
             hu_min: -1000.0,
             hu_max: 400.0,
-            size: [128, 128, 64],
+            size: DEFAULT_SIZE,
         }
     }
 }
 
-impl PreprocessConfig {
-    /// Checks the parameters: a finite, non-empty HU window (`hu_min < hu_max`) and an output size
-    /// of at least one voxel per axis whose voxel count fits in memory addressing.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+impl PreprocessParams {
+    /// Checks the parameters once: a finite, non-empty HU window (`hu_min < hu_max`) and an output
+    /// size of at least one voxel per axis whose voxel count fits in memory addressing.
+    pub fn check(self) -> Result<PreprocessConfig, ConfigError> {
         let (hu_min, hu_max) = (self.hu_min, self.hu_max);
         if !hu_min.is_finite() || !hu_max.is_finite() {
             return Err(ConfigError::NonFiniteWindow { hu_min, hu_max });
@@ -75,11 +80,64 @@ impl PreprocessConfig {
         {
             return Err(ConfigError::TooLarge { size: self.size });
         }
-        Ok(())
+        Ok(PreprocessConfig(self))
     }
 }
 
-/// Invalid [`PreprocessConfig`] values.
+/// Checked preprocessing settings: only [`PreprocessParams::check`] (or deserializing, which
+/// checks) makes one, so nothing that takes it validates again. Its fields are read through
+/// [`Deref`](std::ops::Deref) (`config.size`); to change one, go back to the parameters
+/// ([`PreprocessConfig::params`]) and check again. Serializes as the parameters' fields.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "PreprocessParams", into = "PreprocessParams")]
+pub struct PreprocessConfig(PreprocessParams);
+
+impl Default for PreprocessConfig {
+    /// The seed's settings (valid: see the test `the_defaults_are_valid`).
+    fn default() -> Self {
+        Self(PreprocessParams::default())
+    }
+}
+
+impl std::ops::Deref for PreprocessConfig {
+    type Target = PreprocessParams;
+
+    fn deref(&self) -> &PreprocessParams {
+        &self.0
+    }
+}
+
+impl PreprocessConfig {
+    /// The seed's settings with another output size `[x, y, z]` (voxels).
+    pub fn sized(size: [usize; 3]) -> Result<Self, ConfigError> {
+        PreprocessParams {
+            size,
+            ..PreprocessParams::default()
+        }
+        .check()
+    }
+
+    /// A copy of the parameters, to change and [`check`](PreprocessParams::check) again.
+    pub fn params(&self) -> PreprocessParams {
+        self.0.clone()
+    }
+}
+
+impl TryFrom<PreprocessParams> for PreprocessConfig {
+    type Error = ConfigError;
+
+    fn try_from(params: PreprocessParams) -> Result<Self, ConfigError> {
+        params.check()
+    }
+}
+
+impl From<PreprocessConfig> for PreprocessParams {
+    fn from(config: PreprocessConfig) -> Self {
+        config.0
+    }
+}
+
+/// Invalid [`PreprocessParams`] values.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ConfigError {
     /// A window bound is NaN or infinite.
@@ -241,7 +299,6 @@ pub fn process_scan(
     series: Option<&str>,
     config: &PreprocessConfig,
 ) -> Result<Volume, PreprocessError> {
-    config.validate()?;
     let volume = read_raw_scan(path, series)?;
     process(&volume, config, Some(path))
 }
@@ -286,7 +343,6 @@ fn process(
     config: &PreprocessConfig,
     path: Option<&Path>,
 ) -> Result<Volume, PreprocessError> {
-    config.validate()?;
     let shape = volume.shape();
     if volume.is_empty() {
         let origin = path.or(volume.provenance.path.as_deref());
@@ -350,7 +406,7 @@ impl HuWindow {
     const SHORTCUT_MAX_INTEGERS: f32 = 1_048_576.0;
 
     /// The window `[hu_min, hu_max]` in Hounsfield units (valid when `hu_min < hu_max`, both
-    /// finite; see [`PreprocessConfig::validate`]).
+    /// finite; see [`PreprocessParams::check`]).
     pub fn new(hu_min: f32, hu_max: f32) -> Self {
         let low_f64 = f64::from(hu_min);
         let width = f64::from(hu_max) - low_f64;
@@ -790,33 +846,38 @@ mod tests {
     #[test]
     fn invalid_settings_are_rejected_in_one_line() {
         let cases = [
-            PreprocessConfig {
+            PreprocessParams {
                 hu_min: 400.0,
                 hu_max: 400.0,
                 ..Default::default()
             },
-            PreprocessConfig {
+            PreprocessParams {
                 hu_min: f32::NAN,
                 ..Default::default()
             },
-            PreprocessConfig {
+            PreprocessParams {
                 size: [128, 0, 64],
                 ..Default::default()
             },
-            PreprocessConfig {
+            PreprocessParams {
                 size: [usize::MAX, 2, 1],
                 ..Default::default()
             },
         ];
-        for config in cases {
-            let err = process_volume(&Volume::filled([2, 2, 2], 0.0), &config).unwrap_err();
-            let message = err.to_string();
+        for params in cases {
+            let message = params.check().unwrap_err().to_string();
             assert!(
                 message.starts_with("invalid preprocessing settings") && !message.contains('\n'),
                 "{message}"
             );
         }
-        assert!(PreprocessConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn the_defaults_are_valid() {
+        let checked = PreprocessParams::default().check().unwrap();
+        assert_eq!(checked, PreprocessConfig::default());
+        assert_eq!(checked.size, DEFAULT_SIZE);
     }
 
     #[test]
@@ -849,10 +910,14 @@ mod tests {
         v.data_mut()[1] = -1000.0;
         assert_eq!(not_raw_hu_reason(&v, None), None);
         // ct3d preprocess's header mark is decisive whatever the values.
-        let description = output_description(&PreprocessConfig {
-            size: [48, 40, 32],
-            ..Default::default()
-        });
+        let description = output_description(
+            &PreprocessParams {
+                size: [48, 40, 32],
+                ..Default::default()
+            }
+            .check()
+            .unwrap(),
+        );
         assert_eq!(
             description,
             format!(
@@ -866,16 +931,20 @@ mod tests {
                 .contains(&description)
         );
         assert_eq!(not_raw_hu_reason(&v, Some("ct3d")), None);
-        let same = PreprocessConfig {
+        let same = PreprocessParams {
             size: [48, 40, 32],
             ..Default::default()
-        };
+        }
+        .check()
+        .unwrap();
         assert_eq!(description_mismatch(&description, &same), None);
-        let other = PreprocessConfig {
+        let other = PreprocessParams {
             hu_min: -900.0,
             hu_max: 300.0,
             size: [48, 40, 33],
-        };
+        }
+        .check()
+        .unwrap();
         assert_eq!(
             description_mismatch(&description, &other).unwrap(),
             "size=48,40,32 (expected size=48,40,33), window=-1000,400 (expected window=-900,300)"
@@ -890,10 +959,12 @@ mod tests {
     #[test]
     fn process_file_refuses_its_own_output() {
         let dir = tempfile::tempdir().unwrap();
-        let config = PreprocessConfig {
+        let config = PreprocessParams {
             size: [6, 6, 4],
             ..Default::default()
-        };
+        }
+        .check()
+        .unwrap();
         let raw = phantom([10, 10, 5]);
         let out = process_volume(&raw, &config).unwrap();
         let marked = dir.path().join("marked.nii");
@@ -940,10 +1011,12 @@ mod tests {
     /// The fused path against the general one (normalise, cubic rotation, scipy-order zoom).
     fn assert_fused_matches_general(shape: [usize; 3], size: [usize; 3]) {
         let v = phantom(shape);
-        let config = PreprocessConfig {
+        let config = PreprocessParams {
             size,
             ..Default::default()
-        };
+        }
+        .check()
+        .unwrap();
         let fused = process_volume(&v, &config).unwrap();
         let general = spline::zoom_linear_factors(
             &spline::rotate_planes(&normalize_hu(&v, -1000.0, 400.0), 90.0),
@@ -988,10 +1061,12 @@ mod tests {
         ];
         let out = process_volume(
             &v,
-            &PreprocessConfig {
+            &PreprocessParams {
                 size: [4, 4, 3],
                 ..Default::default()
-            },
+            }
+            .check()
+            .unwrap(),
         )
         .unwrap();
         assert_eq!(out.spacing, [0.8 * 3.0, 0.7 * 3.0, 5.0 * 2.0]);

@@ -14,7 +14,7 @@ use ct3d_volume::cache::{
 use ct3d_volume::dataset::{
     DEFAULT_NEGATIVE_CLASS, DEFAULT_POSITIVE_CLASS, Dataset, DatasetError, is_scan_file_name,
 };
-use ct3d_volume::preprocess::PreprocessConfig;
+use ct3d_volume::preprocess::{PreprocessConfig, PreprocessParams};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -451,10 +451,12 @@ fn changed_parameter_reprocesses_everything() {
         &FakeProcess::new(&config),
     );
 
-    let changed = PreprocessConfig {
+    let changed = PreprocessParams {
         hu_max: 500.0,
-        ..config.clone()
-    };
+        ..config.params()
+    }
+    .check()
+    .unwrap();
     let fake = FakeProcess::new(&changed);
     let second = run(&dataset, &cache, &options(&changed), &fake);
     assert_eq!(fake.calls(), 4);
@@ -762,23 +764,29 @@ fn failing_scan_fails_the_run_with_its_path() {
     assert!(std::error::Error::source(&err).is_none());
 }
 
+/// Settings that cannot work never reach the cache: they cannot be checked into a
+/// `PreprocessConfig` (so no scan is read and no folder created), neither from the parameters nor
+/// from JSON such as a cache's recorded settings.
 #[test]
 fn invalid_settings_are_refused_before_any_scan_is_read() {
-    let dir = tempfile::tempdir().unwrap();
-    let dataset = small_dataset(&dir.path().join("data"));
-    let config = PreprocessConfig {
+    let params = PreprocessParams {
         hu_min: 400.0,
         hu_max: -1000.0,
-        ..PreprocessConfig::default()
+        ..PreprocessParams::default()
     };
-    let cache = dir.path().join("cache");
-    let err = ct3d_volume::cache::prepare_default(&dataset, &cache, &options(&config), |_| {})
-        .unwrap_err();
-    assert!(matches!(err, CacheError::Settings(_)), "{err}");
+    let err = params.clone().check().unwrap_err();
     one_line(&err.to_string());
+    assert!(err.to_string().contains("400"), "{err}");
+    let json = serde_json::to_string(&params).unwrap();
+    let read = serde_json::from_str::<PreprocessConfig>(&json).unwrap_err();
     assert!(
-        !cache.exists(),
-        "nothing is created for settings that cannot work"
+        read.to_string().contains("invalid preprocessing settings"),
+        "{read}"
+    );
+    let good = serde_json::to_string(&PreprocessConfig::default()).unwrap();
+    assert_eq!(
+        serde_json::from_str::<PreprocessConfig>(&good).unwrap(),
+        PreprocessConfig::default()
     );
 }
 
@@ -921,15 +929,19 @@ fn cache_usage_groups_entries_and_clean_removes_only_entries() {
     let dir = tempfile::tempdir().unwrap();
     let dataset = small_dataset(&dir.path().join("data"));
     let cache = dir.path().join("cache");
-    let small = PreprocessConfig {
+    let small = PreprocessParams {
         size: [4, 4, 4],
-        ..PreprocessConfig::default()
-    };
-    let large = PreprocessConfig {
+        ..PreprocessParams::default()
+    }
+    .check()
+    .unwrap();
+    let large = PreprocessParams {
         size: [6, 6, 6],
         hu_min: -900.0,
         hu_max: 300.0,
-    };
+    }
+    .check()
+    .unwrap();
     prepare_sized(&dataset, &cache, &small);
     prepare_sized(&dataset, &cache, &large);
     let entry_bytes = |size| CacheEntry::file_len(size).unwrap();
@@ -1037,10 +1049,12 @@ fn plan_prepare_counts_what_is_not_cached_yet() {
     let dir = tempfile::tempdir().unwrap();
     let dataset = small_dataset(&dir.path().join("data"));
     let cache = dir.path().join("cache");
-    let config = PreprocessConfig {
+    let config = PreprocessParams {
         size: [4, 4, 4],
-        ..PreprocessConfig::default()
-    };
+        ..PreprocessParams::default()
+    }
+    .check()
+    .unwrap();
     let plan = plan_prepare(&dataset, &cache, &config);
     assert_eq!((plan.items, plan.cached, plan.to_compute.len()), (4, 0, 4));
     assert_eq!(
@@ -1053,10 +1067,12 @@ fn plan_prepare_counts_what_is_not_cached_yet() {
     assert_eq!((plan.cached, plan.to_compute.len()), (4, 0));
     assert_eq!(plan.bytes_to_add(config.size), 0);
     // Other parameters, a changed scan, a removed entry: to compute.
-    let other = PreprocessConfig {
+    let other = PreprocessParams {
         size: [5, 5, 5],
-        ..config.clone()
-    };
+        ..config.params()
+    }
+    .check()
+    .unwrap();
     assert_eq!(plan_prepare(&dataset, &cache, &other).to_compute.len(), 4);
     let changed = &dataset.items()[0].path;
     write(changed, b"scan a, changed");

@@ -12,7 +12,7 @@ use ct3d_volume::cache::{PrepareOptions, prepare_default};
 use ct3d_volume::dataset::Dataset;
 use ct3d_volume::dicom::{DicomError, list_series, read_dicom_series};
 use ct3d_volume::nifti_io::{self, OutputDtype};
-use ct3d_volume::preprocess::PreprocessConfig;
+use ct3d_volume::preprocess::PreprocessParams;
 use ct3d_volume::scan::{ScanError, read_scan};
 use dicom_core::value::{PixelFragmentSequence, Value};
 use dicom_core::{DataElement, PrimitiveValue, VR};
@@ -787,10 +787,12 @@ fn datasets_list_series_folders_and_prepare_hashes_their_files() {
     );
 
     let options = PrepareOptions {
-        config: PreprocessConfig {
+        config: PreprocessParams {
             size: [4, 4, 2],
-            ..PreprocessConfig::default()
-        },
+            ..PreprocessParams::default()
+        }
+        .check()
+        .unwrap(),
         ..PrepareOptions::default()
     };
     let cache = tmp.path().join("cache");

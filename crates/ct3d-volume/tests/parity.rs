@@ -4,7 +4,7 @@
 
 use crate::support::{golden, golden_dir, max_abs_error};
 use ct3d_volume::augment::rotate_augment;
-use ct3d_volume::preprocess::{PreprocessConfig, process_volume};
+use ct3d_volume::preprocess::{PreprocessParams, process_volume};
 use ct3d_volume::spline::{
     cos_degrees, rotate_planes, sin_degrees, spline_prefilter_plane, zoom_linear_factors,
 };
@@ -59,11 +59,13 @@ fn preprocessing_matches_scipy() {
             .iter()
             .map(|v| v.as_u64().unwrap() as usize)
             .collect();
-        let config = PreprocessConfig {
+        let config = PreprocessParams {
             hu_min: number(&case, "hu_min") as f32,
             hu_max: number(&case, "hu_max") as f32,
             size: [size[0], size[1], size[2]],
-        };
+        }
+        .check()
+        .unwrap();
         let out = process_volume(&input, &config).unwrap();
         check(
             &format!("preprocess {name}"),
@@ -98,10 +100,12 @@ fn zoom_rounding_edge_gives_zero_last_planes_like_scipy() {
             .iter()
             .map(|v| v.as_u64().unwrap() as usize)
             .collect();
-        let config = PreprocessConfig {
+        let config = PreprocessParams {
             size: [size[0], size[1], size[2]],
             ..Default::default()
-        };
+        }
+        .check()
+        .unwrap();
         let out = process_volume(&golden(&text(&case, "input")).to_volume(), &config).unwrap();
         let [nx, ny, nz] = out.shape();
         let zero_x = (0..ny).all(|y| (0..nz).all(|z| out.get(nx - 1, y, z) == 0.0));

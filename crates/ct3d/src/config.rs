@@ -5,9 +5,11 @@
 
 use std::path::PathBuf;
 
-use ct3d_model::{AdamConfig, Architecture, ExponentialDecay, ModelConfig};
+use ct3d_model::{AdamConfig, Architecture, ExponentialDecay, ModelConfig, ModelParams};
 use ct3d_volume::augment::Augmentations;
 use ct3d_volume::preprocess::PreprocessConfig;
+#[cfg(test)]
+use ct3d_volume::preprocess::PreprocessParams;
 use serde::{Deserialize, Serialize};
 
 /// Class folder names and the words the prediction sentences use for them.
@@ -34,9 +36,15 @@ impl Default for Classes {
     }
 }
 
-/// Every hyper-parameter of a training run; [`Default`] is the Keras example's setting.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainConfig {
+/// Every hyper-parameter of a training run as the user wrote it; [`Default`] is the Keras
+/// example's setting. [`TrainParams::check`] turns it into the [`TrainConfig`] that training,
+/// evaluation and prediction take.
+///
+/// Serialized as `config.json`'s `train`, with `model.input` written beside the model's other
+/// fields (always `preprocess.size`; never read back), so that the file keeps the shape it has
+/// always had.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct TrainParams {
     /// Maximum number of epochs (seed: 100).
     pub epochs: usize,
     /// Volumes per training step (seed: 2).
@@ -55,10 +63,13 @@ pub struct TrainConfig {
     pub augment: Augmentations,
     /// Seed of initialisation, shuffling, augmentation and dropout.
     pub seed: u64,
-    /// Preprocessing of raw scans; its `size` is the model's input size.
+    /// Preprocessing of raw scans (checked on its own: [`PreprocessConfig`]); its `size` is also
+    /// the network's input size.
     pub preprocess: PreprocessConfig,
-    /// The network's hyper-parameters (its `input` always equals `preprocess.size`).
-    pub model: ModelConfig,
+    /// The network's hyper-parameters apart from its input size (see
+    /// [`TrainConfig::model_config`]). `config.json` also records `model.input`, which is
+    /// `preprocess.size`, and is ignored when read.
+    pub model: ModelParams,
     /// Which network `model` configures (`"seed_cnn"`). Absent in runs written before it was
     /// recorded, which all trained the seed CNN.
     #[serde(default)]
@@ -71,7 +82,7 @@ pub struct TrainConfig {
     pub folds: Option<FoldSpec>,
 }
 
-impl Default for TrainConfig {
+impl Default for TrainParams {
     fn default() -> Self {
         Self {
             epochs: 100,
@@ -83,7 +94,7 @@ impl Default for TrainConfig {
             augment: Augmentations::seed(),
             seed: 0,
             preprocess: PreprocessConfig::default(),
-            model: ModelConfig::default(),
+            model: ModelParams::default(),
             architecture: Architecture::default(),
             classes: Classes::default(),
             folds: None,
@@ -91,63 +102,150 @@ impl Default for TrainConfig {
     }
 }
 
-/// A training configuration that cannot run.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum ConfigError {
-    /// A numeric option out of range.
-    #[error("{option} {reason}")]
-    OutOfRange {
-        /// The option's name as the CLI spells it.
-        option: &'static str,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// The model or preprocessing settings are inconsistent.
-    #[error("{0}")]
-    Invalid(String),
+impl Serialize for TrainParams {
+    /// The derived form, except that `model` is written as the whole network, input size included
+    /// (see the type's documentation). Destructured, so a new field cannot be forgotten here.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let TrainParams {
+            epochs,
+            batch_size,
+            schedule,
+            adam,
+            patience,
+            train_fraction,
+            augment,
+            seed,
+            preprocess,
+            model,
+            architecture,
+            classes,
+            folds,
+        } = self;
+        let mut out = serializer.serialize_struct("TrainParams", 13)?;
+        out.serialize_field("epochs", epochs)?;
+        out.serialize_field("batch_size", batch_size)?;
+        out.serialize_field("schedule", schedule)?;
+        out.serialize_field("adam", adam)?;
+        out.serialize_field("patience", patience)?;
+        out.serialize_field("train_fraction", train_fraction)?;
+        out.serialize_field("augment", augment)?;
+        out.serialize_field("seed", seed)?;
+        out.serialize_field("preprocess", preprocess)?;
+        out.serialize_field("model", &model.at(preprocess.size))?;
+        out.serialize_field("architecture", architecture)?;
+        out.serialize_field("classes", classes)?;
+        match folds {
+            Some(folds) => out.serialize_field("folds", folds)?,
+            None => out.skip_field("folds")?,
+        }
+        out.end()
+    }
 }
 
-impl TrainConfig {
-    /// Checks everything once, so no function deeper down re-checks or panics.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let range = |option, ok: bool, reason: &str| {
+/// A training configuration that cannot run. Settings are named by their `config.json` keys
+/// (`epochs`, `schedule.initial`); the CLI says which flag sets each.
+#[derive(Debug, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    /// A numeric setting out of range.
+    #[error("{key} {reason}")]
+    OutOfRange {
+        /// The setting's key in `config.json`'s `train` (`epochs`, `batch_size`,
+        /// `train_fraction`, `schedule.initial`).
+        key: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The preprocessing settings cannot work.
+    #[error(transparent)]
+    Preprocess(#[from] ct3d_volume::preprocess::ConfigError),
+    /// The fold is not one of the folds.
+    #[error(transparent)]
+    Folds(#[from] FoldError),
+    /// The network cannot be built with these hyper-parameters on inputs of the preprocessing
+    /// size.
+    #[error(transparent)]
+    Model(#[from] ct3d_model::ModelError),
+}
+
+impl TrainParams {
+    /// Checks everything once, into the [`TrainConfig`] that no function deeper down re-checks.
+    pub fn check(self) -> Result<TrainConfig, ConfigError> {
+        let range = |key, ok: bool, reason| {
             if ok {
                 Ok(())
             } else {
-                Err(ConfigError::OutOfRange {
-                    option,
-                    reason: reason.to_owned(),
-                })
+                Err(ConfigError::OutOfRange { key, reason })
             }
         };
-        range("--epochs", self.epochs >= 1, "must be at least 1")?;
+        range("epochs", self.epochs >= 1, "must be at least 1")?;
         if let Some(spec) = &self.folds {
-            spec.validate()
-                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            spec.validate()?;
         }
-        range("--batch-size", self.batch_size >= 1, "must be at least 1")?;
+        range("batch_size", self.batch_size >= 1, "must be at least 1")?;
         range(
-            "--split",
+            "train_fraction",
             self.train_fraction > 0.0 && self.train_fraction < 1.0,
             "must be strictly between 0 and 1",
         )?;
         range(
-            "--learning-rate",
+            "schedule.initial",
             self.schedule.initial.is_finite() && self.schedule.initial > 0.0,
             "must be a positive number",
         )?;
-        self.preprocess
-            .validate()
-            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        if self.model.input != self.preprocess.size {
-            return Err(ConfigError::Invalid(format!(
-                "the model input {:?} differs from the preprocessing size {:?}",
-                self.model.input, self.preprocess.size
-            )));
-        }
         self.architecture
-            .validate(&self.model)
-            .map_err(|e| ConfigError::Invalid(e.to_string()))
+            .validate(&self.model.at(self.preprocess.size))?;
+        Ok(TrainConfig(self))
+    }
+}
+
+/// A checked training configuration: only [`TrainParams::check`] (or reading a `config.json`,
+/// which checks) makes one, so what takes it never validates again. Its settings are read
+/// through [`Deref`](std::ops::Deref) (`config.epochs`); to change one, take the parameters
+/// ([`TrainConfig::params`]) and check again. Serializes as [`TrainParams`] (`config.json`'s
+/// `train`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "TrainParams", into = "TrainParams")]
+pub struct TrainConfig(TrainParams);
+
+impl Default for TrainConfig {
+    /// The Keras example's setting (valid: see the test `the_defaults_are_valid`).
+    fn default() -> Self {
+        Self(TrainParams::default())
+    }
+}
+
+impl std::ops::Deref for TrainConfig {
+    type Target = TrainParams;
+
+    fn deref(&self) -> &TrainParams {
+        &self.0
+    }
+}
+
+impl TrainConfig {
+    /// The network to build: [`TrainParams::model`] on inputs of the preprocessing size.
+    pub fn model_config(&self) -> ModelConfig {
+        self.0.model.at(self.0.preprocess.size)
+    }
+
+    /// A copy of the parameters, to change and [`check`](TrainParams::check) again.
+    pub fn params(&self) -> TrainParams {
+        self.0.clone()
+    }
+}
+
+impl TryFrom<TrainParams> for TrainConfig {
+    type Error = ConfigError;
+
+    fn try_from(params: TrainParams) -> Result<Self, ConfigError> {
+        params.check()
+    }
+}
+
+impl From<TrainConfig> for TrainParams {
+    fn from(config: TrainConfig) -> Self {
+        config.0
     }
 }
 
@@ -220,14 +318,14 @@ pub struct FoldSpec {
     pub fold: usize,
 }
 
-/// Why folds could not be assigned. One line, naming the class or the option.
+/// Why folds could not be assigned. One line, naming the class or the fold.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FoldError {
     /// K below 2.
-    #[error("--folds {0}: cross-validation needs at least 2 folds")]
+    #[error("{0} folds: cross-validation needs at least 2")]
     TooFewFolds(usize),
     /// The fold number is outside 1..=K.
-    #[error("--fold {fold}: folds are numbered 1 to {count}")]
+    #[error("fold {fold}: folds are numbered 1 to {count}")]
     NoSuchFold {
         /// The fold asked for.
         fold: usize,
@@ -237,7 +335,7 @@ pub enum FoldError {
     /// A class has fewer scans than folds.
     #[error(
         "class {class:?} has {scans} {}: too few for {count} folds (every fold needs at least \
-         one scan of each class); use --folds {scans} or fewer",
+         one scan of each class); use {scans} folds or fewer",
         if *scans == 1 { "scan" } else { "scans" }
     )]
     ClassTooSmall {
@@ -346,10 +444,12 @@ mod tests {
     #[test]
     fn changed_augmentations_are_named_by_kind() {
         let recorded = TrainConfig::default();
-        let given = TrainConfig {
+        let given = TrainParams {
             augment: Augmentations::none(),
-            ..TrainConfig::default()
-        };
+            ..TrainParams::default()
+        }
+        .check()
+        .unwrap();
         let change = changed_setting(&recorded, &given, &["augment".to_owned()]).unwrap();
         assert_eq!(change.recorded, "random_rotation");
         assert_eq!(change.given, "none");
@@ -389,34 +489,153 @@ mod tests {
         let back: RunConfig = serde_json::from_value(json).unwrap();
         assert_eq!(back, config);
         // A fold of a cross-validation is recorded, and checked with the configuration.
-        let fold = TrainConfig {
+        let fold = TrainParams {
             folds: Some(FoldSpec { count: 3, fold: 2 }),
-            ..TrainConfig::default()
-        };
+            ..TrainParams::default()
+        }
+        .check()
+        .unwrap();
         let json = serde_json::to_value(&fold).unwrap();
         assert_eq!(json["folds"], serde_json::json!({"count": 3, "fold": 2}));
-        assert_eq!(fold.validate(), Ok(()));
-        let outside = TrainConfig {
+        assert_eq!(serde_json::from_value::<TrainConfig>(json).unwrap(), fold);
+        let outside = TrainParams {
             folds: Some(FoldSpec { count: 3, fold: 4 }),
-            ..TrainConfig::default()
+            ..TrainParams::default()
         };
         assert_eq!(
-            outside.validate().unwrap_err().to_string(),
-            "--fold 4: folds are numbered 1 to 3"
+            outside.clone().check().unwrap_err().to_string(),
+            "fold 4: folds are numbered 1 to 3"
         );
+        // A config.json that records such a fold does not load.
+        let json = serde_json::to_value(&outside).unwrap();
+        let err = serde_json::from_value::<TrainConfig>(json).unwrap_err();
+        assert!(err.to_string().contains("fold 4"), "{err}");
+    }
+
+    /// Every setting survives `config.json`; `model.input` is written (the preprocessing size)
+    /// but not read.
+    #[test]
+    fn every_setting_reads_back() {
+        let params = TrainParams {
+            epochs: 7,
+            batch_size: 3,
+            schedule: ExponentialDecay {
+                initial: 0.5,
+                decay_steps: 9,
+                rate: 0.25,
+                staircase: false,
+            },
+            adam: AdamConfig {
+                beta_1: 0.8,
+                ..AdamConfig::default()
+            },
+            patience: 4,
+            train_fraction: 0.6,
+            augment: Augmentations::none(),
+            seed: 99,
+            preprocess: PreprocessConfig::sized([50, 52, 54]).unwrap(),
+            model: ModelParams {
+                filters: vec![2, 3, 4, 5],
+                dense: 6,
+                dropout: 0.1,
+                batch_norm_momentum: 0.5,
+            },
+            architecture: Architecture::SeedCnn,
+            classes: Classes {
+                negative_folder: "a".into(),
+                positive_folder: "b".into(),
+                negative_name: "c".into(),
+                positive_name: "d".into(),
+            },
+            folds: Some(FoldSpec { count: 4, fold: 3 }),
+        };
+        let mut json = serde_json::to_value(&params).unwrap();
+        assert_eq!(json["model"]["input"], serde_json::json!([50, 52, 54]));
+        assert_eq!(
+            serde_json::from_value::<TrainParams>(json.clone()).unwrap(),
+            params
+        );
+        json["model"]["input"] = serde_json::json!([1, 1, 1]);
+        let read: TrainConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(read.model_config().input, [50, 52, 54]);
+    }
+
+    #[test]
+    fn the_defaults_are_valid() {
+        assert_eq!(
+            TrainParams::default().check().unwrap(),
+            TrainConfig::default()
+        );
+        let model = TrainConfig::default().model_config();
+        assert_eq!(model, ModelConfig::default());
+        assert_eq!(model.input, ct3d_volume::preprocess::DEFAULT_SIZE);
+    }
+
+    /// Settings are named by their keys in `config.json`, in the library's words.
+    #[test]
+    fn bad_settings_are_named_by_key() {
+        let cases = [
+            (
+                TrainParams {
+                    epochs: 0,
+                    ..TrainParams::default()
+                },
+                "epochs must be at least 1",
+            ),
+            (
+                TrainParams {
+                    batch_size: 0,
+                    ..TrainParams::default()
+                },
+                "batch_size must be at least 1",
+            ),
+            (
+                TrainParams {
+                    train_fraction: 1.0,
+                    ..TrainParams::default()
+                },
+                "train_fraction must be strictly between 0 and 1",
+            ),
+            (
+                TrainParams {
+                    schedule: ExponentialDecay {
+                        initial: f64::NAN,
+                        ..ExponentialDecay::default()
+                    },
+                    ..TrainParams::default()
+                },
+                "schedule.initial must be a positive number",
+            ),
+        ];
+        for (params, message) in cases {
+            assert_eq!(params.check().unwrap_err().to_string(), message);
+        }
+        // The network is checked on inputs of the preprocessing size (one value).
+        let small = TrainParams {
+            preprocess: PreprocessConfig::sized([20, 64, 64]).unwrap(),
+            ..TrainParams::default()
+        };
+        assert!(matches!(
+            small.check(),
+            Err(ConfigError::Model(
+                ct3d_model::ModelError::InputTooSmall { .. }
+            ))
+        ));
     }
 
     #[test]
     fn changed_settings_are_found_by_key() {
         let recorded = TrainConfig::default();
-        let given = TrainConfig {
+        let given = TrainParams {
             epochs: 3,
             schedule: ExponentialDecay {
                 initial: 0.5,
                 ..ExponentialDecay::default()
             },
-            ..TrainConfig::default()
-        };
+            ..TrainParams::default()
+        }
+        .check()
+        .unwrap();
         let keys = |list: &[&str]| list.iter().map(|k| (*k).to_owned()).collect::<Vec<_>>();
         assert_eq!(
             changed_setting(&recorded, &given, &keys(&["seed", "schedule.initial"])),
@@ -430,13 +649,17 @@ mod tests {
             changed_setting(&recorded, &given, &keys(&["seed", "model.filters"])),
             None
         );
-        let sized = TrainConfig {
-            preprocess: PreprocessConfig {
+        let sized = TrainParams {
+            preprocess: PreprocessParams {
                 size: [48, 48, 48],
-                ..PreprocessConfig::default()
-            },
-            ..TrainConfig::default()
-        };
+                ..PreprocessParams::default()
+            }
+            .check()
+            .unwrap(),
+            ..TrainParams::default()
+        }
+        .check()
+        .unwrap();
         let change = changed_setting(&recorded, &sized, &keys(&["preprocess.size"])).unwrap();
         assert_eq!(
             (change.recorded.as_str(), change.given.as_str()),

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use ct3d_volume::atomic::write_bytes_atomic;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{FoldError, FoldSpec, SplitPart, TrainConfig};
+use crate::config::{FoldError, FoldSpec, SplitPart, TrainConfig, TrainParams};
 use crate::data::source::DataSource;
 use crate::error::{RunError, TrainError};
 use crate::history::csv_display;
@@ -188,13 +188,15 @@ fn cross_validate(
     let mut per_fold = Vec::with_capacity(request.folds);
     for fold in 1..=request.folds {
         let dir = fold_dir(&request.out, fold);
-        let config = TrainConfig {
+        let config = TrainParams {
             folds: Some(FoldSpec {
                 count: request.folds,
                 fold,
             }),
-            ..request.config.clone()
-        };
+            ..request.config.params()
+        }
+        .check()
+        .map_err(TrainError::from)?;
         let run = RunDir::new(&dir);
         let start = if request.force || !run.config().exists() {
             FoldStart::New
@@ -488,11 +490,13 @@ mod tests {
     #[test]
     fn differing_settings_are_named() {
         let a = TrainConfig::default();
-        let b = TrainConfig {
+        let b = TrainParams {
             epochs: 3,
             seed: 9,
-            ..TrainConfig::default()
-        };
+            ..TrainParams::default()
+        }
+        .check()
+        .unwrap();
         assert_eq!(differences(&a, &b), vec!["epochs", "seed"]);
         assert!(differences(&a, &a).is_empty());
     }

@@ -9,12 +9,12 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ct3d_model::{DeviceChoice, ExponentialDecay, ModelConfig};
+use ct3d_model::{DeviceChoice, ExponentialDecay, ModelConfig, ModelParams};
 use ct3d_volume::nifti_io::{self, OutputDtype, WriteError};
 use ct3d_volume::preprocess::PreprocessConfig;
 use ct3d_volume::synth::{self, PhantomConfig, SynthError};
 
-use crate::config::TrainConfig;
+use crate::config::{ConfigError, TrainConfig, TrainParams};
 use crate::data::source::default_cache;
 use crate::error::TrainError;
 use crate::inference::{
@@ -281,7 +281,7 @@ pub fn run_demo(
         data: data.clone(),
         manifest: None,
         out: run.clone(),
-        config: train_config(settings),
+        config: train_config(settings).map_err(TrainError::from)?,
         device: options.device,
         resume: false,
         force: true,
@@ -324,8 +324,8 @@ pub fn run_demo(
 }
 
 /// The training configuration of `settings`: the example's, with the demo's sizes and seed.
-fn train_config(settings: &DemoSettings) -> TrainConfig {
-    TrainConfig {
+fn train_config(settings: &DemoSettings) -> Result<TrainConfig, ConfigError> {
+    Ok(TrainParams {
         epochs: settings.epochs,
         patience: settings.patience,
         batch_size: settings.batch_size,
@@ -334,19 +334,16 @@ fn train_config(settings: &DemoSettings) -> TrainConfig {
             initial: settings.learning_rate,
             ..Default::default()
         },
-        preprocess: PreprocessConfig {
-            size: settings.input,
-            ..PreprocessConfig::default()
-        },
-        model: ModelConfig {
-            input: settings.input,
+        preprocess: PreprocessConfig::sized(settings.input)?,
+        model: ModelParams {
             filters: settings.filters.clone(),
             dense: settings.dense,
             batch_norm_momentum: settings.batch_norm_momentum,
-            ..ModelConfig::default()
+            ..ModelParams::default()
         },
-        ..TrainConfig::default()
+        ..TrainParams::default()
     }
+    .check()?)
 }
 
 /// Refuses a non-empty `out` that the demo did not make: it would train on whatever scans are in
@@ -430,8 +427,9 @@ mod tests {
         assert_eq!(full.input, [128, 128, 64]);
         assert_eq!((full.epochs, full.patience, full.batch_size), (100, 15, 2));
         assert_eq!(full.learning_rate, 1e-4);
-        let config = train_config(&quick);
-        assert_eq!(config.model.input, config.preprocess.size);
+        let config = train_config(&quick).unwrap();
+        assert_eq!(config.model_config().input, quick.input);
+        assert_eq!(config.preprocess.size, quick.input);
         assert_eq!(config.seed, DEMO_SEED);
     }
 }

@@ -77,7 +77,7 @@ pub fn load_run(
     let config = dir.read_config()?;
     let device = device.resolve()?;
     let train = &config.train;
-    let model = train.architecture.init(&train.model, &device, 0)?;
+    let model = train.architecture.init(&train.model_config(), &device, 0)?;
     let path = match weights {
         WeightsChoice::Best => dir.best_weights(),
         WeightsChoice::Last => dir.last_weights(),
@@ -319,7 +319,7 @@ pub fn predict_items(
     config: &TrainConfig,
     device: &burn::tensor::Device,
 ) -> Result<(Vec<f32>, Vec<u8>), TrainError> {
-    let size = config.model.input;
+    let size = config.preprocess.size;
     let mut probabilities = Vec::with_capacity(indices.len());
     let mut labels = Vec::with_capacity(indices.len());
     loader::for_each_batch(
@@ -406,7 +406,7 @@ pub fn predict_model_ready(
 ) -> Result<Prediction, TrainError> {
     let volume = ct3d_volume::format::read_scan(path, series)
         .map_err(|e| TrainError::Scan(e.to_string()))?;
-    check_model_ready(&volume, path, run.config.train.model.input)?;
+    check_model_ready(&volume, path, run.config.train.preprocess.size)?;
     // `ct3d preprocess` records its parameters: other ones than the run's give wrong answers.
     let recorded = ct3d_volume::format::description(path)
         .and_then(|text| description_mismatch(&text, &run.config.train.preprocess));
@@ -466,7 +466,7 @@ pub fn check_model_ready(
 /// The model's prediction for the preprocessed `volume` of `scan`.
 fn predict_volume(run: &LoadedRun, scan: &Path, volume: &Volume) -> Result<Prediction, TrainError> {
     let train = &run.config.train;
-    let input = batch_from_volumes(&[volume], train.model.input, &run.device)?;
+    let input = batch_from_volumes(&[volume], train.preprocess.size, &run.device)?;
     let probability = predict_proba(&run.model, input)?[0];
     let class = if probability > 0.5 {
         &train.classes.positive_name

@@ -10,7 +10,9 @@
 //! imports only from the floors below it (a unit test below checks that there is no import cycle
 //! and no chain of more than five imports).
 //!
-//! 1. The ground: [`config`] (what a run is asked to be, and what `config.json` records),
+//! 1. The ground: [`config`] (what a run is asked to be, and what `config.json` records: the
+//!    user's [`config::TrainParams`] are checked once into the [`config::TrainConfig`] that
+//!    every function below takes and none re-validates),
 //!    [`metrics`], [`data::split`] (the train / validation split), [`data::loader`] (batches).
 //! 2. [`history`] and [`callbacks`] (what each epoch records and decides), and [`error`], the
 //!    library's one error type [`error::TrainError`].

@@ -468,7 +468,7 @@ fn render(page: &Page<'_>) -> String {
 
     // Configuration.
     let p = &train.preprocess;
-    let m = &train.model;
+    let m = &train.model_config();
     let params = m.param_counts();
     let filters: Vec<String> = m.filters.iter().map(|f| f.to_string()).collect();
     let rows: Vec<(&str, String)> = vec![

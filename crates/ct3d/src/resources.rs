@@ -244,8 +244,8 @@ impl Needs {
 }
 
 /// Refuses a `prepare` of the scans of `source` (with the `[negative, positive]` class folder or
-/// label names) on `workers` threads that would not fit (see the module docs). Invalid
-/// parameters or an unusable dataset are left to `prepare` to report.
+/// label names) on `workers` threads that would not fit (see the module docs). An unusable
+/// dataset is left to `prepare` to report.
 pub fn check_prepare(
     source: &DataSource,
     cache_dir: &Path,
@@ -253,9 +253,6 @@ pub fn check_prepare(
     preprocess: &PreprocessConfig,
     workers: usize,
 ) -> Result<(), ResourceError> {
-    if preprocess.validate().is_err() {
-        return Ok(());
-    }
     let dataset = match source {
         DataSource::Folder(dir) => Dataset::from_class_folders(dir, negative, positive).ok(),
         DataSource::Manifest(csv) => Dataset::from_manifest(csv, negative, positive).ok(),
@@ -268,9 +265,8 @@ pub fn check_prepare(
 }
 
 /// Refuses a training run that would not fit: its preparation and one training step (with the
-/// recorded configuration when resuming). Anything that keeps the run from starting anyway (an
-/// invalid configuration, a missing dataset, an existing run folder) is left to `train` to
-/// report.
+/// recorded configuration when resuming). Anything that keeps the run from starting anyway (a
+/// missing dataset, an existing run folder) is left to `train` to report.
 pub fn check_train(request: &TrainRequest) -> Result<(), ResourceError> {
     let config = if request.resume {
         match RunDir::new(&request.out).read_config() {
@@ -301,9 +297,6 @@ fn check_training(
     config: &TrainConfig,
     device: DeviceChoice,
 ) -> Result<(), ResourceError> {
-    if config.validate().is_err() {
-        return Ok(());
-    }
     let Ok(dataset) = source.load(&config.classes) else {
         return Ok(());
     };
@@ -312,7 +305,7 @@ fn check_training(
         cache_dir,
         &config.preprocess,
         rayon::current_num_threads(),
-        (device == DeviceChoice::Cpu).then_some((&config.model, config.batch_size)),
+        (device == DeviceChoice::Cpu).then_some((&config.model_config(), config.batch_size)),
     );
     refuse(&needs, cache_dir)
 }
@@ -482,10 +475,7 @@ mod tests {
         }
         let dataset = Dataset::from_class_folders(&data, "CT-0", "CT-23").unwrap();
         let cache = dir.path().join("cache");
-        let config = PreprocessConfig {
-            size: [10, 10, 10],
-            ..PreprocessConfig::default()
-        };
+        let config = PreprocessConfig::sized([10, 10, 10]).unwrap();
         let needs = estimate(&dataset, &cache, &config, 8, None);
         assert_eq!(needs.scans_to_prepare, 3);
         assert_eq!(

@@ -476,6 +476,7 @@ mod tests {
 
     #[test]
     fn old_configs_with_an_augment_flag_read_as_lists() {
+        use crate::config::TrainParams;
         use ct3d_volume::augment::Augmentations;
         // Runs recorded before the augmentation list wrote `"augment": true` or `false`.
         let mut json = serde_json::to_value(TrainConfig::default()).unwrap();
@@ -488,10 +489,12 @@ mod tests {
             assert_eq!(config.augment, list);
             assert_eq!(
                 config,
-                TrainConfig {
+                TrainParams {
                     augment: list.clone(),
-                    ..TrainConfig::default()
+                    ..TrainParams::default()
                 }
+                .check()
+                .unwrap()
             );
             // Written back, the list is recorded.
             let written = serde_json::to_value(&config).unwrap();
@@ -560,8 +563,9 @@ mod tests {
         fs::write(run.config(), OLD).unwrap();
         let config = run.read_config().unwrap();
         assert_eq!(config.train.architecture, Architecture::SeedCnn);
+        // Its `model.input` was always the preprocessing size, which the network now takes.
         assert_eq!(
-            config.train.model,
+            config.train.model_config(),
             ModelConfig {
                 input: [46, 46, 46],
                 filters: vec![4, 4, 8, 8],
@@ -570,12 +574,15 @@ mod tests {
                 batch_norm_momentum: 0.9,
             }
         );
-        config.train.validate().unwrap();
 
         run.write_config(&config).unwrap();
         let written: serde_json::Value =
             serde_json::from_str(&fs::read_to_string(run.config()).unwrap()).unwrap();
         assert_eq!(written["train"]["architecture"], "seed_cnn");
+        assert_eq!(
+            written["train"]["model"]["input"],
+            serde_json::json!([46, 46, 46])
+        );
         assert_eq!(run.read_config().unwrap(), config);
     }
 

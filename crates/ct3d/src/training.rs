@@ -18,7 +18,9 @@ use ct3d_model::{Adam, Network, train_step};
 use ct3d_volume::cache::PreparedItem;
 use ct3d_volume::rng::derive_seed;
 
-use crate::config::{DataFile, RunConfig, ScheduleChange, TrainConfig, changed_setting};
+use crate::config::{
+    DataFile, RunConfig, ScheduleChange, TrainConfig, TrainParams, changed_setting,
+};
 use crate::data::folds::run_split;
 use crate::data::loader::{self, Augmentation, streams};
 use crate::data::prepare::prepare_data;
@@ -85,7 +87,6 @@ pub fn train(
         run.refresh_copies(&state)?;
         (recorded, state)
     } else {
-        request.config.validate()?;
         // Refused before the (possibly long) preparation; the folder itself is only created
         // once the data is known to be usable, so a failed start leaves nothing behind.
         lock = claim_folder(request, &run)?;
@@ -162,7 +163,7 @@ pub fn train(
 
     let autodiff = device.clone().autodiff();
     let mut model = train_config.architecture.init(
-        &train_config.model,
+        &train_config.model_config(),
         &autodiff,
         derive_seed(train_config.seed, &[streams::INIT]),
     )?;
@@ -318,11 +319,11 @@ fn resume_settings(
     if !request.given.iter().any(|key| key == "epochs") || epochs == recorded.train.epochs {
         return Ok(None);
     }
-    TrainConfig {
+    let extended = TrainParams {
         epochs,
-        ..recorded.train.clone()
+        ..recorded.train.params()
     }
-    .validate()?;
+    .check()?;
     let completed = state.completed_epochs;
     if epochs < completed {
         return Err(TrainError::EpochsBelowCompleted {
@@ -342,7 +343,7 @@ fn resume_settings(
         from: recorded.train.epochs,
         to: epochs,
     };
-    recorded.train.epochs = epochs;
+    recorded.train = extended;
     recorded.schedule_changes.push(change.clone());
     state.finished = (epochs == completed).then(|| "completed".to_owned());
     Ok(Some(change))
@@ -375,7 +376,7 @@ fn train_epoch(
         epoch: epoch as u64,
     });
     let total_batches = order.len().div_ceil(config.batch_size);
-    let size = config.model.input;
+    let size = config.preprocess.size;
     let mut loss_sum = 0.0;
     let mut correct = 0usize;
     let mut seen = 0usize;

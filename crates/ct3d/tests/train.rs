@@ -9,14 +9,15 @@ use std::fs;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
+use ct3d::config::TrainParams;
 use ct3d::history::{EpochRecord, HISTORY_HEADER, from_csv};
 use ct3d::run::{RunDir, RunState, SplitPart, TrainConfig};
 use ct3d::train::{Silent, TrainObserver, TrainOutcome, TrainRequest, train};
 use ct3d_model::weights::{load_optimizer, load_weights};
-use ct3d_model::{Adam, DeviceChoice, ExponentialDecay, ModelConfig};
+use ct3d_model::{Adam, DeviceChoice, ExponentialDecay, ModelParams};
 use ct3d_volume::cache::hash_file;
 use ct3d_volume::nifti_io::{OutputDtype, write_volume};
-use ct3d_volume::preprocess::PreprocessConfig;
+use ct3d_volume::preprocess::{PreprocessConfig, PreprocessParams};
 use ct3d_volume::rng::SplitMix64;
 use ct3d_volume::synth::{PhantomConfig, write_dataset};
 use ct3d_volume::volume::Volume;
@@ -45,20 +46,21 @@ fn phantoms(dir: &Path, normal: usize, abnormal: usize, seed: u64) -> PathBuf {
 
 /// The seed's settings, shrunk: input 48³, filters 4,4,8,8, a 16-unit dense layer.
 fn small_config(seed: u64, epochs: usize) -> TrainConfig {
-    TrainConfig {
+    small_params(seed, epochs).check().unwrap()
+}
+
+/// [`small_config`]'s parameters, to change before checking.
+fn small_params(seed: u64, epochs: usize) -> TrainParams {
+    TrainParams {
         epochs,
         seed,
-        preprocess: PreprocessConfig {
-            size: SIZE,
-            ..PreprocessConfig::default()
-        },
-        model: ModelConfig {
-            input: SIZE,
+        preprocess: PreprocessConfig::sized(SIZE).unwrap(),
+        model: ModelParams {
             filters: vec![4, 4, 8, 8],
             dense: 16,
-            ..ModelConfig::default()
+            ..ModelParams::default()
         },
-        ..TrainConfig::default()
+        ..TrainParams::default()
     }
 }
 
@@ -287,7 +289,7 @@ fn the_run_folder_records_everything() {
     let dir = tempfile::tempdir().unwrap();
     let data = phantoms(dir.path(), 6, 6, 5);
     let run = dir.path().join("run");
-    let mut config = small_config(11, 3);
+    let mut config = small_params(11, 3);
     config.batch_size = 3;
     config.schedule = ExponentialDecay {
         initial: 2e-4,
@@ -296,11 +298,17 @@ fn the_run_folder_records_everything() {
         staircase: true,
     };
     config.patience = 9;
-    config.preprocess.hu_min = -900.0;
-    config.preprocess.hu_max = 300.0;
+    config.preprocess = PreprocessParams {
+        hu_min: -900.0,
+        hu_max: 300.0,
+        ..config.preprocess.params()
+    }
+    .check()
+    .unwrap();
     config.model.dropout = 0.25;
     config.classes.negative_name = "clear".into();
     config.classes.positive_name = "opaque".into();
+    let config = config.check().unwrap();
     let outcome: TrainOutcome = train(&request(&data, &run, config.clone()), &Silent).unwrap();
     let dir_run = RunDir::new(&run);
 
@@ -420,7 +428,7 @@ fn the_run_folder_records_everything() {
     // The files load into the recorded architecture; the optimizer state holds its step count.
     let model = recorded
         .train
-        .model
+        .model_config()
         .init(&DeviceChoice::Cpu.resolve().unwrap(), 0)
         .unwrap();
     let model = load_weights(model, &dir_run.best_weights()).unwrap();
@@ -465,12 +473,13 @@ fn the_pipeline_fits_eight_separable_scans() {
             write_volume(&path, &separable_scan(index, positive), OutputDtype::I16).unwrap();
         }
     }
-    let mut config = small_config(1, 30);
+    let mut config = small_params(1, 30);
     // 4 + 4 training scans; the seed's dense width and ten times its learning rate.
     config.train_fraction = 0.8;
     config.model.dense = 512;
     config.schedule.initial = 1e-3;
     config.patience = 30;
+    let config = config.check().unwrap();
     let run = dir.path().join("run");
     let outcome = train(&request(&data, &run, config), &Silent).unwrap();
     let fitted = outcome

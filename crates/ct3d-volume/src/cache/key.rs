@@ -84,6 +84,7 @@ pub(crate) fn unhex(text: &str) -> Option<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::preprocess::PreprocessParams;
 
     #[test]
     fn hex_round_trips() {
@@ -108,18 +109,24 @@ mod tests {
         assert_eq!(a, entry_key(&[1; 32], &config).unwrap());
         assert_ne!(a, entry_key(&[2; 32], &config).unwrap());
         let changed = [
-            PreprocessConfig {
+            PreprocessParams {
                 hu_min: -999.0,
-                ..config.clone()
-            },
-            PreprocessConfig {
+                ..config.params()
+            }
+            .check()
+            .unwrap(),
+            PreprocessParams {
                 hu_max: 401.0,
-                ..config.clone()
-            },
-            PreprocessConfig {
+                ..config.params()
+            }
+            .check()
+            .unwrap(),
+            PreprocessParams {
                 size: [128, 128, 63],
-                ..config.clone()
-            },
+                ..config.params()
+            }
+            .check()
+            .unwrap(),
         ];
         for other in changed {
             assert_ne!(a, entry_key(&[1; 32], &other).unwrap());

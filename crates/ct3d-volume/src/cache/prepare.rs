@@ -10,9 +10,6 @@ pub fn prepare_default(
     options: &PrepareOptions,
     progress: impl Fn(PrepareEvent<'_>) + Sync,
 ) -> Result<PreparedDataset, CacheError> {
-    // Checked once here: the pipeline's own check would fail on the first scan with a message
-    // that does not name it.
-    options.config.validate()?;
     prepare(
         dataset,
         cache_dir,

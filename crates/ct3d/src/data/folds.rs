@@ -291,7 +291,7 @@ mod tests {
                 count: 4
             }
         );
-        assert!(err.to_string().contains("--folds 3 or fewer"), "{err}");
+        assert!(err.to_string().contains("use 3 folds or fewer"), "{err}");
         assert!(assign_folds(&labels, &groups, 3, 0, NAMES).is_ok());
         for k in [0, 1] {
             assert_eq!(
