@@ -324,8 +324,8 @@ impl TrainObserver for ConsoleObserver {
         }
     }
 
-    fn skipped(&self, error: &str) {
-        eprintln!("skipped: {error}");
+    fn skipped(&self, error: &ct3d_volume::cache::CacheError) {
+        eprintln!("skipped: {}", crate::flags::line(error));
     }
 
     fn started(&self, first_epoch: usize, epochs: usize, train: usize, validation: usize) {
