@@ -2,12 +2,13 @@
 //! draws a progress bar (bytes, rate, ETA) and prints the digests.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use ct3d_fetch::{Event, FetchOptions, RetryPolicy};
+use ct3d_fetch::{DownloadedFile, FetchError, FetchObserver, FetchOptions, RetryPolicy};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::progress;
@@ -87,8 +88,8 @@ fn mosmed(args: MosmedArgs) -> Result<()> {
     };
     options.force = args.force;
 
-    let mut bar = BarProgress::default();
-    let result = ct3d_fetch::fetch_mosmed(&options, &mut bar);
+    let bar = BarProgress::default();
+    let result = ct3d_fetch::fetch_mosmed(&options, &bar);
     bar.clear();
     let outcomes = result?;
     for outcome in &outcomes {
@@ -110,99 +111,116 @@ fn mosmed(args: MosmedArgs) -> Result<()> {
     Ok(())
 }
 
-/// Draws one bar per download and prints the events worth keeping.
+/// Draws one bar per download and prints the steps worth keeping.
 #[derive(Default)]
 struct BarProgress {
-    bar: Option<ProgressBar>,
+    bar: Mutex<Option<ProgressBar>>,
 }
 
 impl BarProgress {
-    fn clear(&mut self) {
-        if let Some(bar) = self.bar.take() {
+    fn bar(&self) -> std::sync::MutexGuard<'_, Option<ProgressBar>> {
+        self.bar.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn clear(&self) {
+        if let Some(bar) = self.bar().take() {
             bar.finish_and_clear();
         }
     }
 
+    /// Shows `bar` in place of the current one.
+    fn show(&self, bar: ProgressBar) {
+        self.clear();
+        *self.bar() = Some(bar);
+    }
+
     /// Prints a line above the bar (or plainly when there is none).
     fn note(&self, line: String) {
-        match &self.bar {
+        match &*self.bar() {
             Some(bar) => bar.suspend(|| eprintln!("{line}")),
             None => eprintln!("{line}"),
         }
     }
 }
 
-impl ct3d_fetch::Progress for BarProgress {
-    fn event(&mut self, event: &Event<'_>) {
-        match event {
-            Event::Skipped { folder } => {
-                self.note(format!(
-                    "{}: already holds files, skipped",
-                    folder.display()
-                ));
-            }
-            Event::Attempt { url, attempt } => {
-                if *attempt == 1 {
-                    self.note(format!("downloading {url}"));
-                }
-            }
-            Event::Receiving { url, offset, total } => {
-                self.clear();
-                if *offset > 0 {
-                    self.note(format!(
-                        "resuming at {} ({offset} bytes already here)",
-                        indicatif::HumanBytes(*offset)
-                    ));
-                }
-                let bar = byte_bar(*total, file_name(url));
-                bar.set_position(*offset);
-                self.bar = Some(bar);
-            }
-            Event::Bytes { received, .. } => {
-                if let Some(bar) = &self.bar {
-                    bar.set_position(*received);
-                }
-            }
-            Event::RestartedFromZero { discarded, .. } => {
-                self.note(format!(
-                    "the server does not resume downloads: starting over ({discarded} bytes discarded)"
-                ));
-            }
-            Event::Retrying { error, wait, .. } => {
-                self.note(format!(
-                    "{error}; retrying in {}",
-                    indicatif::HumanDuration(*wait)
-                ));
-            }
-            Event::Downloaded {
-                url,
-                bytes,
-                sha256,
-                verified,
-                reused,
-                ..
-            } => {
-                self.clear();
-                let name = file_name(url);
-                let how = if *verified {
-                    "matches the pinned digest".to_owned()
-                } else {
-                    format!("not pinned: --sha256 {name}={sha256} checks it next time")
-                };
-                let from = if *reused { ", from an earlier run" } else { "" };
-                // The digest goes to stdout: it is a result, not chatter.
-                println!("{name}: {bytes} bytes{from}, SHA-256 {sha256} ({how})");
-            }
-            Event::Extracting { archive, folder } => {
-                self.clear();
-                self.bar = Some(progress::spinner(&format!(
-                    "unpacking {} into {}",
-                    archive.file_name().unwrap_or_default().to_string_lossy(),
-                    folder.display()
-                )));
-            }
-            Event::Extracted { .. } => self.clear(),
+impl FetchObserver for BarProgress {
+    fn skipped(&self, folder: &Path) {
+        self.note(format!(
+            "{}: already holds files, skipped",
+            folder.display()
+        ));
+    }
+
+    fn attempt(&self, url: &str, attempt: u32) {
+        if attempt == 1 {
+            self.note(format!("downloading {url}"));
         }
+    }
+
+    fn receiving(&self, url: &str, offset: u64, total: Option<u64>) {
+        self.clear();
+        if offset > 0 {
+            self.note(format!(
+                "resuming at {} ({offset} bytes already here)",
+                indicatif::HumanBytes(offset)
+            ));
+        }
+        let bar = byte_bar(total, file_name(url));
+        bar.set_position(offset);
+        self.show(bar);
+    }
+
+    fn bytes(&self, _url: &str, received: u64, _total: Option<u64>) {
+        if let Some(bar) = &*self.bar() {
+            bar.set_position(received);
+        }
+    }
+
+    fn restarted_from_zero(&self, _url: &str, discarded: u64) {
+        self.note(format!(
+            "the server does not resume downloads: starting over ({discarded} bytes discarded)"
+        ));
+    }
+
+    fn retrying(&self, _url: &str, error: &FetchError, wait: Duration) {
+        self.note(format!(
+            "{}; retrying in {}",
+            crate::flags::line(error),
+            indicatif::HumanDuration(wait)
+        ));
+    }
+
+    fn downloaded(&self, file: &DownloadedFile<'_>) {
+        self.clear();
+        let name = file_name(file.url);
+        let sha256 = file.sha256;
+        let how = if file.verified {
+            "matches the pinned digest".to_owned()
+        } else {
+            format!("not pinned: --sha256 {name}={sha256} checks it next time")
+        };
+        let from = if file.reused {
+            ", from an earlier run"
+        } else {
+            ""
+        };
+        // The digest goes to stdout: it is a result, not chatter.
+        println!(
+            "{name}: {} bytes{from}, SHA-256 {sha256} ({how})",
+            file.bytes
+        );
+    }
+
+    fn extracting(&self, archive: &Path, folder: &Path) {
+        self.show(progress::spinner(&format!(
+            "unpacking {} into {}",
+            archive.file_name().unwrap_or_default().to_string_lossy(),
+            folder.display()
+        )));
+    }
+
+    fn extracted(&self, _folder: &Path, _files: usize, _bytes: u64) {
+        self.clear();
     }
 }
 

@@ -1,7 +1,8 @@
 //! `ct3d`: the command-line front end. Each subcommand is an `…Args` struct (in the file of its
 //! group: `volume`, `train`, `model`, `pictures`, `fetch`, `demo`) whose `run` converts the flags
 //! to the library's types, calls one or two library functions and prints the outcome; this file
-//! only parses and dispatches, and prints an error's chain once, on one line.
+//! only parses and dispatches, and prints an error's chain once, on one line, worded with the
+//! CLI's flags ([`flags`]).
 
 use std::process::ExitCode;
 
@@ -12,6 +13,7 @@ mod args;
 mod cli;
 mod demo;
 mod fetch;
+mod flags;
 mod huge_pages;
 mod model;
 mod pictures;
@@ -52,24 +54,10 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {}", one_line(&err));
+            eprintln!("error: {}", flags::message(&err));
             ExitCode::FAILURE
         }
     }
-}
-
-/// The error and its causes on one line ("starting worker threads: …"), leaving out a cause
-/// whose text is already there: most of our errors quote their cause in their own message.
-fn one_line(err: &anyhow::Error) -> String {
-    let mut line = err.to_string();
-    for cause in err.chain().skip(1) {
-        let text = cause.to_string();
-        if !line.contains(&text) {
-            line.push_str(": ");
-            line.push_str(&text);
-        }
-    }
-    line
 }
 
 /// A seed from the clock and the process id, for runs without --seed (it is printed and recorded).

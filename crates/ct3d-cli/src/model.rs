@@ -291,7 +291,7 @@ impl PredictArgs {
                     return Err(err.into());
                 }
                 Err(err) => {
-                    let message = err.to_string();
+                    let message = crate::flags::line(&err);
                     if format == PredictFormat::Sentences {
                         eprintln!("error: {message}");
                     }

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use ct3d::config::{ConfigError, TrainParams};
-use ct3d::folds::{FoldError, FoldSpec};
+use ct3d::config::TrainParams;
+use ct3d::folds::FoldSpec;
 use ct3d::history::{EpochRecord, keras_line};
 use ct3d::run::{Classes, ScheduleChange, TrainConfig};
 use ct3d::train::{self, DataSource, TrainError, TrainObserver, TrainOutcome, TrainRequest};
@@ -143,38 +143,9 @@ fn exit_unless_valid(spec: FoldSpec) {
         crate::Cli::command()
             .error(
                 clap::error::ErrorKind::ValueValidation,
-                folds_in_flag_terms(&error),
+                crate::flags::line(&error),
             )
             .exit();
-    }
-}
-
-/// A fold error as the flags `--folds` and `--fold` say it (the library speaks of folds).
-fn folds_in_flag_terms(error: &FoldError) -> String {
-    match error {
-        FoldError::TooFewFolds(count) => {
-            format!("--folds {count}: cross-validation needs at least 2 folds")
-        }
-        FoldError::NoSuchFold { fold, count } => {
-            format!("--fold {fold}: folds are numbered 1 to {count}")
-        }
-        other => other.to_string(),
-    }
-}
-
-/// A configuration error as the flags say it: the library names a setting by its `config.json`
-/// key (`epochs`, `train_fraction`), the user typed its flag (`--epochs`, `--split`).
-fn in_flag_terms(error: ConfigError) -> anyhow::Error {
-    match error {
-        ConfigError::OutOfRange { key, reason } => {
-            let flag = TRAIN_SETTINGS
-                .iter()
-                .find(|(_, _, keys)| keys.contains(&key))
-                .map_or(key, |(_, flag, _)| flag);
-            anyhow::anyhow!("{flag} {reason}")
-        }
-        ConfigError::Folds(error) => anyhow::anyhow!(folds_in_flag_terms(&error)),
-        other => other.into(),
     }
 }
 
@@ -295,7 +266,7 @@ impl TrainOptions {
             },
             folds,
         };
-        params.check().map_err(in_flag_terms)
+        Ok(params.check()?)
     }
 
     /// `--cache`, or the default next to the data (for a manifest: next to the manifest).
@@ -362,8 +333,8 @@ impl TrainObserver for ConsoleObserver {
         }
     }
 
-    fn skipped(&self, error: &str) {
-        eprintln!("skipped: {error}");
+    fn skipped(&self, error: &ct3d_volume::cache::CacheError) {
+        eprintln!("skipped: {}", crate::flags::line(error));
     }
 
     fn started(&self, first_epoch: usize, epochs: usize, train: usize, validation: usize) {

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use ct3d::train::DataSource;
-use ct3d_volume::cache::{self, PrepareEvent, PrepareOptions};
+use ct3d_volume::cache::{self, CacheError, PrepareObserver, PrepareOptions};
 use ct3d_volume::dataset::Dataset;
 use ct3d_volume::nifti_io::{self, OutputDtype};
 use ct3d_volume::preprocess;
@@ -45,7 +45,7 @@ impl InfoArgs {
             match read_scan(scan, series) {
                 Ok(volume) => print_info(scan, &volume),
                 Err(err) => {
-                    eprintln!("error: {err}");
+                    eprintln!("error: {}", crate::flags::line(&err));
                     failed += 1;
                 }
             }
@@ -181,6 +181,22 @@ pub struct PrepareArgs {
     yes: YesArg,
 }
 
+/// Counts prepared scans on the bar, and prints a line for each skipped one.
+struct BarObserver<'a>(&'a indicatif::ProgressBar);
+
+impl PrepareObserver for BarObserver<'_> {
+    fn hit(&self, _source: &Path) {
+        self.0.inc(1);
+    }
+    fn processed(&self, _source: &Path) {
+        self.0.inc(1);
+    }
+    fn failed(&self, source: &Path, _error: &CacheError) {
+        self.0.println(format!("skipped {}", source.display()));
+        self.0.inc(1);
+    }
+}
+
 impl PrepareArgs {
     /// Checks that the cache fits, then preprocesses every scan into it in parallel.
     pub fn run(self) -> Result<()> {
@@ -203,16 +219,8 @@ impl PrepareArgs {
         };
         let started = Instant::now();
         let bar = progress::bar(dataset.len() as u64, "prepare");
-        let run = || {
-            cache::prepare_default(&dataset, cache, &options, |event| match event {
-                PrepareEvent::Started { .. } => {}
-                PrepareEvent::Hit { .. } | PrepareEvent::Processed { .. } => bar.inc(1),
-                PrepareEvent::Failed { source, .. } => {
-                    bar.println(format!("skipped {}", source.display()));
-                    bar.inc(1);
-                }
-            })
-        };
+        let observer = BarObserver(&bar);
+        let run = || cache::prepare_default(&dataset, cache, &options, &observer);
         let prepared = match jobs {
             Some(n) => rayon::ThreadPoolBuilder::new()
                 .num_threads(n.max(1))
@@ -222,10 +230,9 @@ impl PrepareArgs {
             None => run(),
         }
         .map_err(|error| match error.failed_scan() {
-            Some(_) if !skip_bad => {
-                anyhow::anyhow!("{error} (pass --skip-bad to leave unreadable scans out)")
-            }
-            _ => error.into(),
+            // The run stopped on a scan: the same error as `train`'s, so the same hint.
+            Some(_) if !skip_bad => ct3d::train::TrainError::BadScan(error).into(),
+            _ => anyhow::Error::from(error),
         })?;
         bar.finish_and_clear();
         // Per class, the scans that were prepared: a skipped scan is counted as failed only.

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use crate::{Event, FetchError, Progress};
+use crate::{DownloadedFile, FetchError, FetchObserver};
 
 /// How often and how patiently failed attempts are repeated.
 ///
@@ -116,7 +116,7 @@ pub fn download_file(
     url: &str,
     dest: &Path,
     options: &DownloadOptions,
-    progress: &mut dyn Progress,
+    observer: &dyn FetchObserver,
 ) -> Result<Downloaded, FetchError> {
     let expected = options.expected_sha256.as_deref();
     if dest.is_file() {
@@ -129,7 +129,7 @@ pub fn download_file(
                 verified: expected.is_some(),
                 reused: true,
             };
-            progress.event(&Event::Downloaded {
+            observer.downloaded(&DownloadedFile {
                 url,
                 path: dest,
                 bytes,
@@ -148,12 +148,9 @@ pub fn download_file(
     let mut attempts = 0u32;
     let (bytes, sha256) = loop {
         attempts += 1;
-        progress.event(&Event::Attempt {
-            url,
-            attempt: attempts,
-        });
+        observer.attempt(url, attempts);
         let before = file_len(&part)?;
-        let error = match attempt(&agent, url, &part, progress) {
+        let error = match attempt(&agent, url, &part, observer) {
             Ok(Outcome::Complete { bytes, sha256 }) => break (bytes, sha256),
             Ok(Outcome::StartOver) => {
                 // 416 for a part file that cannot belong to this file: it was deleted, go again.
@@ -180,11 +177,7 @@ pub fn download_file(
             });
         }
         let wait = options.retry.backoff(failures);
-        progress.event(&Event::Retrying {
-            url,
-            error: &error,
-            wait,
-        });
+        observer.retrying(url, &error, wait);
         std::thread::sleep(wait);
     };
 
@@ -199,7 +192,7 @@ pub fn download_file(
         });
     }
     fs::rename(&part, dest).map_err(|e| FetchError::io(dest, e))?;
-    progress.event(&Event::Downloaded {
+    observer.downloaded(&DownloadedFile {
         url,
         path: dest,
         bytes,
@@ -255,7 +248,7 @@ fn attempt(
     agent: &ureq::Agent,
     url: &str,
     part: &Path,
-    progress: &mut dyn Progress,
+    observer: &dyn FetchObserver,
 ) -> Result<Outcome, Failure> {
     let retryable = |detail: String| {
         Failure::Retryable(FetchError::Transport {
@@ -292,10 +285,7 @@ fn attempt(
     let (start, total) = match status {
         200 => {
             if offset > 0 {
-                progress.event(&Event::RestartedFromZero {
-                    url,
-                    discarded: offset,
-                });
+                observer.restarted_from_zero(url, offset);
             }
             (0, content_length)
         }
@@ -368,11 +358,7 @@ fn attempt(
             .open(part)
             .map_err(io_fatal)?
     };
-    progress.event(&Event::Receiving {
-        url,
-        offset: start,
-        total,
-    });
+    observer.receiving(url, start, total);
 
     let mut received = start;
     let mut reader = response.into_body().into_reader();
@@ -404,11 +390,7 @@ fn attempt(
         }
         file.write_all(&buffer[..n]).map_err(io_fatal)?;
         hasher.update(&buffer[..n]);
-        progress.event(&Event::Bytes {
-            url,
-            received,
-            total,
-        });
+        observer.bytes(url, received, total);
     }
     file.sync_all().map_err(io_fatal)?;
     if let Some(total) = total

@@ -64,7 +64,7 @@ pub enum FetchError {
         actual: String,
     },
     /// Reading or writing a local file or folder failed.
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Io {
         /// The file or folder.
         path: PathBuf,
@@ -109,6 +109,13 @@ pub enum FetchError {
         archive: PathBuf,
         /// Which limit and by how much.
         detail: String,
+    },
+    /// The class folder already holds files and replacing it was not asked for (a front end
+    /// names its option that replaces it).
+    #[error("{}: already exists and is not empty", folder.display())]
+    NotEmpty {
+        /// The class folder.
+        folder: PathBuf,
     },
     /// The base URL is not an `http://` or `https://` URL.
     #[error("base URL {url:?}: expected an http:// or https:// URL")]

@@ -14,7 +14,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::{Event, FetchError, Progress};
+use crate::{FetchError, FetchObserver};
 
 /// Default ceiling on the total bytes an archive may unpack to: 64 GiB (MosMedData's archives hold
 /// 100 compressed scans each, far less).
@@ -93,7 +93,7 @@ pub fn extract_class_archive(
     dest: &Path,
     limits: &ExtractLimits,
     replace: bool,
-    progress: &mut dyn Progress,
+    observer: &dyn FetchObserver,
 ) -> Result<Extracted, FetchError> {
     let folder = dest
         .file_name()
@@ -110,13 +110,9 @@ pub fn extract_class_archive(
         _ => PathBuf::from("."),
     };
     if dest.exists() && !replace && !is_empty_dir(dest)? {
-        return Err(FetchError::io(
-            dest,
-            io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                "already exists and is not empty (--force replaces it)",
-            ),
-        ));
+        return Err(FetchError::NotEmpty {
+            folder: dest.to_owned(),
+        });
     }
 
     let file = File::open(archive).map_err(|e| FetchError::io(archive, e))?;
@@ -127,10 +123,7 @@ pub fn extract_class_archive(
     let mut zip = zip::ZipArchive::new(io::BufReader::new(file)).map_err(|e| bad(e.to_string()))?;
     let plan = plan(&mut zip, archive, &folder, limits)?;
 
-    progress.event(&Event::Extracting {
-        archive,
-        folder: dest,
-    });
+    observer.extracting(archive, dest);
     remove_stale_staging(&parent, &folder);
     let staging = Staging::create(&parent, &folder)?;
     let mut total = 0u64;
@@ -155,11 +148,7 @@ pub fn extract_class_archive(
         files += 1;
     }
     staging.commit(dest, replace)?;
-    progress.event(&Event::Extracted {
-        folder: dest,
-        files,
-        bytes: total,
-    });
+    observer.extracted(dest, files, total);
     Ok(Extracted {
         folder: dest.to_owned(),
         files,

@@ -7,7 +7,7 @@
 //!   are enforced; the digest is always reported).
 //! - Extraction ([`extract`]) refuses entries that would escape the class folder, symbolic links,
 //!   and zip bombs, and is atomic: a class folder is either complete or absent.
-//! - Progress goes through the [`Progress`] trait, so the library draws nothing itself.
+//! - Progress goes through the [`FetchObserver`] trait, so the library draws nothing itself.
 //!
 //! MosMedData is licensed CC BY-NC-ND 3.0: it may be used for non-commercial work with
 //! attribution and may not be redistributed in modified form.
@@ -70,107 +70,53 @@ pub fn archive_url(base_url: &str, file: &str) -> String {
     format!("{}/{file}", base_url.trim_end_matches('/'))
 }
 
-/// Something that wants to know how a fetch is going (a progress bar, a log, a test).
-pub trait Progress {
-    /// Called for every step; `event` borrows from the caller for the duration of the call.
-    fn event(&mut self, event: &Event<'_>);
-}
-
-impl<F: FnMut(&Event<'_>)> Progress for F {
-    fn event(&mut self, event: &Event<'_>) {
-        self(event)
-    }
-}
-
-/// A [`Progress`] that ignores everything.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoProgress;
-
-impl Progress for NoProgress {
-    fn event(&mut self, _: &Event<'_>) {}
-}
-
-/// The steps of a fetch, in the order they happen. Sizes are in bytes.
-#[derive(Debug)]
-pub enum Event<'a> {
-    /// The class folder already holds files and `force` is off: left as it is.
-    Skipped {
-        /// The class folder.
-        folder: &'a Path,
-    },
-    /// A request for `url` is about to be sent (attempt 1, 2, ...).
-    Attempt {
-        /// The URL.
-        url: &'a str,
-        /// 1 for the first attempt.
-        attempt: u32,
-    },
+/// Progress of a fetch (a progress bar, a log, a test): one method per step, in the order they
+/// happen, each with a do-nothing default, so an observer implements only what it shows (the
+/// style of every progress observer in ct3d). Methods take `&self`: an observer that keeps state
+/// uses interior mutability. `()` observes nothing. Sizes are in bytes.
+pub trait FetchObserver: Sync {
+    /// The class `folder` already holds files and `force` is off: left as it is.
+    fn skipped(&self, _folder: &Path) {}
+    /// A request for `url` is about to be sent (`attempt` 1 for the first, then 2, …).
+    fn attempt(&self, _url: &str, _attempt: u32) {}
     /// The server answered; the body follows, starting at byte `offset` of the file (non-zero
-    /// when resuming).
-    Receiving {
-        /// The URL.
-        url: &'a str,
-        /// Bytes already on disk that this response continues.
-        offset: u64,
-        /// The file's total size, when the server told it.
-        total: Option<u64>,
-    },
-    /// More of the body arrived.
-    Bytes {
-        /// The URL.
-        url: &'a str,
-        /// Bytes of the file on disk now, including the resumed part.
-        received: u64,
-        /// The file's total size, when the server told it.
-        total: Option<u64>,
-    },
-    /// The server ignored the range request and sent the whole file: the part file restarts.
-    RestartedFromZero {
-        /// The URL.
-        url: &'a str,
-        /// Bytes of the old part file thrown away.
-        discarded: u64,
-    },
-    /// An attempt failed in a way worth retrying; the next one starts after `wait`.
-    Retrying {
-        /// The URL.
-        url: &'a str,
-        /// What went wrong.
-        error: &'a FetchError,
-        /// The pause before the next attempt.
-        wait: Duration,
-    },
+    /// when resuming). `total` is the file's size, when the server told it.
+    fn receiving(&self, _url: &str, _offset: u64, _total: Option<u64>) {}
+    /// More of the body arrived: `received` bytes of the file are on disk now, including the
+    /// resumed part, of `total` when the server told it.
+    fn bytes(&self, _url: &str, _received: u64, _total: Option<u64>) {}
+    /// The server ignored the range request and sent the whole file: the part file restarts,
+    /// and the `discarded` bytes of the old one are thrown away.
+    fn restarted_from_zero(&self, _url: &str, _discarded: u64) {}
+    /// An attempt failed with `error` in a way worth retrying; the next one starts after `wait`.
+    fn retrying(&self, _url: &str, _error: &FetchError, _wait: Duration) {}
     /// The file is complete (and verified, if a digest was pinned).
-    Downloaded {
-        /// The URL.
-        url: &'a str,
-        /// Where the file is.
-        path: &'a Path,
-        /// Its size.
-        bytes: u64,
-        /// Its SHA-256, lowercase hex.
-        sha256: &'a str,
-        /// Whether it matched a pinned digest.
-        verified: bool,
-        /// Whether it was already complete from an earlier run.
-        reused: bool,
-    },
-    /// Unpacking `archive` into `folder` starts (every entry has passed the safety checks).
-    Extracting {
-        /// The archive.
-        archive: &'a Path,
-        /// The class folder.
-        folder: &'a Path,
-    },
-    /// The class folder is in place.
-    Extracted {
-        /// The class folder.
-        folder: &'a Path,
-        /// Files written.
-        files: usize,
-        /// Bytes written.
-        bytes: u64,
-    },
+    fn downloaded(&self, _file: &DownloadedFile<'_>) {}
+    /// Unpacking `archive` into the class `folder` starts (every entry has passed the safety
+    /// checks).
+    fn extracting(&self, _archive: &Path, _folder: &Path) {}
+    /// The class `folder` is in place, with `files` files of `bytes` bytes in all.
+    fn extracted(&self, _folder: &Path, _files: usize, _bytes: u64) {}
+}
+
+/// Observes nothing.
+impl FetchObserver for () {}
+
+/// A complete download, as [`FetchObserver::downloaded`] reports it.
+#[derive(Debug, Clone, Copy)]
+pub struct DownloadedFile<'a> {
+    /// The URL.
+    pub url: &'a str,
+    /// Where the file is.
+    pub path: &'a Path,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// Its SHA-256, lowercase hex.
+    pub sha256: &'a str,
+    /// Whether it matched a pinned digest.
+    pub verified: bool,
+    /// Whether it was already complete from an earlier run.
+    pub reused: bool,
 }
 
 /// What [`fetch_mosmed`] should do.
@@ -221,14 +167,14 @@ pub struct ClassOutcome {
 /// Downloads both MosMedData archives and unpacks them to `OUT/CT-0` and `OUT/CT-23`.
 ///
 /// For each class in turn: a class folder that already holds files is skipped (reported as
-/// [`Event::Skipped`]) unless `force` is set. Otherwise the archive is downloaded to
+/// [`FetchObserver::skipped`]) unless `force` is set. Otherwise the archive is downloaded to
 /// `OUT/.ct3d-download/NAME` (resuming `NAME.part` from an earlier run), checked, unpacked
 /// atomically, and deleted. On an error the class folder is left as it was: a wrong digest deletes
 /// the download (nothing of it is left in `OUT`), an unsafe or malformed archive is deleted too,
 /// and only a broken connection keeps its part file so that running again resumes it.
 pub fn fetch_mosmed(
     options: &FetchOptions,
-    progress: &mut dyn Progress,
+    observer: &dyn FetchObserver,
 ) -> Result<Vec<ClassOutcome>, FetchError> {
     check_base_url(&options.base_url)?;
     for name in options.sha256.keys() {
@@ -245,7 +191,7 @@ pub fn fetch_mosmed(
     for archive in MOSMED_ARCHIVES {
         let folder = options.out.join(archive.folder);
         if !options.force && extract::has_content(&folder)? {
-            progress.event(&Event::Skipped { folder: &folder });
+            observer.skipped(&folder);
             outcomes.push(ClassOutcome {
                 archive,
                 folder,
@@ -255,7 +201,7 @@ pub fn fetch_mosmed(
             continue;
         }
         fs::create_dir_all(&downloads).map_err(|e| FetchError::io(&downloads, e))?;
-        let result = fetch_one(options, archive, &downloads, &folder, progress);
+        let result = fetch_one(options, archive, &downloads, &folder, observer);
         remove_dir_if_empty(&downloads);
         let (downloaded, extracted) = result?;
         outcomes.push(ClassOutcome {
@@ -273,7 +219,7 @@ fn fetch_one(
     archive: ClassArchive,
     downloads: &Path,
     folder: &Path,
-    progress: &mut dyn Progress,
+    observer: &dyn FetchObserver,
 ) -> Result<(Downloaded, Extracted), FetchError> {
     let url = archive_url(&options.base_url, archive.file);
     let zip_path = downloads.join(archive.file);
@@ -281,9 +227,9 @@ fn fetch_one(
         expected_sha256: options.sha256.get(archive.file).cloned(),
         ..options.download.clone()
     };
-    let downloaded = download_file(&url, &zip_path, &download_options, progress)?;
+    let downloaded = download_file(&url, &zip_path, &download_options, observer)?;
     let extracted =
-        extract_class_archive(&zip_path, folder, &options.limits, options.force, progress);
+        extract_class_archive(&zip_path, folder, &options.limits, options.force, observer);
     // Unpacked or refused, the archive has served its purpose (and a bad one would only be
     // reused by the next run).
     download::remove_file_if_exists(&zip_path)?;

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ct3d_fetch::{
-    DownloadOptions, Event, ExtractLimits, FetchError, FetchOptions, RetryPolicy,
-    extract_class_archive, fetch_mosmed, sha256_hex,
+    DownloadOptions, DownloadedFile, ExtractLimits, FetchError, FetchObserver, FetchOptions,
+    RetryPolicy, extract_class_archive, fetch_mosmed, sha256_hex,
 };
 
 use ct3d_test_server::{Fault, Server, closed_port, fake_scan, zip_of, zip_with_symlink};
@@ -38,10 +38,62 @@ fn fetch(
     Result<Vec<ct3d_fetch::ClassOutcome>, FetchError>,
     Vec<String>,
 ) {
-    let mut events = Vec::new();
-    let mut record = |e: &Event<'_>| events.push(format!("{e:?}"));
-    let result = fetch_mosmed(options, &mut record);
-    (result, events)
+    let recorder = Recorder::default();
+    let result = fetch_mosmed(options, &recorder);
+    (result, recorder.0.into_inner().unwrap())
+}
+
+/// Records every [`FetchObserver`] call as a line of text: the step's name and its values
+/// (`Bytes { url: "…", received: 10, total: Some(20) }`).
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<String>>);
+
+impl Recorder {
+    fn push(&self, line: String) {
+        self.0.lock().unwrap().push(line);
+    }
+}
+
+impl FetchObserver for Recorder {
+    fn skipped(&self, folder: &Path) {
+        self.push(format!("Skipped {{ folder: {folder:?} }}"));
+    }
+    fn attempt(&self, url: &str, attempt: u32) {
+        self.push(format!("Attempt {{ url: {url:?}, attempt: {attempt} }}"));
+    }
+    fn receiving(&self, url: &str, offset: u64, total: Option<u64>) {
+        self.push(format!(
+            "Receiving {{ url: {url:?}, offset: {offset}, total: {total:?} }}"
+        ));
+    }
+    fn bytes(&self, url: &str, received: u64, total: Option<u64>) {
+        self.push(format!(
+            "Bytes {{ url: {url:?}, received: {received}, total: {total:?} }}"
+        ));
+    }
+    fn restarted_from_zero(&self, url: &str, discarded: u64) {
+        self.push(format!(
+            "RestartedFromZero {{ url: {url:?}, discarded: {discarded} }}"
+        ));
+    }
+    fn retrying(&self, url: &str, error: &FetchError, wait: Duration) {
+        self.push(format!(
+            "Retrying {{ url: {url:?}, error: {error:?}, wait: {wait:?} }}"
+        ));
+    }
+    fn downloaded(&self, file: &DownloadedFile<'_>) {
+        self.push(format!("Downloaded {file:?}"));
+    }
+    fn extracting(&self, archive: &Path, folder: &Path) {
+        self.push(format!(
+            "Extracting {{ archive: {archive:?}, folder: {folder:?} }}"
+        ));
+    }
+    fn extracted(&self, folder: &Path, files: usize, bytes: u64) {
+        self.push(format!(
+            "Extracted {{ folder: {folder:?}, files: {files}, bytes: {bytes} }}"
+        ));
+    }
 }
 
 /// The sorted names in a folder.
@@ -392,14 +444,8 @@ fn extract_bytes(archive: &[u8], limits: &ExtractLimits) -> (FetchError, tempfil
     fs::write(&zip_path, archive).unwrap();
     let data = dir.path().join("data");
     fs::create_dir(&data).unwrap();
-    let error = extract_class_archive(
-        &zip_path,
-        &data.join("CT-0"),
-        limits,
-        false,
-        &mut ct3d_fetch::NoProgress,
-    )
-    .unwrap_err();
+    let error =
+        extract_class_archive(&zip_path, &data.join("CT-0"), limits, false, &()).unwrap_err();
     fs::remove_file(&zip_path).unwrap();
     // Nothing was written: no class folder, no staging folder, nothing beside `data`.
     assert_eq!(names(&data), Vec::<String>::new(), "{error}");

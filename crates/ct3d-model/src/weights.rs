@@ -48,7 +48,7 @@ use crate::train_step::{Adam, AdamConfig, Moments};
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
     /// The file could not be read.
-    #[error("cannot read weights file {}: {source}", path.display())]
+    #[error("cannot read weights file {}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
@@ -56,7 +56,7 @@ pub enum WeightsError {
         source: io::Error,
     },
     /// The file could not be written (the previous file, if any, is intact).
-    #[error("cannot write weights file {}: {source}", path.display())]
+    #[error("cannot write weights file {}", path.display())]
     Write {
         /// The file.
         path: PathBuf,

@@ -108,10 +108,10 @@ fn optimizer_state_round_trip_continues_identically() {
     );
 }
 
+/// The load error with its causes, as the CLI prints it (`message: cause`).
 fn load_error(config: &ModelConfig, path: &Path) -> String {
-    load_weights(config.init(&Device::flex(), 0).unwrap(), path)
-        .unwrap_err()
-        .to_string()
+    let err = load_weights(config.init(&Device::flex(), 0).unwrap(), path).unwrap_err();
+    ct3d_volume::chain(&err)
 }
 
 #[test]

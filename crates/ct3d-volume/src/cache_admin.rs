@@ -27,8 +27,8 @@ use crate::preprocess::PreprocessConfig;
 /// Why a cache folder could not be inspected or cleaned. One line naming the path.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheAdminError {
-    /// Listing, reading or removing failed.
-    #[error("{}: {source}", path.display())]
+    /// Listing, reading or removing failed (the I/O error is the source).
+    #[error("{}", path.display())]
     Io {
         /// The file or folder.
         path: PathBuf,

@@ -71,7 +71,7 @@ pub enum DatasetError {
         "{}: class folder {class}/ not found (folders present: {}){}",
         path.display(),
         present.join(", "),
-        class_folder_hint(classes, present)
+        ClassFolderHint::new(classes, present).sentence()
     )]
     MissingClass {
         /// The dataset folder.
@@ -101,8 +101,8 @@ pub enum DatasetError {
         /// The repeated class name.
         name: String,
     },
-    /// A folder could not be read.
-    #[error("{}: {source}", path.display())]
+    /// A folder could not be read (the I/O error is the source).
+    #[error("{}", path.display())]
     Io {
         /// The folder.
         path: PathBuf,
@@ -227,33 +227,75 @@ pub fn is_scan_file_name(name: &str) -> bool {
     !name.starts_with('.') && crate::format::nifti_listed_name(name)
 }
 
-/// The flags that would name the class folders present, for [`DatasetError::MissingClass`]:
-/// with exactly two folders, which is negative is guessed from its name ("normal", "0", …) and an
-/// already-right folder is kept; with more, the flags are only named.
-fn class_folder_hint(classes: &[String; 2], present: &[String]) -> String {
-    let [negative, positive] = classes;
-    let [a, b] = present else {
-        return if present.len() > 2 {
-            "; name the class folders with --negative NAME --positive NAME".to_owned()
-        } else {
-            // One folder: the other class is missing, no flag fixes that.
-            String::new()
+/// Which folders present could serve as the class folders, for [`DatasetError::MissingClass`]:
+/// the library's suggestion, which a front end words in its own terms (the CLI names its
+/// `--negative`/`--positive` flags). With exactly two folders, which is negative is guessed from
+/// its name ("normal", "0", …) and an already-right folder is kept; with more, only that the
+/// classes must be named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClassFolderHint {
+    /// Nothing to suggest (one folder: the other class is missing, no choice of names fixes it).
+    None,
+    /// More than two folders: the negative and positive class folders must be named.
+    NameBoth,
+    /// The negative class is right; take this folder as the positive one.
+    Positive(String),
+    /// The positive class is right; take this folder as the negative one.
+    Negative(String),
+    /// Take these two folders as the negative and positive classes.
+    Both {
+        /// The folder suggested as the negative class.
+        negative: String,
+        /// The folder suggested as the positive class.
+        positive: String,
+    },
+}
+
+impl ClassFolderHint {
+    /// The suggestion for the `[negative, positive]` class folder names asked for, given the
+    /// sub-folders `present` (sorted).
+    pub fn new(classes: &[String; 2], present: &[String]) -> Self {
+        let [negative, positive] = classes;
+        let [a, b] = present else {
+            return if present.len() > 2 {
+                Self::NameBoth
+            } else {
+                Self::None
+            };
         };
-    };
-    if a == negative || b == negative {
-        let other = if a == negative { b } else { a };
-        return format!("; pass --positive {other}");
+        if a == negative || b == negative {
+            let other = if a == negative { b } else { a };
+            return Self::Positive(other.clone());
+        }
+        if a == positive || b == positive {
+            let other = if a == positive { b } else { a };
+            return Self::Negative(other.clone());
+        }
+        let (neg, pos) = if looks_negative(b) && !looks_negative(a) {
+            (b, a)
+        } else {
+            (a, b)
+        };
+        Self::Both {
+            negative: neg.clone(),
+            positive: pos.clone(),
+        }
     }
-    if a == positive || b == positive {
-        let other = if a == positive { b } else { a };
-        return format!("; pass --negative {other}");
+
+    /// The suggestion in the library's words, starting with "; " (empty for [`Self::None`]).
+    pub fn sentence(&self) -> String {
+        match self {
+            Self::None => String::new(),
+            Self::NameBoth => {
+                "; name which folders are the negative and positive classes".to_owned()
+            }
+            Self::Positive(other) => format!("; take {other}/ as the positive class"),
+            Self::Negative(other) => format!("; take {other}/ as the negative class"),
+            Self::Both { negative, positive } => {
+                format!("; take {negative}/ as the negative and {positive}/ as the positive class")
+            }
+        }
     }
-    let (neg, pos) = if looks_negative(b) && !looks_negative(a) {
-        (b, a)
-    } else {
-        (a, b)
-    };
-    format!("; pass --negative {neg} --positive {pos}")
 }
 
 /// Whether a class folder's name suggests the negative (normal) class.
@@ -317,38 +359,48 @@ fn list_scans(class_dir: &Path) -> Result<Vec<PathBuf>, DatasetError> {
 mod tests {
     use super::*;
 
-    fn hint(classes: [&str; 2], present: &[&str]) -> String {
-        class_folder_hint(
+    fn hint(classes: [&str; 2], present: &[&str]) -> ClassFolderHint {
+        ClassFolderHint::new(
             &classes.map(str::to_owned),
             &present.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>(),
         )
     }
 
+    fn both(negative: &str, positive: &str) -> ClassFolderHint {
+        ClassFolderHint::Both {
+            negative: negative.to_owned(),
+            positive: positive.to_owned(),
+        }
+    }
+
     #[test]
-    fn missing_class_folders_suggest_the_flags() {
+    fn missing_class_folders_suggest_the_classes() {
         let default = ["CT-0", "CT-23"];
         assert_eq!(
             hint(default, &["abnormal", "normal"]),
-            "; pass --negative normal --positive abnormal"
+            both("normal", "abnormal")
         );
         assert_eq!(
             hint(default, &["covid", "no-covid"]),
-            "; pass --negative no-covid --positive covid"
+            both("no-covid", "covid")
         );
         // No clue in the names: the sorted order, which the user can swap.
+        assert_eq!(hint(default, &["a", "b"]), both("a", "b"));
         assert_eq!(
-            hint(default, &["a", "b"]),
-            "; pass --negative a --positive b"
+            hint(default, &["CT-0", "CT-1"]),
+            ClassFolderHint::Positive("CT-1".to_owned())
         );
-        assert_eq!(hint(default, &["CT-0", "CT-1"]), "; pass --positive CT-1");
         assert_eq!(
             hint(default, &["CT-23", "healthy"]),
-            "; pass --negative healthy"
+            ClassFolderHint::Negative("healthy".to_owned())
         );
+        assert_eq!(hint(default, &["a", "b", "c"]), ClassFolderHint::NameBoth);
+        assert_eq!(hint(default, &["CT-0"]), ClassFolderHint::None);
+        // In the library's words.
         assert_eq!(
-            hint(default, &["a", "b", "c"]),
-            "; name the class folders with --negative NAME --positive NAME"
+            both("normal", "abnormal").sentence(),
+            "; take normal/ as the negative and abnormal/ as the positive class"
         );
-        assert_eq!(hint(default, &["CT-0"]), "");
+        assert_eq!(ClassFolderHint::None.sentence(), "");
     }
 }

@@ -44,3 +44,35 @@ pub use volume::{Affine, Volume};
 
 /// The former name of [`nifti`], kept so that `ct3d_volume::nifti_io::…` paths still work.
 pub use nifti as nifti_io;
+
+/// An error and its causes on one line, `error: cause: cause's cause`, as anyhow's `{:#}` prints
+/// them.
+///
+/// The workspace's errors leave their cause out of their own message (the cause is their
+/// [`source`](std::error::Error::source)), so `to_string()` alone would drop it: wherever a
+/// library keeps or reports an error as text (a skipped scan's reason, say), it uses this.
+/// Line breaks inside a message become spaces, so the result is one line.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        line.push_str(": ");
+        line.push_str(&next.to_string());
+        cause = next.source();
+    }
+    line.replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn chain_prints_each_cause_once_on_one_line() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such\nfile");
+        let err = crate::nifti::ReadError::Io {
+            path: "scan.nii".into(),
+            source: io,
+        };
+        assert_eq!(err.to_string(), "scan.nii: cannot read");
+        assert_eq!(super::chain(&err), "scan.nii: cannot read: no such file");
+    }
+}

@@ -112,8 +112,8 @@ fn record_line(text: &str, record: &StringRecord) -> usize {
 /// rows lists every problem at once.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
-    /// The file could not be read.
-    #[error("{}: {source}", path.display())]
+    /// The file could not be read (the I/O error is the source).
+    #[error("{}", path.display())]
     Io {
         /// The manifest.
         path: PathBuf,
@@ -121,7 +121,7 @@ pub enum ManifestError {
         source: io::Error,
     },
     /// The file is not valid CSV.
-    #[error("{}: not a valid CSV file: {source}", path.display())]
+    #[error("{}: not a valid CSV file", path.display())]
     Syntax {
         /// The manifest.
         path: PathBuf,

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use ct3d_volume::Volume;
 use ct3d_volume::cache::{
-    CacheEntry, CacheError, EntryError, INDEX_FILE_NAME, PrepareEvent, PrepareOptions,
+    CacheEntry, CacheError, EntryError, INDEX_FILE_NAME, PrepareObserver, PrepareOptions,
     PreparedDataset, prepare,
 };
 use ct3d_volume::dataset::{
@@ -109,7 +109,33 @@ fn run(
     opts: &PrepareOptions,
     fake: &FakeProcess,
 ) -> PreparedDataset {
-    prepare(dataset, cache, opts, |p| fake.run(p), |_| {}).unwrap()
+    prepare(dataset, cache, opts, |p| fake.run(p), &()).unwrap()
+}
+
+/// Records every [`PrepareObserver`] call as a line of text (`started 3`, `processed PATH`, …).
+#[derive(Default)]
+struct Recorder(Mutex<Vec<String>>);
+
+impl PrepareObserver for Recorder {
+    fn started(&self, items: usize) {
+        self.0.lock().unwrap().push(format!("started {items}"));
+    }
+    fn hit(&self, source: &Path) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("hit {}", source.display()));
+    }
+    fn processed(&self, source: &Path) {
+        let line = format!("processed {}", source.display());
+        self.0.lock().unwrap().push(line);
+    }
+    fn failed(&self, source: &Path, error: &CacheError) {
+        let error = ct3d_volume::chain(error);
+        assert!(error.contains(&source.display().to_string()), "{error}");
+        let line = format!("failed {}: {error}", source.display());
+        self.0.lock().unwrap().push(line);
+    }
 }
 
 fn one_line(message: &str) {
@@ -414,26 +440,27 @@ fn identical_files_are_processed_once() {
     let dataset = Dataset::from_class_folders(&root, "CT-0", "CT-23").unwrap();
     let config = PreprocessConfig::default();
     let fake = FakeProcess::new(&config);
-    let events = Mutex::new(Vec::new());
+    let events = Recorder::default();
     let prepared = prepare(
         &dataset,
         &dir.path().join("cache"),
         &options(&config),
         |p| fake.run(p),
-        |e| {
-            events.lock().unwrap().push(format!("{e:?}"));
-        },
+        &events,
     )
     .unwrap();
     assert_eq!(fake.calls(), 2);
     assert_eq!(prepared.stats.computed, 2);
     assert_eq!(prepared.items.len(), 3);
     assert_eq!(prepared.items[0].entry, prepared.items[1].entry);
-    let events = events.into_inner().unwrap();
+    let events = events.0.into_inner().unwrap();
     assert_eq!(events.len(), 4);
-    assert!(events[0].starts_with("Started { items: 3 }"));
+    assert_eq!(events[0], "started 3");
     assert_eq!(
-        events.iter().filter(|e| e.starts_with("Processed")).count(),
+        events
+            .iter()
+            .filter(|e| e.starts_with("processed "))
+            .count(),
         3
     );
 }
@@ -750,10 +777,10 @@ fn failing_scan_fails_the_run_with_its_path() {
         &dir.path().join("cache"),
         &options(&config),
         |p| fake.run(p),
-        |_| {},
+        &(),
     )
     .unwrap_err();
-    assert!(matches!(err, CacheError::Process { .. }));
+    assert!(matches!(err, CacheError::Process(_)));
     let message = err.to_string();
     one_line(&message);
     let bad = root.join("CT-0/b.nii.gz").display().to_string();
@@ -803,21 +830,20 @@ fn skip_bad_reports_failures_and_keeps_the_rest() {
         ..options(&config)
     };
     let fake = FakeProcess::new(&config);
-    let failed_events = AtomicUsize::new(0);
+    let events = Recorder::default();
     let prepared = prepare(
         &dataset,
         &dir.path().join("cache"),
         &opts,
         |p| fake.run(p),
-        |e| {
-            if let PrepareEvent::Failed { source, error } = e {
-                assert!(error.contains(&source.display().to_string()), "{error}");
-                failed_events.fetch_add(1, Ordering::SeqCst);
-            }
-        },
+        &events,
     )
     .unwrap();
-    assert_eq!(failed_events.load(Ordering::SeqCst), 2);
+    let events = events.0.into_inner().unwrap();
+    assert_eq!(
+        events.iter().filter(|e| e.starts_with("failed ")).count(),
+        2
+    );
     let kept: Vec<&Path> = prepared.items.iter().map(|i| i.source.as_path()).collect();
     assert_eq!(
         kept,
@@ -857,7 +883,7 @@ fn skip_bad_reports_failures_and_keeps_the_rest() {
         &dir.path().join("cache"),
         &opts,
         |p| fake.run(p),
-        |_| {},
+        &(),
     )
     .unwrap_err();
     assert!(matches!(err, CacheError::Io { .. }));
@@ -890,14 +916,7 @@ fn unwritable_cache_folder_is_an_error_naming_it() {
     fs::write(&blocker, b"a file, not a folder").unwrap();
     let config = PreprocessConfig::default();
     let fake = FakeProcess::new(&config);
-    let err = prepare(
-        &dataset,
-        &blocker,
-        &options(&config),
-        |p| fake.run(p),
-        |_| {},
-    )
-    .unwrap_err();
+    let err = prepare(&dataset, &blocker, &options(&config), |p| fake.run(p), &()).unwrap_err();
     let message = err.to_string();
     one_line(&message);
     assert!(
@@ -918,7 +937,7 @@ fn prepare_sized(dataset: &Dataset, cache: &Path, config: &PreprocessConfig) -> 
         cache,
         &options(config),
         |_| Ok::<_, FakeError>(Volume::filled(size, 0.5)),
-        |_| {},
+        &(),
     )
     .unwrap()
 }

@@ -426,7 +426,7 @@ fn several_series_are_listed_and_one_can_be_chosen() {
     );
     for needle in [
         dir.to_str().unwrap(),
-        "--series",
+        "choose one by its UID",
         "1.2.826.0.1.3680043.2.1125.1 \"AXIAL 2mm\" (3 slices)",
         "1.2.826.0.1.3680043.2.1125.2 \"LUNG 5mm\" (2 slices)",
     ] {
@@ -796,26 +796,26 @@ fn datasets_list_series_folders_and_prepare_hashes_their_files() {
         ..PrepareOptions::default()
     };
     let cache = tmp.path().join("cache");
-    let prepared = prepare_default(&dataset, &cache, &options, |_| {}).unwrap();
+    let prepared = prepare_default(&dataset, &cache, &options, &()).unwrap();
     assert_eq!(prepared.items.len(), 2);
     let first_hash = prepared.items[0].sha256.clone();
     assert_eq!(prepared.items[0].load().unwrap().shape(), [4, 4, 2]);
 
     // The unchanged series is known from the index (only the fresh NIfTI file is hashed again).
-    let again = prepare_default(&dataset, &cache, &options, |_| {}).unwrap();
+    let again = prepare_default(&dataset, &cache, &options, &()).unwrap();
     assert_eq!(again.items[0].sha256, first_hash);
     assert_eq!(again.stats.hashed, 1);
     assert_eq!(again.stats.hits, 2);
     // Renaming a file changes the series' hash; so does changing one slice's bytes.
     fs::rename(series.join("a.dcm"), series.join("a2.dcm")).unwrap();
-    let renamed = prepare_default(&dataset, &cache, &options, |_| {}).unwrap();
+    let renamed = prepare_default(&dataset, &cache, &options, &()).unwrap();
     assert_ne!(renamed.items[0].sha256, first_hash);
     fs::rename(series.join("a2.dcm"), series.join("a.dcm")).unwrap();
     let mut bytes = fs::read(series.join("a.dcm")).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     fs::write(series.join("a.dcm"), bytes).unwrap();
-    let changed = prepare_default(&dataset, &cache, &options, |_| {}).unwrap();
+    let changed = prepare_default(&dataset, &cache, &options, &()).unwrap();
     assert_ne!(changed.items[0].sha256, first_hash);
 
     // A class folder whose series folder holds two series: a per-item error naming the folder.
@@ -826,7 +826,7 @@ fn datasets_list_series_folders_and_prepare_hashes_their_files() {
         skip_bad: true,
         ..options
     };
-    let failed = prepare_default(&dataset, &cache, &options, |_| {}).unwrap();
+    let failed = prepare_default(&dataset, &cache, &options, &()).unwrap();
     assert_eq!(failed.failures.len(), 1);
     assert!(
         failed.failures[0].error.contains("2 DICOM series"),

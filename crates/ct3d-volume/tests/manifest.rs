@@ -186,7 +186,8 @@ fn empty_and_headerless_manifests() {
     ];
     for (name, text, needle) in cases {
         let manifest = write_manifest(dir.path(), name, text);
-        let err = read(&manifest).unwrap_err().to_string();
+        // The full chain: a CSV error's position is its cause.
+        let err = ct3d_volume::chain(&read(&manifest).unwrap_err());
         assert!(err.contains(needle), "{name}: {needle:?} not in {err}");
         assert!(err.contains(name), "{name}: the file is named: {err}");
     }

@@ -105,8 +105,8 @@ pub enum CvError {
     Folds(#[from] FoldError),
     /// A fold folder holds a run with other settings.
     #[error(
-        "{}: this fold was trained with other settings ({}); rerun with the same options, or \
-         pass --force to retrain every fold",
+        "{}: this fold was trained with other settings ({}); rerun with the same settings, or \
+         retrain every fold from the start",
         dir.display(),
         differences.join(", ")
     )]
@@ -116,8 +116,8 @@ pub enum CvError {
         /// The settings that differ (configuration keys).
         differences: Vec<String>,
     },
-    /// `cv.json` or `cv.csv` could not be written.
-    #[error("{}: {source}", path.display())]
+    /// `cv.json` or `cv.csv` could not be written (the I/O error is the source).
+    #[error("{}", path.display())]
     Write {
         /// The file.
         path: PathBuf,

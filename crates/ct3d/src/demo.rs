@@ -325,7 +325,7 @@ pub fn run_demo(
 
 /// The training configuration of `settings`: the example's, with the demo's sizes and seed.
 fn train_config(settings: &DemoSettings) -> Result<TrainConfig, ConfigError> {
-    Ok(TrainParams {
+    TrainParams {
         epochs: settings.epochs,
         patience: settings.patience,
         batch_size: settings.batch_size,
@@ -343,7 +343,7 @@ fn train_config(settings: &DemoSettings) -> Result<TrainConfig, ConfigError> {
         },
         ..TrainParams::default()
     }
-    .check()?)
+    .check()
 }
 
 /// Refuses a non-empty `out` that the demo did not make: it would train on whatever scans are in

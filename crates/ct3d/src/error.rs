@@ -3,6 +3,10 @@
 //! module: a run folder problem ([`RunError`]) and recorded scans that went missing or changed
 //! ([`RecordedDataError`]). Each message is one line naming the file or the setting at fault,
 //! and no message repeats the text of its cause.
+//!
+//! Messages speak of the library's terms (resuming a run, starting it over, leaving unreadable
+//! scans out), never of a front end's options: the variants carry what a front end needs to
+//! word the fix as its own options (the CLI maps them to its flag names).
 
 use std::path::PathBuf;
 
@@ -29,9 +33,10 @@ pub enum TrainError {
     /// Preprocessing or the cache failed.
     #[error(transparent)]
     Cache(#[from] ct3d_volume::cache::CacheError),
-    /// A scan could not be read or preprocessed, and unreadable scans were not to be left out.
-    /// The message is the cache's, so it is not also a source.
-    #[error("{0} (pass --skip-bad to leave unreadable scans out)")]
+    /// A scan could not be read or preprocessed, and unreadable scans were not to be left out:
+    /// the fix is to leave them out, which a front end words as its own option. Displays as the
+    /// cache's error.
+    #[error(transparent)]
     BadScan(ct3d_volume::cache::CacheError),
     /// Too few scans for the split.
     #[error(transparent)]
@@ -63,16 +68,71 @@ pub enum TrainError {
     /// A batch could not be assembled.
     #[error(transparent)]
     Loader(#[from] crate::data::loader::LoaderError),
+    /// A scan could not be read (the message names it).
+    #[error(transparent)]
+    ReadScan(#[from] ct3d_volume::format::ScanError),
     /// A scan could not be read or preprocessed (the message names it).
-    #[error("{0}")]
-    Scan(String),
+    #[error(transparent)]
+    Preprocess(#[from] ct3d_volume::preprocess::PreprocessError),
+    /// A scan to predict looks already preprocessed: preprocessing it again would give a
+    /// confident, meaningless answer. The fix is to predict it as model-ready input.
+    #[error(
+        "{}: looks already preprocessed ({reason}); predict wants raw CT scans in Hounsfield \
+         units; predict it as model-ready input instead",
+        path.display()
+    )]
+    AlreadyPreprocessed {
+        /// The scan.
+        path: PathBuf,
+        /// What gave it away.
+        reason: String,
+    },
+    /// A volume given as model-ready input is not: its values are not those of `ct3d
+    /// preprocess` output.
+    #[error(
+        "{}: not model-ready ({problem}); model-ready input is `ct3d preprocess` output, \
+         predict a raw scan in Hounsfield units as a scan",
+        path.display()
+    )]
+    NotModelReady {
+        /// The volume's file.
+        path: PathBuf,
+        /// What is wrong with its values.
+        problem: String,
+    },
+    /// A model-ready volume's shape is not the run's input size.
+    #[error(
+        "{}: model-ready input is {}×{}×{} voxels but the run's model takes {}×{}×{} \
+         (preprocess it to that size, or predict the raw scan as a scan)",
+        path.display(), shape[0], shape[1], shape[2], input[0], input[1], input[2]
+    )]
+    ModelReadyShape {
+        /// The volume's file.
+        path: PathBuf,
+        /// Its `[x, y, z]` shape in voxels.
+        shape: [usize; 3],
+        /// The run's `[x, y, z]` input size in voxels.
+        input: [usize; 3],
+    },
+    /// A model-ready volume records other preprocessing parameters than the run's.
+    #[error(
+        "{}: preprocessed with other parameters than the run's: {difference} (preprocess the \
+         raw scan again with the run's, or predict the raw scan as a scan)",
+        path.display()
+    )]
+    OtherParameters {
+        /// The volume's file.
+        path: PathBuf,
+        /// The parameters that differ.
+        difference: String,
+    },
     /// The data changed since the run started, so resuming would not reproduce it.
     #[error("{0}")]
     DataChanged(String),
     /// A setting given for a resumed run differs from the recorded one.
     #[error(
         "{}: {} differs from the run's recorded setting (recorded {}, given {}); a resumed run \
-         keeps its settings: leave it out, or start a new run with --force",
+         keeps its settings: keep the recorded one, or start the run over",
         run.display(),
         change.key,
         change.recorded,
@@ -84,10 +144,10 @@ pub enum TrainError {
         /// The setting and both values.
         change: crate::config::SettingChange,
     },
-    /// `--resume --epochs N` with N below the epochs already trained.
+    /// A resumed run asked for fewer epochs than it already trained.
     #[error(
-        "{}: --epochs {epochs} is fewer than the {completed} epochs already trained; pass \
-         --epochs {completed} or more",
+        "{}: {epochs} epochs is fewer than the {completed} epochs already trained; ask for \
+         {completed} or more",
         run.display()
     )]
     EpochsBelowCompleted {
@@ -98,10 +158,10 @@ pub enum TrainError {
         /// Epochs committed.
         completed: usize,
     },
-    /// `--resume --epochs N` on a run that early stopping ended.
+    /// More epochs asked of a resumed run that early stopping ended.
     #[error(
         "{}: the run ended by early stopping at epoch {epoch}, so more epochs would stop again \
-         at once; start a new run instead (--force, perhaps with a larger --patience)",
+         at once; start the run over instead (perhaps with a larger patience)",
         run.display()
     )]
     EarlyStopped {
@@ -115,18 +175,16 @@ pub enum TrainError {
 /// A run folder problem (see [`crate::run`]). Displays as one line naming the path.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// The folder exists and neither resuming nor overwriting was asked for.
-    #[error(
-        "{0}: the run folder already exists; pass --resume to continue it or --force to start over"
-    )]
+    /// The folder exists and neither resuming nor starting over was asked for.
+    #[error("{0}: the run folder already exists; resume the run or start it over")]
     Exists(PathBuf),
-    /// `--resume` on a folder that holds no run.
-    #[error("{0}: nothing to resume (no state.json); start a new run without --resume")]
+    /// Resuming a folder that holds no run.
+    #[error("{0}: nothing to resume (no state.json); start a new run instead")]
     NothingToResume(PathBuf),
-    /// `--force` on a folder that holds other files than a ct3d run.
+    /// Starting over in a folder that holds other files than a ct3d run.
     #[error(
-        "{0}: not a ct3d run folder (no config.json or state.json) and not empty; --force only \
-         replaces ct3d runs: choose a new or empty --out folder"
+        "{0}: not a ct3d run folder (no config.json or state.json) and not empty; starting over \
+         only replaces ct3d runs: choose a new or empty run folder"
     )]
     NotARun(PathBuf),
     /// Another live process holds the folder's lock.
@@ -295,19 +353,18 @@ mod tests {
                 config: PathBuf::from("run/config.json"),
                 count: 2,
             }),
-            TrainError::Scan("scan.nii: unreadable".to_owned()),
+            TrainError::AlreadyPreprocessed {
+                path: PathBuf::from("scan.nii"),
+                reason: "values in [0, 1]".to_owned(),
+            },
         ];
         for error in &errors {
             assert_said_once(error);
         }
         // The text itself is what it always was.
         assert_eq!(errors[0].to_string(), format!("data/CT-23: {}", errors[1]));
-        assert!(
-            errors[2]
-                .to_string()
-                .ends_with("(pass --skip-bad to leave unreadable scans out)"),
-            "{}",
-            errors[2]
-        );
+        // A scan that stopped the run is the cache's error; its cause follows in the chain.
+        assert_eq!(errors[2].to_string(), "cache");
+        assert_eq!(chain(&errors[2]), ["cache", "denied"]);
     }
 }

@@ -261,7 +261,7 @@ fn prepare(run: &LoadedRun, dataset: &Dataset) -> Result<cache::PreparedDataset,
         dataset,
         &run.config.cache,
         &options,
-        |_| {},
+        &(),
     )?)
 }
 
@@ -375,8 +375,8 @@ pub fn predict_scan(run: &LoadedRun, scan: &Path) -> Result<Prediction, TrainErr
 /// several series).
 ///
 /// A volume that is already preprocessed (the output of `ct3d preprocess`, or any float volume
-/// whose values all lie in `[0, 1]`) is refused with one line pointing to `--preprocessed`
-/// ([`predict_model_ready`]): preprocessing it again would give a confident, meaningless answer.
+/// whose values all lie in `[0, 1]`) is refused ([`TrainError::AlreadyPreprocessed`]) in favour
+/// of [`predict_model_ready`]: preprocessing it again would give a confident, meaningless answer.
 pub fn predict_scan_series(
     run: &LoadedRun,
     scan: &Path,
@@ -384,12 +384,10 @@ pub fn predict_scan_series(
 ) -> Result<Prediction, TrainError> {
     let volume = ct3d_volume::preprocess::process_scan(scan, series, &run.config.train.preprocess)
         .map_err(|e| match e {
-            PreprocessError::AlreadyPreprocessed { path, reason } => TrainError::Scan(format!(
-                "{}: looks already preprocessed ({reason}); predict wants raw CT scans in \
-                 Hounsfield units; pass --preprocessed to use the file as model-ready input",
-                path.display()
-            )),
-            other => TrainError::Scan(other.to_string()),
+            PreprocessError::AlreadyPreprocessed { path, reason } => {
+                TrainError::AlreadyPreprocessed { path, reason }
+            }
+            other => TrainError::Preprocess(other),
         })?;
     predict_volume(run, scan, &volume)
 }
@@ -404,18 +402,16 @@ pub fn predict_model_ready(
     path: &Path,
     series: Option<&str>,
 ) -> Result<Prediction, TrainError> {
-    let volume = ct3d_volume::format::read_scan(path, series)
-        .map_err(|e| TrainError::Scan(e.to_string()))?;
+    let volume = ct3d_volume::format::read_scan(path, series)?;
     check_model_ready(&volume, path, run.config.train.preprocess.size)?;
     // `ct3d preprocess` records its parameters: other ones than the run's give wrong answers.
     let recorded = ct3d_volume::format::description(path)
         .and_then(|text| description_mismatch(&text, &run.config.train.preprocess));
     if let Some(difference) = recorded {
-        return Err(TrainError::Scan(format!(
-            "{}: preprocessed with other parameters than the run's: {difference} (preprocess \
-             the raw scan again with the run's, or predict the raw scan without --preprocessed)",
-            path.display()
-        )));
+        return Err(TrainError::OtherParameters {
+            path: path.to_owned(),
+            difference,
+        });
     }
     predict_volume(run, path, &volume)
 }
@@ -443,22 +439,18 @@ pub fn check_model_ready(
         Some(_) => None,
     };
     if let Some(problem) = problem {
-        return Err(TrainError::Scan(format!(
-            "{}: not model-ready ({problem}); --preprocessed expects `ct3d preprocess` output, \
-             drop it for a raw scan in Hounsfield units",
-            path.display()
-        )));
+        return Err(TrainError::NotModelReady {
+            path: path.to_owned(),
+            problem,
+        });
     }
     let shape = volume.shape();
     if shape != input {
-        let [x, y, z] = shape;
-        let [w, h, d] = input;
-        return Err(TrainError::Scan(format!(
-            "{}: --preprocessed input is {x}×{y}×{z} voxels but the run's model takes {w}×{h}×{d} \
-             (make it with `ct3d preprocess --size {w},{h},{d}`, or give the raw scan without \
-             --preprocessed)",
-            path.display()
-        )));
+        return Err(TrainError::ModelReadyShape {
+            path: path.to_owned(),
+            shape,
+            input,
+        });
     }
     Ok(())
 }

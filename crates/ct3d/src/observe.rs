@@ -17,8 +17,9 @@ use crate::metrics::BinaryMetrics;
 pub trait TrainObserver: Sync {
     /// `done` of `total` scans prepared.
     fn prepare_progress(&self, _done: usize, _total: usize) {}
-    /// A scan was left out (`--skip-bad`); `error` names it.
-    fn skipped(&self, _error: &str) {}
+    /// A scan was left out (unreadable scans are left out on request); `error` names it, and
+    /// [`ct3d_volume::chain`] gives it with its causes on one line.
+    fn skipped(&self, _error: &ct3d_volume::cache::CacheError) {}
     /// Training starts or resumes at `first_epoch` with this many training / validation scans.
     fn started(&self, _first_epoch: usize, _epochs: usize, _train: usize, _validation: usize) {}
     /// After [`TrainObserver::started`], when the data has patients: how the split divides them
@@ -28,7 +29,7 @@ pub trait TrainObserver: Sync {
     fn batch(&self, _epoch: usize, _done: usize, _total: usize, _loss: f64, _acc: f64) {}
     /// An epoch finished and was committed.
     fn epoch(&self, _record: &EpochRecord, _epochs: usize, _data_wait: Duration) {}
-    /// A resumed run's number of epochs changed (`--resume --epochs`), as recorded.
+    /// A resumed run's number of epochs changed, as recorded.
     fn schedule_changed(&self, _change: &ScheduleChange) {}
 }
 

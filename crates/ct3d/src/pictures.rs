@@ -39,7 +39,7 @@ pub enum PictureError {
         extension: String,
     },
     /// The picture could not be written.
-    #[error("{path}: cannot write: {source}")]
+    #[error("{path}: cannot write")]
     Write {
         /// The output file.
         path: PathBuf,

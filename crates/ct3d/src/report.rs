@@ -59,7 +59,7 @@ pub enum ReportError {
     #[error(transparent)]
     Picture(#[from] PictureError),
     /// The report file could not be written.
-    #[error("{path}: cannot write: {source}")]
+    #[error("{path}: cannot write")]
     Write {
         /// The output file.
         path: PathBuf,
@@ -102,7 +102,7 @@ pub fn build_report(
     let mut montages = Vec::with_capacity(examples.len());
     for (scan, correct) in examples {
         let volume = process_file(&scan.path, &run.config.train.preprocess)
-            .map_err(|e| TrainError::Scan(e.to_string()))?;
+            .map_err(TrainError::Preprocess)?;
         let layout = layout_for_depth(volume.shape()[2]);
         let png = montage_png(&volume, layout, options.montage_scale)?;
         montages.push(Example {

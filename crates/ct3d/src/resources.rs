@@ -17,8 +17,8 @@
 //!
 //! [`Needs::refusal`] compares them with the free space where the cache goes and the available
 //! memory ([`Available::here`]: `statvfs`, `/proc/meminfo`'s `MemAvailable` and the cgroup limit)
-//! and words a one-line refusal naming the estimate, what is available and `--yes`. What cannot be
-//! measured (no `/proc`) is not checked.
+//! and gives a refusal ([`ResourceError`]) naming the estimate and what is available (a front end
+//! adds how to override the check). What cannot be measured (no `/proc`) is not checked.
 
 use std::path::{Path, PathBuf};
 
@@ -49,10 +49,21 @@ const LOADER_BATCHES: u64 = 4;
 /// Memory a worker needs besides the volumes (buffers, stacks).
 const WORKER_OVERHEAD: u64 = 64 << 20;
 
-/// The refusal: one line with the estimate, what is available, and `--yes`.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ResourceError(pub String);
+/// The refusal: one line with the estimates that do not fit and what is available. The fix is
+/// to override the check (which a front end words as its own option) or to choose a smaller
+/// size.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "output size {}×{}×{}: {}; override the check to try anyway",
+    size[0], size[1], size[2], problems.join("; ")
+)]
+pub struct ResourceError {
+    /// The preprocessing output size `[x, y, z]` in voxels.
+    pub size: [usize; 3],
+    /// What does not fit, one clause each ("the cache needs ~64.0 GB for 16 scans but /data
+    /// has 12.3 GB free").
+    pub problems: Vec<String>,
+}
 
 /// What a preparation and (optionally) a training run need.
 #[derive(Debug, Clone, PartialEq)]
@@ -199,8 +210,8 @@ pub fn estimate(
 }
 
 impl Needs {
-    /// The one-line refusal when something does not fit in `available`, else `None`.
-    pub fn refusal(&self, available: &Available) -> Option<String> {
+    /// The refusal when something does not fit in `available`, else `None`.
+    pub fn refusal(&self, available: &Available) -> Option<ResourceError> {
         let mut problems = Vec::new();
         if let Some((free, at)) = &available.disk
             && self.cache_bytes > *free
@@ -235,11 +246,10 @@ impl Needs {
         if problems.is_empty() {
             return None;
         }
-        let [x, y, z] = self.size;
-        Some(format!(
-            "--size {x},{y},{z}: {}; pass --yes to try anyway",
-            problems.join("; ")
-        ))
+        Some(ResourceError {
+            size: self.size,
+            problems,
+        })
     }
 }
 
@@ -312,7 +322,7 @@ fn check_training(
 
 fn refuse(needs: &Needs, cache_dir: &Path) -> Result<(), ResourceError> {
     match needs.refusal(&Available::here(cache_dir)) {
-        Some(line) => Err(ResourceError(line)),
+        Some(refusal) => Err(refusal),
         None => Ok(()),
     }
 }
@@ -420,11 +430,19 @@ mod tests {
             disk: Some((12_300_000_000, PathBuf::from("/data"))),
             memory: Some(23_100_000_000),
         };
+        let refusal = needs().refusal(&available).unwrap();
         assert_eq!(
-            needs().refusal(&available).unwrap(),
-            "--size 1000,1000,1000: the cache needs ~64.0 GB for 16 scans but /data has 12.3 GB \
-             free; training needs ~180.0 GB of memory for one batch of 2, 23.1 GB available; \
-             pass --yes to try anyway"
+            refusal.problems,
+            [
+                "the cache needs ~64.0 GB for 16 scans but /data has 12.3 GB free",
+                "training needs ~180.0 GB of memory for one batch of 2, 23.1 GB available"
+            ]
+        );
+        assert_eq!(
+            refusal.to_string(),
+            "output size 1000×1000×1000: the cache needs ~64.0 GB for 16 scans but /data has \
+             12.3 GB free; training needs ~180.0 GB of memory for one batch of 2, 23.1 GB \
+             available; override the check to try anyway"
         );
         // Enough of everything: nothing to say.
         let plenty = Available {
@@ -438,7 +456,7 @@ mod tests {
             disk: None,
             memory: Some(5_000_000_000),
         };
-        let line = needs().refusal(&memory_only).unwrap();
+        let line = needs().refusal(&memory_only).unwrap().to_string();
         assert!(
             line.contains(
                 "preparing needs ~9.0 GB of memory (2 scans at a time), 5.0 GB available"

@@ -592,7 +592,14 @@ mod tests {
         let root = dir.path().join("run");
         RunDir::create(&root, false).unwrap();
         let err = RunDir::create(&root, false).unwrap_err();
-        assert!(err.to_string().contains("--resume"), "{err}");
+        assert!(
+            matches!(err, RunError::Exists(ref p) if p == &root),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("resume the run or start it over"),
+            "{err}"
+        );
         // --force removes everything the previous run and its reports wrote, but the lock.
         fs::write(root.join("notes.txt"), "mine").unwrap();
         fs::write(root.join("state.json"), "{}").unwrap();

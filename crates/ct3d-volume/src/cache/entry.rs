@@ -7,8 +7,8 @@ use super::*;
 /// Why a cache entry could not be used. Displays as one line naming the entry file.
 #[derive(Debug, thiserror::Error)]
 pub enum EntryError {
-    /// Reading or writing failed.
-    #[error("{}: {source}", path.display())]
+    /// Reading or writing failed (the I/O error is the source).
+    #[error("{}", path.display())]
     Io {
         /// The entry file.
         path: PathBuf,

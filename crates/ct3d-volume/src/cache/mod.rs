@@ -37,6 +37,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
@@ -95,32 +96,23 @@ pub struct PrepareOptions {
     pub verify_entries: bool,
 }
 
-/// Progress reports from [`prepare`], sent from worker threads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PrepareEvent<'a> {
-    /// Sent first: this many dataset items will each get one of the other events.
-    Started {
-        /// Number of dataset items.
-        items: usize,
-    },
+/// Progress of [`prepare`], reported from worker threads: one method per event, each with a
+/// do-nothing default, so an observer implements only what it shows (the style of every
+/// progress observer in ct3d). `()` observes nothing.
+pub trait PrepareObserver: Sync {
+    /// Called first: this many dataset items will each get one of the other calls.
+    fn started(&self, _items: usize) {}
     /// The item's result was already cached.
-    Hit {
-        /// The scan file.
-        source: &'a Path,
-    },
+    fn hit(&self, _source: &Path) {}
     /// The item was preprocessed and cached by this run.
-    Processed {
-        /// The scan file.
-        source: &'a Path,
-    },
+    fn processed(&self, _source: &Path) {}
     /// The item failed (only with [`PrepareOptions::skip_bad`]; otherwise the run fails).
-    Failed {
-        /// The scan file.
-        source: &'a Path,
-        /// The one-line error.
-        error: &'a str,
-    },
+    /// `error` names the scan; [`crate::chain`] gives it with its causes on one line.
+    fn failed(&self, _source: &Path, _error: &CacheError) {}
 }
+
+/// Observes nothing.
+impl PrepareObserver for () {}
 
 /// One preprocessed scan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,7 +143,7 @@ pub struct PrepareFailure {
     pub source: PathBuf,
     /// Its label.
     pub label: u8,
-    /// The one-line error, naming the file.
+    /// The error and its causes on one line ([`crate::chain`]), naming the file.
     pub error: String,
 }
 
@@ -186,19 +178,18 @@ pub struct PreparedDataset {
 /// Why [`prepare`] failed. Displays as one line naming the file or folder.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
-    /// A scan could not be read.
-    #[error("{}: {source}", path.display())]
+    /// A scan could not be read (the I/O error is the source).
+    #[error("{}", path.display())]
     Io {
         /// The scan.
         path: PathBuf,
         /// The underlying error.
         source: io::Error,
     },
-    /// The cache folder or its index could not be created or written (a read-only dataset, say).
-    #[error(
-        "{}: cannot create or write the preprocessing cache: {source}; pass --cache DIR to keep it elsewhere",
-        path.display()
-    )]
+    /// The cache folder or its index could not be created or written (a read-only dataset, say;
+    /// the I/O error is the source). The fix is another cache folder, which a front end words as
+    /// its own option.
+    #[error("{}: cannot create or write the preprocessing cache", path.display())]
     Folder {
         /// The cache folder, or its index file.
         path: PathBuf,
@@ -209,22 +200,40 @@ pub enum CacheError {
     /// names the scan ([`prepare`] asks that of its pipeline, and every
     /// [`PreprocessError`](crate::preprocess::PreprocessError) about a scan does), so nothing is
     /// added around it and it is not repeated as a cause.
-    #[error("{error}")]
-    Process {
-        /// The scan file.
-        path: PathBuf,
-        /// The preprocessing error, one line naming the scan.
-        error: Box<dyn std::error::Error + Send + Sync>,
-    },
+    #[error(transparent)]
+    Process(ProcessFailure),
     /// The preprocessing parameters are invalid (checked before any scan is read).
     #[error(transparent)]
     Settings(#[from] preprocess::ConfigError),
     /// A cache entry could not be written.
     #[error(transparent)]
     Entry(#[from] EntryError),
-    /// The config could not be serialised for the key.
-    #[error("preprocessing config cannot be serialised for the cache key: {0}")]
+    /// The config could not be serialised for the key (the JSON error is the source).
+    #[error("preprocessing config cannot be serialised for the cache key")]
     Config(#[from] serde_json::Error),
+}
+
+/// A scan the preprocessing function of [`prepare`] failed on ([`CacheError::Process`]). It
+/// displays as the pipeline's error, which names the scan, and its source is that error's source,
+/// so a printed chain says each thing once.
+#[derive(Debug)]
+pub struct ProcessFailure {
+    /// The scan file.
+    pub path: PathBuf,
+    /// The preprocessing error, naming the scan.
+    pub error: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl std::fmt::Display for ProcessFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl std::error::Error for ProcessFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.error.source()
+    }
 }
 
 impl CacheError {
@@ -232,7 +241,7 @@ impl CacheError {
     /// [`PrepareOptions::skip_bad`] would have left out), else `None`.
     pub fn failed_scan(&self) -> Option<&Path> {
         match self {
-            Self::Process { path, .. } | Self::Io { path, .. } => Some(path),
+            Self::Process(ProcessFailure { path, .. }) | Self::Io { path, .. } => Some(path),
             _ => None,
         }
     }

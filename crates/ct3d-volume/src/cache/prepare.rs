@@ -8,19 +8,24 @@ pub fn prepare_default(
     dataset: &Dataset,
     cache_dir: &Path,
     options: &PrepareOptions,
-    progress: impl Fn(PrepareEvent<'_>) + Sync,
+    observer: &dyn PrepareObserver,
 ) -> Result<PreparedDataset, CacheError> {
     prepare(
         dataset,
         cache_dir,
         options,
         |path| preprocess::process_file(path, &options.config),
-        progress,
+        observer,
     )
 }
 
-/// A distinct key's entry and whether it was a cache hit, or its one-line error (skip_bad).
-pub(super) type KeyOutcome = Result<(CacheEntry, bool), String>;
+/// A distinct key's entry and whether it was a cache hit, or its error (skip_bad), shared by
+/// every item with that key.
+pub(super) type KeyOutcome = Result<(CacheEntry, bool), Arc<CacheError>>;
+
+/// An item's entry key and content hash, or its error (skip_bad), shared by every item that
+/// failed with it.
+type KeyOf = Result<(String, [u8; 32]), Arc<CacheError>>;
 
 /// What the index should remember about an entry's verification after this run.
 #[derive(Debug, Clone, Copy)]
@@ -47,7 +52,7 @@ pub fn prepare<E>(
     cache_dir: &Path,
     options: &PrepareOptions,
     process: impl Fn(&Path) -> Result<Volume, E> + Sync,
-    progress: impl Fn(PrepareEvent<'_>) + Sync,
+    observer: &dyn PrepareObserver,
 ) -> Result<PreparedDataset, CacheError>
 where
     E: std::error::Error + Send + Sync + 'static,
@@ -63,7 +68,7 @@ where
         crate::atomic::write_bytes_atomic(&tag, CACHEDIR_TAG.as_bytes()).map_err(dir_error)?;
     }
     let items = dataset.items();
-    progress(PrepareEvent::Started { items: items.len() });
+    observer.started(items.len());
 
     // 1. Content hashes, from the index where the file is unchanged.
     let index_path = cache_dir.join(INDEX_FILE_NAME);
@@ -74,8 +79,8 @@ where
         .collect();
     let mut index_changed = false;
     let mut stats = PrepareStats::default();
-    // Per item: its entry key and content hash, or its one-line error (skip_bad).
-    let mut keys: Vec<Result<(String, [u8; 32]), String>> = Vec::with_capacity(items.len());
+    // Per item: its entry key and content hash, or its error (skip_bad).
+    let mut keys: Vec<KeyOf> = Vec::with_capacity(items.len());
     for (item, result) in items.iter().zip(hashed) {
         match result {
             Ok(h) => {
@@ -93,12 +98,8 @@ where
                 keys.push(Ok((entry_key(&h.content, &options.config)?, h.content)));
             }
             Err(e) if options.skip_bad => {
-                let error = e.to_string();
-                progress(PrepareEvent::Failed {
-                    source: &item.path,
-                    error: &error,
-                });
-                keys.push(Err(error));
+                observer.failed(&item.path, &e);
+                keys.push(Err(Arc::new(e)));
             }
             Err(e) => return Err(e),
         }
@@ -139,9 +140,11 @@ where
                 None => {
                     let source = &items[members[0]].path;
                     let written = process(source)
-                        .map_err(|e| CacheError::Process {
-                            path: source.clone(),
-                            error: Box::new(e),
+                        .map_err(|e| {
+                            CacheError::Process(ProcessFailure {
+                                path: source.clone(),
+                                error: Box::new(e),
+                            })
                         })
                         .and_then(|volume| Ok(CacheEntry::write(&path, &volume)?));
                     match written {
@@ -149,18 +152,18 @@ where
                             computed.fetch_add(1, Ordering::Relaxed);
                             (Ok((entry, false)), Verified::Now(None))
                         }
-                        Err(e) if options.skip_bad => (Err(e.to_string()), Verified::Now(None)),
+                        Err(e) if options.skip_bad => (Err(Arc::new(e)), Verified::Now(None)),
                         Err(e) => return Err(e),
                     }
                 }
             };
             for &i in members {
                 let source = &items[i].path;
-                progress(match &outcome {
-                    Ok((_, true)) => PrepareEvent::Hit { source },
-                    Ok((_, false)) => PrepareEvent::Processed { source },
-                    Err(error) => PrepareEvent::Failed { source, error },
-                });
+                match &outcome {
+                    Ok((_, true)) => observer.hit(source),
+                    Ok((_, false)) => observer.processed(source),
+                    Err(error) => observer.failed(source, error),
+                }
             }
             Ok((outcome, verified))
         })
@@ -210,7 +213,7 @@ where
             .as_ref()
             .map(|(key, content)| (by_key[key.as_str()], content))
         {
-            Err(error) | Ok((Err(error), _)) => Err(error.clone()),
+            Err(error) | Ok((Err(error), _)) => Err(crate::chain(error.as_ref())),
             Ok((Ok((entry, hit)), content)) => Ok((entry.clone(), *hit, hex::encode(content))),
         };
         match outcome {
@@ -267,7 +270,7 @@ pub(super) fn reusable_entry(
     match checked {
         Ok(found) => Some(found),
         Err(e) => {
-            tracing::warn!("rebuilding damaged cache entry: {e}");
+            tracing::warn!("rebuilding damaged cache entry: {}", crate::chain(&e));
             None
         }
     }

@@ -19,7 +19,7 @@ pub enum DicomError {
         path: PathBuf,
     },
     /// An operating-system error while listing or reading.
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read")]
     Io {
         /// The folder, or the file that failed.
         path: PathBuf,
@@ -86,7 +86,7 @@ pub enum DicomError {
         detail: String,
     },
     /// Several series and no selection.
-    #[error("{path}: {count} DICOM series in the folder, choose one with --series UID: {listing}")]
+    #[error("{path}: {count} DICOM series in the folder, choose one by its UID: {listing}")]
     SeveralSeries {
         /// The folder.
         path: PathBuf,

@@ -107,7 +107,7 @@ pub enum ScanError {
     #[error(transparent)]
     Format(Box<dyn std::error::Error + Send + Sync>),
     /// A series was selected but the scan is a file.
-    #[error("{path}: --series selects a series in a DICOM folder, but this is a file")]
+    #[error("{path}: a series can only be selected in a DICOM folder, but this is a file")]
     SeriesOnFile {
         /// The file.
         path: PathBuf,

@@ -27,7 +27,7 @@ pub enum ReadError {
         companion: PathBuf,
     },
     /// An operating-system error while reading.
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read")]
     Io {
         /// The file.
         path: PathBuf,
@@ -171,7 +171,7 @@ pub enum ReadError {
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
     /// An operating-system error while writing (the destination is left untouched).
-    #[error("{path}: cannot write: {source}")]
+    #[error("{path}: cannot write")]
     Io {
         /// The destination.
         path: PathBuf,

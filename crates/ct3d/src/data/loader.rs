@@ -73,7 +73,9 @@ pub fn assemble_batch(
     let mut labels = Vec::with_capacity(indices.len());
     for (&index, out) in indices.iter().zip(input.chunks_exact_mut(voxels)) {
         let item = &items[index];
-        let volume = item.load().map_err(|e| LoaderError(e.to_string()))?;
+        let volume = item
+            .load()
+            .map_err(|e| LoaderError(ct3d_volume::chain(&e)))?;
         let volume = match augmentation {
             Some(a) => a.list.apply(volume, a.seed, a.epoch, index as u64),
             None => volume,

@@ -2,8 +2,9 @@
 //! found there), with progress reported to the training observer.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use ct3d_volume::cache::{self, PrepareEvent, PrepareOptions, PreparedDataset};
+use ct3d_volume::cache::{self, CacheError, PrepareObserver, PrepareOptions, PreparedDataset};
 
 use crate::config::TrainConfig;
 use crate::data::source::{DataSource, prepared_patients};
@@ -26,21 +27,45 @@ pub fn prepare_data(
         skip_bad,
         verify_entries: false,
     };
-    let total = dataset.len();
-    let done = std::sync::atomic::AtomicUsize::new(0);
-    let prepared = cache::prepare_default(&dataset, cache_dir, &options, |event| {
-        match event {
-            PrepareEvent::Started { .. } => return,
-            PrepareEvent::Failed { error, .. } => observer.skipped(error),
-            PrepareEvent::Hit { .. } | PrepareEvent::Processed { .. } => {}
-        }
-        let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        observer.prepare_progress(n, total);
-    })
-    .map_err(|error| match error.failed_scan() {
-        Some(_) if !skip_bad => TrainError::BadScan(error),
-        _ => error.into(),
-    })?;
+    let progress = Progress {
+        observer,
+        total: dataset.len(),
+        done: AtomicUsize::new(0),
+    };
+    let prepared =
+        cache::prepare_default(&dataset, cache_dir, &options, &progress).map_err(|error| {
+            match error.failed_scan() {
+                Some(_) if !skip_bad => TrainError::BadScan(error),
+                _ => error.into(),
+            }
+        })?;
     let patients = prepared_patients(&dataset, &prepared.items);
     Ok((prepared, patients))
+}
+
+/// Passes the cache's progress on to the training observer as a count of scans done.
+struct Progress<'a> {
+    observer: &'a dyn TrainObserver,
+    total: usize,
+    done: AtomicUsize,
+}
+
+impl Progress<'_> {
+    fn step(&self) {
+        let n = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        self.observer.prepare_progress(n, self.total);
+    }
+}
+
+impl PrepareObserver for Progress<'_> {
+    fn hit(&self, _source: &Path) {
+        self.step();
+    }
+    fn processed(&self, _source: &Path) {
+        self.step();
+    }
+    fn failed(&self, _source: &Path, error: &CacheError) {
+        self.observer.skipped(error);
+        self.step();
+    }
 }
