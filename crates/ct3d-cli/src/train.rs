@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use ct3d::config::TrainParams;
+use ct3d::config::{ClassWeight, Sampler, TrainParams};
 use ct3d::folds::FoldSpec;
 use ct3d::history::{EpochRecord, keras_line};
 use ct3d::run::{Classes, ScheduleChange, TrainConfig};
@@ -96,6 +96,15 @@ pub struct TrainOptions {
     /// Volumes per training step.
     #[arg(long, default_value_t = 2)]
     batch_size: usize,
+    /// Loss weight per class: `balanced` weighs each class n / (2 · n_class) over the training
+    /// scans (scikit-learn's "balanced", as Keras's class_weight), so a rare class counts as much
+    /// as a common one.
+    #[arg(long, value_enum, default_value_t = ClassWeightArg::None, value_name = "WEIGHT")]
+    class_weight: ClassWeightArg,
+    /// Which scans an epoch visits: `shuffle` (each training scan once) or `balanced` (as many
+    /// draws with replacement, each class half the time).
+    #[arg(long, value_enum, default_value_t = SamplerArg::Shuffle, value_name = "SAMPLER")]
+    sampler: SamplerArg,
     /// Initial learning rate of Adam's exponential-decay schedule.
     #[arg(long, default_value_t = 1e-4)]
     learning_rate: f64,
@@ -130,6 +139,24 @@ pub struct TrainOptions {
     skip_bad: bool,
     #[command(flatten)]
     yes: YesArg,
+}
+
+/// `--class-weight`: the library's [`ClassWeight`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClassWeightArg {
+    /// Every scan weighs 1 (the example).
+    None,
+    /// Each class weighs n / (2 · n_class).
+    Balanced,
+}
+
+/// `--sampler`: the library's [`Sampler`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SamplerArg {
+    /// Every training scan once per epoch, shuffled (the example).
+    Shuffle,
+    /// Class-balanced draws with replacement.
+    Balanced,
 }
 
 /// Training fraction of the default split (the example's 70/30); `cv` records it unchanged.
@@ -265,6 +292,14 @@ impl TrainOptions {
                 positive_name: std::mem::take(&mut self.positive_name),
             },
             folds,
+            class_weight: match self.class_weight {
+                ClassWeightArg::None => ClassWeight::None,
+                ClassWeightArg::Balanced => ClassWeight::Balanced,
+            },
+            sampler: match self.sampler {
+                SamplerArg::Shuffle => Sampler::Shuffle,
+                SamplerArg::Balanced => Sampler::Balanced,
+            },
         };
         Ok(params.check()?)
     }
@@ -443,6 +478,8 @@ pub const TRAIN_SETTINGS: &[(&str, &str, &[&str])] = &[
     ),
     ("folds", "--folds", &["folds"]),
     ("fold", "--fold", &["folds"]),
+    ("class_weight", "--class-weight", &["class_weight"]),
+    ("sampler", "--sampler", &["sampler"]),
 ];
 
 /// The configuration keys of the settings typed on `train`'s command line (defaults and

@@ -395,3 +395,41 @@ fn the_default_split_keeps_each_patient_on_one_side() {
     );
     assert!(!other_run.exists());
 }
+
+/// `--class-weight balanced --sampler balanced` train and are recorded in config.json; a resumed
+/// run refuses another class weight; unknown values are usage errors listing the known ones.
+#[test]
+fn class_balance_flags_train_and_are_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth(dir.path(), 2, 4);
+    let run = dir.path().join("run");
+    let balanced = [
+        "--epochs",
+        "1",
+        "--seed",
+        "2",
+        "--class-weight",
+        "balanced",
+        "--sampler",
+        "balanced",
+    ];
+    let out = ct3d(&small_train_args(&data, &run, &balanced));
+    assert_success(&out);
+    let config: Value =
+        serde_json::from_str(&fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["train"]["class_weight"], "balanced");
+    assert_eq!(config["train"]["sampler"], "balanced");
+    let resumed = ct3d(&small_train_args(
+        &data,
+        &run,
+        &["--resume", "--epochs", "2", "--class-weight", "none"],
+    ));
+    assert_clean_failure(&resumed, &["--class-weight none differs"]);
+    let unknown = ct3d(&small_train_args(&data, &run, &["--class-weight", "equal"]));
+    assert_eq!(unknown.status.code(), Some(2), "{}", stderr(&unknown));
+    assert!(
+        stderr(&unknown).contains("none") && stderr(&unknown).contains("balanced"),
+        "{}",
+        stderr(&unknown)
+    );
+}

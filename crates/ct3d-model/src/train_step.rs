@@ -233,6 +233,24 @@ pub fn binary_cross_entropy_with_logits(logits: Tensor<2>, labels: Tensor<2>) ->
     (positive_part - logits * labels + minus_abs.exp().log1p()).mean()
 }
 
+/// [`binary_cross_entropy_with_logits`] with a weight per volume, reduced as Keras reduces a
+/// loss with `class_weight`/`sample_weight` ("sum over batch size"): `Σ wᵢ·lᵢ / batch`, not a
+/// weighted average, so that weights that are all 1 give the plain mean.
+///
+/// # Shapes
+/// - `logits`, `labels`, `weights`: `[batch, 1]`
+/// - output: `[1]`
+pub fn weighted_binary_cross_entropy_with_logits(
+    logits: Tensor<2>,
+    labels: Tensor<2>,
+    weights: Tensor<2>,
+) -> Tensor<1> {
+    let non_negative = logits.clone().greater_equal_elem(0.0).float();
+    let positive_part = logits.clone() * non_negative.clone();
+    let minus_abs = logits.clone() * non_negative.mul_scalar(-2.0).add_scalar(1.0);
+    ((positive_part - logits * labels + minus_abs.exp().log1p()) * weights).mean()
+}
+
 /// Keras `binary_accuracy` on logits: a prediction is class 1 when its probability exceeds 0.5,
 /// i.e. when its logit is positive. Returns the number of correct predictions.
 pub fn count_correct(logits: &[f32], labels: &[f32]) -> usize {
@@ -269,6 +287,22 @@ pub fn train_step<C: Classifier>(
     lr: f64,
     dropout_seed: u64,
 ) -> Result<StepOutcome<C>, ModelError> {
+    train_step_weighted(model, optimizer, input, labels, None, lr, dropout_seed)
+}
+
+/// [`train_step`] with a loss weight per volume (`sample_weights`, one per label, as Keras's
+/// `class_weight` gives each sample its class's weight), reduced as in
+/// [`weighted_binary_cross_entropy_with_logits`]. `None` is exactly [`train_step`]'s unweighted
+/// loss (the same operations, so runs without weights keep their numbers bit for bit).
+pub fn train_step_weighted<C: Classifier>(
+    model: C,
+    optimizer: &mut Adam,
+    input: Tensor<5>,
+    labels: &[f32],
+    sample_weights: Option<&[f32]>,
+    lr: f64,
+    dropout_seed: u64,
+) -> Result<StepOutcome<C>, ModelError> {
     if !model.is_trainable() {
         return Err(ModelError::NotTrainable);
     }
@@ -288,7 +322,20 @@ pub fn train_step<C: Classifier>(
         None => model.forward(input), // [batch, 1]
     };
     let targets = Tensor::<2>::from_data(TensorData::new(labels.to_vec(), [batch, 1]), &device);
-    let loss = binary_cross_entropy_with_logits(logits.clone(), targets);
+    let loss = match sample_weights {
+        None => binary_cross_entropy_with_logits(logits.clone(), targets),
+        Some(weights) => {
+            if weights.len() != batch {
+                return Err(ModelError::LabelCount {
+                    batch,
+                    labels: weights.len(),
+                });
+            }
+            let weights =
+                Tensor::<2>::from_data(TensorData::new(weights.to_vec(), [batch, 1]), &device);
+            weighted_binary_cross_entropy_with_logits(logits.clone(), targets, weights)
+        }
+    };
     let grads = loss.backward();
     let loss_value = loss.into_scalar::<f32>();
     let logit_values = host_values(logits);

@@ -5,7 +5,9 @@ use crate::common::values;
 use burn::module::Param;
 use burn::nn::Linear;
 use burn::tensor::{Device, Tensor, TensorData};
-use ct3d_model::train_step::{binary_cross_entropy_with_logits, count_correct};
+use ct3d_model::train_step::{
+    binary_cross_entropy_with_logits, count_correct, weighted_binary_cross_entropy_with_logits,
+};
 use ct3d_model::{Adam, AdamConfig, ExponentialDecay};
 
 fn assert_close(got: &[f32], expected: &[f64], tolerance: f64) {
@@ -116,6 +118,34 @@ fn cross_entropy_is_the_batch_mean() {
     let got = values(binary_cross_entropy_with_logits(logits, labels))[0];
     let expected = (naive_bce(2.0, 1.0) + naive_bce(-1.0, 1.0) + naive_bce(0.3, 0.0)) / 3.0;
     assert!((f64::from(got) - expected).abs() < 1e-6);
+}
+
+/// Keras's reduction of a class-weighted loss: `Σ wᵢ·lᵢ / batch` ("sum over batch size"), so
+/// weights of 1 give the plain mean and the weights are not renormalised.
+#[test]
+fn weighted_cross_entropy_sums_over_the_batch_size() {
+    let device = Device::flex();
+    let tensor = |v: Vec<f32>| Tensor::<2>::from_data(TensorData::new(v, [3, 1]), &device);
+    let (logits, labels) = (vec![2.0f32, -1.0, 0.3], vec![1.0f32, 1.0, 0.0]);
+    let weighted = |w: Vec<f32>| {
+        values(weighted_binary_cross_entropy_with_logits(
+            tensor(logits.clone()),
+            tensor(labels.clone()),
+            tensor(w),
+        ))[0]
+    };
+    let got = weighted(vec![0.5, 2.0, 1.0]);
+    let expected =
+        (0.5 * naive_bce(2.0, 1.0) + 2.0 * naive_bce(-1.0, 1.0) + naive_bce(0.3, 0.0)) / 3.0;
+    assert!(
+        (f64::from(got) - expected).abs() < 1e-6,
+        "{got} vs {expected}"
+    );
+    let plain = values(binary_cross_entropy_with_logits(
+        tensor(logits.clone()),
+        tensor(labels.clone()),
+    ))[0];
+    assert_eq!(weighted(vec![1.0; 3]), plain);
 }
 
 #[test]

@@ -80,6 +80,61 @@ pub struct TrainParams {
     /// instead of the per-class `train_fraction` split. Absent in older runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub folds: Option<FoldSpec>,
+    /// Loss weight per class (seed: none). Absent in older runs, which had none.
+    #[serde(default)]
+    pub class_weight: ClassWeight,
+    /// Which training scans an epoch visits (seed: each once, shuffled). Absent in older runs.
+    #[serde(default)]
+    pub sampler: Sampler,
+}
+
+/// How the loss weighs the two classes' scans.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClassWeight {
+    /// Every scan weighs 1 (the Keras example).
+    #[default]
+    None,
+    /// Each class weighs `n / (2 · n_class)` over the training scans, scikit-learn's
+    /// `compute_class_weight("balanced")` as Keras's `class_weight` takes it: both classes then
+    /// contribute equally to the loss however unequal their counts (MosMedData: 254 normal vs
+    /// 856 abnormal).
+    Balanced,
+}
+
+impl ClassWeight {
+    /// The `[negative, positive]` loss weights for training labels (`0`/`1`), or `None` for
+    /// unweighted training. With only one class in the training scans there is nothing to
+    /// balance (scikit-learn refuses it): both weigh 1.
+    pub fn weights(self, labels: impl IntoIterator<Item = u8>) -> Option<[f32; 2]> {
+        match self {
+            ClassWeight::None => None,
+            ClassWeight::Balanced => {
+                let mut counts = [0usize; 2];
+                for label in labels {
+                    counts[usize::from(label.min(1))] += 1;
+                }
+                if counts.contains(&0) {
+                    return Some([1.0, 1.0]);
+                }
+                let total = (counts[0] + counts[1]) as f64;
+                Some(counts.map(|n| (total / (2.0 * n as f64)) as f32))
+            }
+        }
+    }
+}
+
+/// Which training scans an epoch visits, in what order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sampler {
+    /// Every training scan once, in a seeded shuffle (the Keras example).
+    #[default]
+    Shuffle,
+    /// As many draws as training scans, with replacement, each class drawn with probability ½
+    /// and then a scan of it uniformly (PyTorch's `WeightedRandomSampler` with weights
+    /// `1 / n_class`); seeded per epoch.
+    Balanced,
 }
 
 impl Default for TrainParams {
@@ -98,6 +153,8 @@ impl Default for TrainParams {
             architecture: Architecture::default(),
             classes: Classes::default(),
             folds: None,
+            class_weight: ClassWeight::None,
+            sampler: Sampler::Shuffle,
         }
     }
 }
@@ -121,8 +178,10 @@ impl Serialize for TrainParams {
             architecture,
             classes,
             folds,
+            class_weight,
+            sampler,
         } = self;
-        let mut out = serializer.serialize_struct("TrainParams", 13)?;
+        let mut out = serializer.serialize_struct("TrainParams", 15)?;
         out.serialize_field("epochs", epochs)?;
         out.serialize_field("batch_size", batch_size)?;
         out.serialize_field("schedule", schedule)?;
@@ -139,6 +198,8 @@ impl Serialize for TrainParams {
             Some(folds) => out.serialize_field("folds", folds)?,
             None => out.skip_field("folds")?,
         }
+        out.serialize_field("class_weight", class_weight)?;
+        out.serialize_field("sampler", sampler)?;
         out.end()
     }
 }
@@ -548,8 +609,12 @@ mod tests {
                 positive_name: "d".into(),
             },
             folds: Some(FoldSpec { count: 4, fold: 3 }),
+            class_weight: ClassWeight::Balanced,
+            sampler: Sampler::Balanced,
         };
         let mut json = serde_json::to_value(&params).unwrap();
+        assert_eq!(json["class_weight"], "balanced");
+        assert_eq!(json["sampler"], "balanced");
         assert_eq!(json["model"]["input"], serde_json::json!([50, 52, 54]));
         assert_eq!(
             serde_json::from_value::<TrainParams>(json.clone()).unwrap(),
@@ -558,6 +623,27 @@ mod tests {
         json["model"]["input"] = serde_json::json!([1, 1, 1]);
         let read: TrainConfig = serde_json::from_value(json).unwrap();
         assert_eq!(read.model_config().input, [50, 52, 54]);
+    }
+
+    /// scikit-learn's `compute_class_weight("balanced", classes=[0, 1], y=y)` for 1 negative and
+    /// 3 positive scans is `[2.0, 0.6667]` (`n / (2 · n_class)`).
+    #[test]
+    fn balanced_class_weights_are_scikit_learns() {
+        assert_eq!(ClassWeight::None.weights([0, 1, 1, 1]), None);
+        let [negative, positive] = ClassWeight::Balanced.weights([0, 1, 1, 1]).unwrap();
+        assert_eq!(negative, 2.0);
+        assert!((positive - 2.0 / 3.0).abs() < 1e-7, "{positive}");
+        assert_eq!(ClassWeight::Balanced.weights([1, 1]), Some([1.0, 1.0]));
+        // Runs recorded before the fields existed read as the example's setting.
+        let mut json = serde_json::to_value(TrainParams::default()).unwrap();
+        let object = json.as_object_mut().unwrap();
+        object.remove("class_weight");
+        object.remove("sampler");
+        let old: TrainParams = serde_json::from_value(json).unwrap();
+        assert_eq!(
+            (old.class_weight, old.sampler),
+            (ClassWeight::None, Sampler::Shuffle)
+        );
     }
 
     #[test]

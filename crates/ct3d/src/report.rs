@@ -13,7 +13,7 @@ use ct3d_plot::slices::{MontageLayout, montage_png};
 use ct3d_volume::atomic::write_bytes_atomic;
 use ct3d_volume::preprocess::process_file;
 
-use crate::config::SplitPart;
+use crate::config::{ClassWeight, Sampler, SplitPart};
 use crate::error::TrainError;
 use crate::history::EpochRecord;
 use crate::inference::{
@@ -504,6 +504,20 @@ fn render(page: &Page<'_>) -> String {
                 "batch {}, up to {} epochs, early stopping after {} epochs without better val_acc, \
                  augmentation {}",
                 train.batch_size, train.epochs, train.patience, train.augment
+            ),
+        ),
+        (
+            "class balance",
+            format!(
+                "loss weights {}, sampler {}",
+                match train.class_weight {
+                    ClassWeight::None => "none (every scan 1)",
+                    ClassWeight::Balanced => "balanced (n / (2 · n_class))",
+                },
+                match train.sampler {
+                    Sampler::Shuffle => "each training scan once per epoch",
+                    Sampler::Balanced => "class-balanced draws with replacement",
+                }
             ),
         ),
         ("seed", train.seed.to_string()),

@@ -13,13 +13,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ct3d_model::input::batch_tensor;
+use ct3d_model::train_step::train_step_weighted;
 use ct3d_model::weights::{load_optimizer, load_weights, save_optimizer, save_weights};
-use ct3d_model::{Adam, Network, train_step};
+use ct3d_model::{Adam, Network};
 use ct3d_volume::cache::PreparedItem;
 use ct3d_volume::rng::derive_seed;
 
 use crate::config::{
-    DataFile, RunConfig, ScheduleChange, TrainConfig, TrainParams, changed_setting,
+    DataFile, RunConfig, Sampler, ScheduleChange, TrainConfig, TrainParams, changed_setting,
 };
 use crate::data::folds::run_split;
 use crate::data::loader::{self, Augmentation, streams};
@@ -369,7 +370,19 @@ fn train_epoch(
     epoch: usize,
     observer: &dyn TrainObserver,
 ) -> Result<(Network, f64, f64, Duration), TrainError> {
-    let order = loader::epoch_order(train, config.seed, epoch as u64);
+    let order = match config.sampler {
+        Sampler::Shuffle => loader::epoch_order(train, config.seed, epoch as u64),
+        Sampler::Balanced => {
+            let labels: Vec<u8> = items.iter().map(|item| item.label).collect();
+            loader::balanced_epoch_order(train, &labels, config.seed, epoch as u64)
+        }
+    };
+    // The class weights come from the training split's counts, whatever the sampler draws.
+    let class_weights = config.class_weight.weights(
+        train
+            .iter()
+            .filter_map(|&i| items.get(i).map(|item| item.label)),
+    );
     let augmentation = Some(Augmentation {
         list: &config.augment,
         seed: config.seed,
@@ -398,7 +411,22 @@ fn train_epoch(
                 &[streams::DROPOUT, epoch as u64, batches as u64],
             );
             let current = slot.take().expect("the model is put back after every step");
-            let outcome = train_step(current, optimizer, input, &batch.labels, lr, dropout_seed)?;
+            let weights: Option<Vec<f32>> = class_weights.map(|w| {
+                batch
+                    .labels
+                    .iter()
+                    .map(|&label| w[usize::from(label > 0.5)])
+                    .collect()
+            });
+            let outcome = train_step_weighted(
+                current,
+                optimizer,
+                input,
+                &batch.labels,
+                weights.as_deref(),
+                lr,
+                dropout_seed,
+            )?;
             slot = Some(outcome.model);
             loss_sum += f64::from(outcome.loss) * n as f64;
             correct += outcome.correct;

@@ -621,3 +621,39 @@ fn the_demo_is_a_library_call() {
     assert!(message.contains("not made by `ct3d demo`"), "{message}");
     assert_eq!(fs::read_dir(&mine).unwrap().count(), 1);
 }
+
+/// Class balance: `balanced` loss weights and the balanced sampler change training (same seed,
+/// other losses), are recorded in `config.json`, and are deterministic (a rerun gives the same
+/// files byte for byte).
+#[test]
+fn class_balance_is_recorded_and_deterministic() {
+    use ct3d::config::{ClassWeight, Sampler};
+    let dir = tempfile::tempdir().unwrap();
+    // 3 normal and 9 abnormal scans: the abnormal class is three times as common.
+    let data = phantoms(dir.path(), 3, 9, 6);
+    let run_with = |name: &str, class_weight, sampler| {
+        let config = TrainParams {
+            class_weight,
+            sampler,
+            ..small_params(5, 2)
+        }
+        .check()
+        .unwrap();
+        let run = dir.path().join(name);
+        let outcome = train(&request(&data, &run, config), &Silent).unwrap();
+        (run, outcome.history)
+    };
+    let (_, plain) = run_with("plain", ClassWeight::None, Sampler::Shuffle);
+    let (weighted_run, weighted) = run_with("weighted", ClassWeight::Balanced, Sampler::Shuffle);
+    let (again_run, _) = run_with("again", ClassWeight::Balanced, Sampler::Shuffle);
+    let (sampled_run, sampled) = run_with("sampled", ClassWeight::None, Sampler::Balanced);
+    assert_same_run(&weighted_run, &again_run);
+    // The same seed draws the same initial weights: only the loss weights or the draws differ.
+    assert_ne!(plain[0].loss, weighted[0].loss);
+    assert_ne!(plain[0].loss, sampled[0].loss);
+    let recorded = RunDir::new(&weighted_run).read_config().unwrap();
+    assert_eq!(recorded.train.class_weight, ClassWeight::Balanced);
+    assert_eq!(recorded.train.sampler, Sampler::Shuffle);
+    let recorded = RunDir::new(&sampled_run).read_config().unwrap();
+    assert_eq!(recorded.train.sampler, Sampler::Balanced);
+}

@@ -22,6 +22,8 @@ pub mod streams {
     pub const DROPOUT: u64 = 0x4452_4f50;
     /// Weight initialisation.
     pub const INIT: u64 = 0x494e_4954;
+    /// The per-epoch draws of the class-balanced sampler.
+    pub const BALANCED: u64 = 0x4241_4c41;
 }
 
 /// One batch: `len` volumes in the model's input order (`[len, 1, x, y, z]`, `z` fastest) and
@@ -59,6 +61,33 @@ pub fn epoch_order(train: &[usize], seed: u64, epoch: u64) -> Vec<usize> {
     let mut order = train.to_vec();
     SplitMix64::new(derive_seed(seed, &[streams::SHUFFLE, epoch])).shuffle(&mut order);
     order
+}
+
+/// The training items of `epoch` for the class-balanced sampler: `train.len()` draws with
+/// replacement, each picking a class with probability ½ (a fair coin; the only class when the
+/// other has no training item) and then one of its items uniformly. `labels[i]` is item `i`'s
+/// 0/1 label. Identical on every run with the same seed.
+pub fn balanced_epoch_order(train: &[usize], labels: &[u8], seed: u64, epoch: u64) -> Vec<usize> {
+    let by_class: [Vec<usize>; 2] = [0u8, 1].map(|class| {
+        train
+            .iter()
+            .copied()
+            .filter(|&item| labels.get(item).is_some_and(|&l| l.min(1) == class))
+            .collect()
+    });
+    let mut rng = SplitMix64::new(derive_seed(seed, &[streams::BALANCED, epoch]));
+    (0..train.len())
+        .filter_map(|_| {
+            let coin = rng.below(2);
+            let class = if by_class[coin].is_empty() {
+                1 - coin
+            } else {
+                coin
+            };
+            let members = &by_class[class];
+            (!members.is_empty()).then(|| members[rng.below(members.len())])
+        })
+        .collect()
 }
 
 /// Reads, augments and transposes the volumes of `indices` into one batch.
@@ -148,5 +177,34 @@ mod tests {
         let mut sorted = a.clone();
         sorted.sort();
         assert_eq!(sorted, train);
+    }
+
+    /// 2 negatives and 18 positives: the balanced sampler draws each class about half the time,
+    /// only training items, as many as there are, and the same on a rerun.
+    #[test]
+    fn the_balanced_sampler_draws_each_class_half_the_time() {
+        let labels: Vec<u8> = (0..40).map(|i| u8::from(i % 10 != 0)).collect();
+        let train: Vec<usize> = (0..20).collect();
+        let mut negatives = 0;
+        let mut draws = 0;
+        for epoch in 1..=50 {
+            let order = balanced_epoch_order(&train, &labels, 3, epoch);
+            assert_eq!(order.len(), train.len());
+            assert!(order.iter().all(|item| train.contains(item)));
+            assert_eq!(order, balanced_epoch_order(&train, &labels, 3, epoch));
+            negatives += order.iter().filter(|&&item| labels[item] == 0).count();
+            draws += order.len();
+        }
+        let share = negatives as f64 / draws as f64;
+        assert!((0.45..0.55).contains(&share), "negative share {share}");
+        assert_ne!(
+            balanced_epoch_order(&train, &labels, 3, 1),
+            balanced_epoch_order(&train, &labels, 3, 2)
+        );
+        // One class only: every draw is of it.
+        let positives: Vec<usize> = (1..10).collect();
+        let order = balanced_epoch_order(&positives, &labels, 3, 1);
+        assert_eq!(order.len(), 9);
+        assert!(order.iter().all(|&item| labels[item] == 1));
     }
 }
