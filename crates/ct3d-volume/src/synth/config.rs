@@ -29,9 +29,9 @@ pub enum Difficulty {
     /// slices. The seed's 3-D CNN separates the classes easily.
     #[default]
     Easy,
-    /// A benchmark closer to MosMedData's mild cases: fainter ground glass (−700…−560 HU, only
-    /// 140–320 HU above aerated lung) in smaller clusters of 8–25 mm over about 5–25 % of the lungs
-    /// (`CT-1`-like involvement); Gaussian noise (12-term Irwin–Hall, tails to ±6 σ) of σ 20–45 HU,
+    /// A benchmark closer to MosMedData's mild cases: fainter ground glass (−700…−560 HU, about
+    /// 100–350 HU above aerated lung instead of easy's 300–550) in smaller clusters of 8–25 mm over
+    /// about 5–25 % of the lungs (`CT-1`-like involvement); Gaussian noise (12-term Irwin–Hall, tails to ±6 σ) of σ 20–45 HU,
     /// floored at −1024 HU like a scanner's range; patients of varied size (the body fills 55–92 %
     /// of the field of view's half-width) and position (within 8 % left–right and −12…+6 %
     /// anterior–posterior of the centre); slice spacing drawn from 8–10 mm (MosMedData kept every

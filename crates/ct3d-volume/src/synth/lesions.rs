@@ -43,7 +43,7 @@ impl GroundGlass {
             },
             // About 5–25 % of the lungs (`CT-1`), fainter and in smaller clusters.
             Difficulty::Hard => Self {
-                target: (0.07, 0.45),
+                target: (0.07, 0.55),
                 size_mm: (8.0, 25.0),
                 hu: (-700.0, -560.0),
             },
