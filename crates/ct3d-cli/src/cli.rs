@@ -54,6 +54,15 @@ pub(crate) enum Command {
     ///
     /// Normal scans (CT-0) have clear lungs; abnormal ones (CT-23) carry ground-glass opacities.
     /// Deterministic: the same --seed gives byte-identical files.
+    ///
+    /// Both difficulties have MosMedData's geometry (512×512 pixels of 0.6–0.9 mm, 30–70 slices).
+    /// `--difficulty easy` (the default, unchanged) covers 20–65 % of the lungs with ground glass
+    /// of -520…-330 HU: the seed's CNN separates it easily. `--difficulty hard` is a benchmark:
+    /// CT-1-like involvement (5–25 % of the lungs) with fainter ground glass (-700…-560 HU, in
+    /// clusters of 8–25 mm instead of 15–40 mm), Gaussian noise of σ 20–45 HU (easy: 10–20),
+    /// patients of varied size (the body spans 55–92 % of the field of view; easy 70–90 %) and
+    /// position (up to 8 % off centre; easy 3 %), and slices 8–10 mm apart (easy 8 mm).
+    /// --lesion-masks writes the ground truth of the abnormal scans to OUT/masks/.
     Synth(volume::SynthArgs),
     /// Train the Keras example's 3D CNN on a class-folder dataset or a CSV manifest.
     ///

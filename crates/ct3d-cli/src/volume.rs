@@ -12,7 +12,7 @@ use ct3d_volume::dataset::Dataset;
 use ct3d_volume::nifti_io::{self, OutputDtype};
 use ct3d_volume::preprocess;
 use ct3d_volume::scan::read_scan;
-use ct3d_volume::synth::{self, PhantomConfig};
+use ct3d_volume::synth::{self, DatasetPlan, Difficulty, PhantomConfig};
 
 use crate::args::{ClassArgs, DataArgs, PreprocessFlags, SeriesArg, YesArg, count, parse_size};
 use crate::progress;
@@ -286,32 +286,90 @@ pub struct SynthArgs {
     /// Fix the number of slices (default: drawn from 30 to 70 per scan, like MosMedData).
     #[arg(long, value_name = "N")]
     depth: Option<usize>,
+    /// How hard the classes are to tell apart.
+    #[arg(long, value_enum, default_value_t = DifficultyArg::Easy, value_name = "LEVEL")]
+    difficulty: DifficultyArg,
+    /// Also write each abnormal scan's ground-truth lesion mask (uint8 NIfTI, 1 where ground
+    /// glass is, in the scan's voxel grid) as OUT/masks/<scan file name>, e.g. the mask of
+    /// OUT/CT-23/phantom_0003.nii.gz is OUT/masks/phantom_0003.nii.gz. Normal scans get none.
+    #[arg(long)]
+    lesion_masks: bool,
+}
+
+/// `--difficulty easy|hard`: the flag's spelling of [`Difficulty`] (the library has no clap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DifficultyArg {
+    /// The default phantoms: ground glass of -520…-330 HU over 20–65 % of the lungs (CT-2/CT-3),
+    /// noise σ 10–20 HU, patients alike, 8 mm slices; easily separable.
+    Easy,
+    /// A harder benchmark: fainter ground glass (-700…-560 HU) in smaller clusters over 5–25 %
+    /// of the lungs (CT-1-like), Gaussian noise σ 20–45 HU, patients of varied size (55–92 % of
+    /// the field of view) and position, slices 8–10 mm apart.
+    Hard,
+}
+
+impl From<DifficultyArg> for Difficulty {
+    fn from(arg: DifficultyArg) -> Self {
+        match arg {
+            DifficultyArg::Easy => Difficulty::Easy,
+            DifficultyArg::Hard => Difficulty::Hard,
+        }
+    }
 }
 
 impl SynthArgs {
-    /// Writes the phantom dataset with a progress bar.
+    /// Writes the phantom dataset (and with --lesion-masks the masks) with a progress bar.
     pub fn run(self) -> Result<()> {
         let (out, normal, abnormal, seed) = (&self.out, self.normal, self.abnormal, self.seed);
-        let config = PhantomConfig::sized(self.size_xy, self.depth);
+        let difficulty = Difficulty::from(self.difficulty);
+        let config = PhantomConfig::sized(self.size_xy, self.depth).with_difficulty(difficulty);
         config.validate()?;
         let started = Instant::now();
         let bar = progress::bar((normal + abnormal) as u64, "synth");
-        let paths = synth::write_dataset(
-            out,
-            normal,
-            abnormal,
-            seed,
-            &config,
-            |path, volume| nifti_io::write_volume(path, volume, OutputDtype::I16),
-            || bar.inc(1),
-        )?;
+        let write_scan = |path: &Path, volume: &ct3d_volume::Volume| {
+            nifti_io::write_volume(path, volume, OutputDtype::I16)
+        };
+        let (paths, masks) = if self.lesion_masks {
+            let plan = DatasetPlan {
+                normal,
+                abnormal,
+                seed,
+                config: &config,
+            };
+            let written = synth::write_dataset_with_masks(
+                out,
+                &plan,
+                write_scan,
+                |path, mask| nifti_io::write_volume(path, mask, OutputDtype::U8),
+                || bar.inc(1),
+            )?;
+            (written.scans, Some(written.masks))
+        } else {
+            let paths =
+                synth::write_dataset(out, normal, abnormal, seed, &config, write_scan, || {
+                    bar.inc(1)
+                })?;
+            (paths, None)
+        };
         bar.finish_and_clear();
+        // The easy phantoms' line stays as it was; other difficulties are named.
+        let level = match self.difficulty {
+            DifficultyArg::Easy => String::new(),
+            DifficultyArg::Hard => ", hard".to_owned(),
+        };
         println!(
-            "wrote {} ({normal} CT-0, {abnormal} CT-23, seed {seed}) to {} in {:.1}s",
+            "wrote {} ({normal} CT-0, {abnormal} CT-23{level}, seed {seed}) to {} in {:.1}s",
             count(paths.len(), "phantom scan"),
             out.display(),
             started.elapsed().as_secs_f64()
         );
+        if let Some(masks) = masks {
+            println!(
+                "wrote {} to {}",
+                count(masks.len(), "lesion mask"),
+                out.join(synth::MASK_FOLDER).display()
+            );
+        }
         Ok(())
     }
 }

@@ -346,3 +346,145 @@ fn oversized_prepare_is_refused_and_cache_info_and_clean_manage_the_cache() {
         &[data_s, "not a ct3d preprocessing cache"],
     );
 }
+
+/// Every file under `dir` (relative path → bytes), sorted.
+fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(folder) = pending.pop() {
+        for entry in fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let bytes = fs::read(&path).unwrap();
+                files.push((path.strip_prefix(dir).unwrap().to_owned(), bytes));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn synth_hard_writes_lesion_masks_beside_a_loadable_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    let synth = |name: &str, extra: &[&str]| {
+        let data = dir.path().join(name);
+        let mut args = vec![
+            "synth",
+            "--out",
+            data.to_str().unwrap(),
+            "--normal",
+            "2",
+            "--abnormal",
+            "2",
+            "--seed",
+            "3",
+            "--size-xy",
+            "64",
+        ];
+        args.extend_from_slice(extra);
+        let out = ct3d(&args);
+        assert_success(&out);
+        (data, stdout(&out))
+    };
+    let (hard, text) = synth("hard", &["--difficulty", "hard", "--lesion-masks"]);
+    assert!(
+        text.contains("4 phantom scans (2 CT-0, 2 CT-23, hard, seed 3)"),
+        "{text}"
+    );
+    assert!(text.contains("2 lesion masks"), "{text}");
+
+    // One mask per abnormal scan, named after it, uint8 in the scan's grid.
+    let masks = hard.join("masks");
+    let mut names: Vec<String> = fs::read_dir(&masks)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["phantom_0000.nii.gz", "phantom_0001.nii.gz"]);
+    for name in &names {
+        let info = |path: PathBuf| {
+            let out = ct3d(&["info", path.to_str().unwrap()]);
+            assert_success(&out);
+            stdout(&out)
+        };
+        let (scan, mask) = (info(hard.join("CT-23").join(name)), info(masks.join(name)));
+        assert!(mask.contains("uint8"), "{mask}");
+        assert!(mask.contains("values       min 0.0, max 1.0"), "{mask}");
+        let geometry = |text: &str| -> Vec<String> {
+            text.lines()
+                .filter(|l| {
+                    ["shape", "spacing", "orientation"]
+                        .iter()
+                        .any(|k| l.trim_start().starts_with(k))
+                })
+                .map(str::to_owned)
+                .collect()
+        };
+        assert_eq!(geometry(&scan), geometry(&mask));
+        assert_eq!(geometry(&scan).len(), 3, "{scan}");
+    }
+
+    // The masks are not scans of the dataset.
+    let cache = dir.path().join("cache");
+    let out = ct3d(&[
+        "prepare",
+        "--data",
+        hard.to_str().unwrap(),
+        "--cache",
+        cache.to_str().unwrap(),
+        "--size",
+        "16,16,8",
+    ]);
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains("prepared 4 scans (2 CT-0, 2 CT-23)"),
+        "{}",
+        stdout(&out)
+    );
+
+    // Deterministic, and the masks change nothing in the scans.
+    let (again, _) = synth("again", &["--lesion-masks", "--difficulty", "hard"]);
+    assert_eq!(tree(&hard), tree(&again));
+    let (plain, _) = synth("plain", &["--difficulty", "hard"]);
+    assert!(!plain.join("masks").exists());
+    let scans_only: Vec<_> = tree(&hard)
+        .into_iter()
+        .filter(|(path, _)| !path.starts_with("masks"))
+        .collect();
+    assert_eq!(scans_only, tree(&plain));
+
+    // Easy is the default, and hard scans differ from it.
+    let (easy, text) = synth("easy", &["--difficulty", "easy"]);
+    assert!(text.contains("(2 CT-0, 2 CT-23, seed 3)"), "{text}");
+    let (default, _) = synth("default", &[]);
+    assert_eq!(tree(&easy), tree(&default));
+    assert_ne!(tree(&easy), tree(&plain));
+}
+
+#[test]
+fn synth_help_explains_the_difficulties() {
+    let out = ct3d(&["synth", "--help"]);
+    assert_success(&out);
+    let text = stdout(&out);
+    for needle in [
+        "--difficulty",
+        "hard",
+        "5–25 %",
+        "8–10 mm",
+        "σ 20–45 HU",
+        "--lesion-masks",
+        "OUT/masks/",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+    let out = ct3d(&["synth", "--out", "x", "--difficulty", "extreme"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("easy") && stderr(&out).contains("hard"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -1,16 +1,17 @@
 //! Prints how much of each abnormal phantom's lungs the ground-glass opacities cover:
-//! `cargo run --release -p ct3d-volume --example phantom_stats -- [SCANS] [SIZE_XY]`.
+//! `cargo run --release -p ct3d-volume --example phantom_stats -- [SCANS] [SIZE_XY] [hard]`.
 
-use ct3d_volume::synth::{PhantomConfig, ScanClass, Tissue, generate_labeled_phantom};
+use ct3d_volume::synth::{Difficulty, PhantomConfig, ScanClass, Tissue, generate_labeled_phantom};
 
 fn main() {
     let mut args = std::env::args().skip(1);
     let scans: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(10);
     let size: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(128);
-    let config = PhantomConfig {
-        shape_xy: size,
-        ..PhantomConfig::default()
+    let difficulty = match args.next().as_deref() {
+        Some("hard") => Difficulty::Hard,
+        _ => Difficulty::Easy,
     };
+    let config = PhantomConfig::sized(size, None).with_difficulty(difficulty);
     let mut fractions = Vec::new();
     for seed in 0..scans {
         let scan =

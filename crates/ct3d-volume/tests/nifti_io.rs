@@ -737,6 +737,35 @@ fn i16_output_rounds_half_away_and_saturates() {
 }
 
 #[test]
+fn uint8_writing_rounds_saturates_and_refuses_nan() {
+    let dir = tempfile::tempdir().unwrap();
+    let values = [0.0f32, 1.0, 0.49, 0.5, -3.0, 254.6, 300.0, f32::INFINITY];
+    let mut volume = Volume::new([values.len(), 1, 1], values.to_vec()).unwrap();
+    volume.spacing = [0.7, 0.7, 8.0];
+    let path = dir.path().join("mask.nii.gz");
+    write_volume(&path, &volume, OutputDtype::U8).unwrap();
+    assert_eq!(read_header(&path).unwrap().datatype, Datatype::U8);
+    let back = read_volume(&path).unwrap();
+    assert_eq!(back.data(), &[0.0, 1.0, 0.0, 1.0, 0.0, 255.0, 255.0, 255.0]);
+    assert_eq!(back.provenance.datatype.as_deref(), Some("uint8"));
+
+    volume.data_mut()[2] = f32::NAN;
+    let err = write_volume(&path, &volume, OutputDtype::U8).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            WriteError::NanInInteger {
+                index: [2, 0, 0],
+                dtype: "uint8",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("uint8 cannot store"), "{err}");
+}
+
+#[test]
 fn write_refusals() {
     let dir = tempfile::tempdir().unwrap();
     let volume = sample_volume();

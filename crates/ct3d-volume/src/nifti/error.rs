@@ -202,12 +202,14 @@ pub enum WriteError {
         /// What is wrong.
         reason: String,
     },
-    /// A NaN voxel cannot be stored as `int16`.
-    #[error("{path}: voxel {index:?} is NaN, which int16 cannot store")]
+    /// A NaN voxel cannot be stored as an integer (`int16` or `uint8`).
+    #[error("{path}: voxel {index:?} is NaN, which {dtype} cannot store")]
     NanInInteger {
         /// The destination.
         path: PathBuf,
         /// `[x, y, z]` of the first NaN voxel.
         index: [usize; 3],
+        /// The integer type's name: `"int16"` or `"uint8"`.
+        dtype: &'static str,
     },
 }

@@ -12,6 +12,9 @@ pub enum OutputDtype {
     /// 16-bit signed integer, values rounded half away from zero and saturated to
     /// `-32768..=32767` (raw HU scans). NaN voxels are refused.
     I16,
+    /// 8-bit unsigned integer, values rounded half away from zero and saturated to `0..=255`
+    /// (label masks). NaN voxels are refused.
+    U8,
 }
 
 /// A NIfTI-1 voxel datatype that ct3d reads.

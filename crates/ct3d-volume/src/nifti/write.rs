@@ -54,6 +54,10 @@ pub fn write_volume_described(
             WriteError::NanInInteger {
                 path: path.to_owned(),
                 index: [linear % nx, (linear / nx) % ny, linear / (nx * ny)],
+                dtype: match dtype {
+                    OutputDtype::U8 => "uint8",
+                    OutputDtype::F32 | OutputDtype::I16 => "int16",
+                },
             }
         }
         None => io_err(source),
@@ -101,6 +105,7 @@ pub(super) fn encode_header(
     let (code, bitpix): (i16, i16) = match dtype {
         OutputDtype::F32 => (16, 32),
         OutputDtype::I16 => (4, 16),
+        OutputDtype::U8 => (2, 8),
     };
     let mut h = HeaderWriter::default();
     h.i32(0, 348);
@@ -220,7 +225,8 @@ impl QformFields {
 }
 
 /// Header, then voxels in `x`-fastest order, through a 1 MiB staging buffer. Sets `nan_at` to the
-/// linear index of a NaN refused by [`OutputDtype::I16`] (and returns an error).
+/// linear index of a NaN refused by [`OutputDtype::I16`] or [`OutputDtype::U8`] (and returns an
+/// error).
 pub(super) fn write_body(
     out: &mut impl Write,
     header: &[u8; 352],
@@ -237,15 +243,19 @@ pub(super) fn write_body(
             OutputDtype::F32 => values
                 .iter()
                 .for_each(|v| staging.extend_from_slice(&v.to_le_bytes())),
-            OutputDtype::I16 => {
+            OutputDtype::I16 | OutputDtype::U8 => {
                 if let Some(k) = values.iter().position(|v| v.is_nan()) {
                     *nan_at = Some(step * VOXELS_PER_STEP + k);
                     return Err(io::Error::other("NaN voxel"));
                 }
                 // `as` saturates; round() is half away from zero.
-                values
-                    .iter()
-                    .for_each(|v| staging.extend_from_slice(&(v.round() as i16).to_le_bytes()));
+                if dtype == OutputDtype::I16 {
+                    values
+                        .iter()
+                        .for_each(|v| staging.extend_from_slice(&(v.round() as i16).to_le_bytes()));
+                } else {
+                    values.iter().for_each(|v| staging.push(v.round() as u8));
+                }
             }
         }
         out.write_all(&staging)?;

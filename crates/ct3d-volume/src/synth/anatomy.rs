@@ -10,7 +10,7 @@ use super::lesions::{Lesion, ground_glass};
 use super::random::{ANATOMY_STREAM, LESION_STREAM, Rng};
 use super::shapes::{Ellipse, Ellipsoid, Segment};
 use super::vessels::vessels;
-use super::{PhantomConfig, REFERENCE_SHAPE_XY, ScanClass, SynthError};
+use super::{Difficulty, PhantomConfig, REFERENCE_SHAPE_XY, ScanClass, SynthError};
 use crate::Volume;
 use crate::volume::Affine;
 
@@ -126,6 +126,8 @@ pub(super) struct Anatomy {
     pub vessel_hu: f64,
     pub lesions: Vec<Lesion>,
     pub noise_sigma: f64,
+    /// Picks the noise distribution (see [`Difficulty`]).
+    pub difficulty: Difficulty,
 }
 
 impl Anatomy {
@@ -134,7 +136,7 @@ impl Anatomy {
     pub fn draw(config: &PhantomConfig, class: ScanClass, seed: u64) -> Self {
         let mut rng = Rng::new(seed ^ ANATOMY_STREAM);
         let grid = Grid::draw(&mut rng, config);
-        let torso = Torso::draw(&mut rng, grid.half_fov());
+        let torso = Torso::draw(&mut rng, grid.half_fov(), config.difficulty);
         let lungs = draw_lungs(&mut rng, &torso, grid.length());
         let heart = Heart::draw(&mut rng, &torso, &lungs[0]);
         let spine = Spine::draw(&mut rng, &torso.body);
@@ -148,7 +150,11 @@ impl Anatomy {
         let noise_sigma = rng.uniform_in(&config.noise_sigma_hu);
         let lesions = match class {
             ScanClass::Normal => Vec::new(),
-            ScanClass::Abnormal => ground_glass(&mut Rng::new(seed ^ LESION_STREAM), &lungs),
+            ScanClass::Abnormal => ground_glass(
+                &mut Rng::new(seed ^ LESION_STREAM),
+                &lungs,
+                config.difficulty,
+            ),
         };
         Self {
             seed,
@@ -163,6 +169,7 @@ impl Anatomy {
             vessel_hu,
             lesions,
             noise_sigma,
+            difficulty: config.difficulty,
         }
     }
 
@@ -190,15 +197,23 @@ impl Anatomy {
 
 impl Grid {
     /// Slice count, then the in-plane pixel size (a smaller grid has proportionally larger
-    /// pixels, so the field of view stays that of a 512 grid).
+    /// pixels, so the field of view stays that of a 512 grid), then the slice spacing: drawn
+    /// only from a range of more than one value, so a fixed spacing (the easy phantoms') leaves
+    /// every later draw as it was.
     fn draw(rng: &mut Rng, config: &PhantomConfig) -> Self {
         let n = config.shape_xy;
         let depth = rng.integer_in(&config.depth);
         let sxy = rng.uniform_in(&config.spacing_xy_mm) * REFERENCE_SHAPE_XY as f64 / n as f64;
+        let range = &config.slice_spacing_mm;
+        let sz = if range.start() < range.end() {
+            rng.uniform_in(range)
+        } else {
+            *range.start()
+        };
         Self {
             n,
             depth,
-            spacing: [sxy, sxy, config.slice_spacing_mm],
+            spacing: [sxy, sxy, sz],
         }
     }
 
@@ -213,15 +228,45 @@ impl Grid {
     }
 }
 
+/// Where the patient lies and how big they are, as fractions of half the field of view: the
+/// body's half-width, and its centre's offset left–right and anterior–posterior (the numbers of
+/// [`Difficulty`]'s docs).
+struct Placement {
+    half_width: (f64, f64),
+    shift_x: (f64, f64),
+    shift_y: (f64, f64),
+}
+
+impl Placement {
+    fn of(difficulty: Difficulty) -> Self {
+        match difficulty {
+            Difficulty::Easy => Self {
+                half_width: (0.70, 0.90),
+                shift_x: (-0.03, 0.03),
+                shift_y: (-0.06, 0.02),
+            },
+            // The largest patient, shifted most, just touches the field of view's edge
+            // (0.92 + 0.08), and the table stays inside it even then (0.92 · 0.78 + 0.06 of
+            // at least 154 mm leaves more than the 27 mm the table's gap and thickness need).
+            Difficulty::Hard => Self {
+                half_width: (0.55, 0.92),
+                shift_x: (-0.08, 0.08),
+                shift_y: (-0.12, 0.06),
+            },
+        }
+    }
+}
+
 impl Torso {
     /// How much of the field of view the patient fills, how round the chest is, the fat rim,
     /// the tissue values and the gap to the table.
-    fn draw(rng: &mut Rng, half_fov: f64) -> Self {
-        let rx = half_fov * rng.uniform(0.70, 0.90);
+    fn draw(rng: &mut Rng, half_fov: f64, difficulty: Difficulty) -> Self {
+        let place = Placement::of(difficulty);
+        let rx = half_fov * rng.uniform(place.half_width.0, place.half_width.1);
         let ry = rx * rng.uniform(0.62, 0.78);
         let body = Ellipse {
-            cx: rng.uniform(-0.03, 0.03) * half_fov,
-            cy: rng.uniform(-0.06, 0.02) * half_fov,
+            cx: rng.uniform(place.shift_x.0, place.shift_x.1) * half_fov,
+            cy: rng.uniform(place.shift_y.0, place.shift_y.1) * half_fov,
             rx,
             ry,
         };

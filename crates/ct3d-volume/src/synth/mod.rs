@@ -14,6 +14,12 @@
 //! Body size, fat, field of view, lung size and noise level vary per scan, so the classes differ by
 //! local texture, not by global mean intensity: a classifier has to find the opacities.
 //!
+//! That describes the default, [`Difficulty::Easy`]. [`Difficulty::Hard`] is a harder benchmark:
+//! `CT-1`-like involvement (about 5–25 % of the lungs) with fainter, smaller opacities, stronger
+//! Gaussian noise, patients of more varied size and position, and 8–10 mm slices (the numbers are
+//! on [`Difficulty`]). Each abnormal scan's ground truth is its [`LabeledPhantom::lesion_mask`],
+//! which [`write_dataset_with_masks`] writes next to the dataset.
+//!
 //! Generation is deterministic: a scan depends only on its config and `u64` seed, never on the
 //! thread count, and only IEEE-exact arithmetic (`+ − × ÷ √`, no `sin`/`exp` from the platform's
 //! libm) is used, so the same seed gives the same bits on every platform. The anatomy is drawn from
@@ -48,8 +54,13 @@ use rayon::prelude::*;
 
 use crate::Volume;
 use anatomy::Anatomy;
-pub use config::{MAX_SHAPE, MIN_DEPTH, MIN_SHAPE_XY, PhantomConfig, REFERENCE_SHAPE_XY};
-pub use files::{phantom_file_name, scan_seed, write_dataset};
+pub use config::{
+    Difficulty, MAX_SHAPE, MIN_DEPTH, MIN_SHAPE_XY, PhantomConfig, REFERENCE_SHAPE_XY,
+};
+pub use files::{
+    DatasetPlan, MASK_FOLDER, SynthOutput, phantom_file_name, scan_seed, write_dataset,
+    write_dataset_with_masks,
+};
 
 /// Hounsfield units of air outside the body.
 pub const AIR_HU: f32 = -1000.0;
@@ -132,6 +143,14 @@ pub enum SynthError {
         /// The writer's error.
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The mask writer failed on a scan's lesion mask.
+    #[error("{}: cannot write the lesion mask", path.display())]
+    WriteMask {
+        /// The mask file being written.
+        path: PathBuf,
+        /// The mask writer's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 /// A phantom together with the tissue of every voxel (same `[x, y, z]` order, `x` fastest).
@@ -141,6 +160,22 @@ pub struct LabeledPhantom {
     pub volume: Volume,
     /// `volume.len()` tissue labels.
     pub tissue: Vec<Tissue>,
+}
+
+impl LabeledPhantom {
+    /// The ground-truth lesion mask: a volume in the scan's voxel grid (same `[x, y, z]` shape,
+    /// spacing and affine) that is 1 where a ground-glass opacity contributes to the voxel's
+    /// value ([`Tissue::GroundGlass`]) and 0 elsewhere, including where a vessel or bone drawn
+    /// over an opacity hides it. All zeros for a normal scan (and past the end of a `tissue`
+    /// shorter than the volume).
+    pub fn lesion_mask(&self) -> Volume {
+        let mut mask = self.volume.clone();
+        for (value, i) in mask.data_mut().iter_mut().zip(0..) {
+            let lesion = self.tissue.get(i) == Some(&Tissue::GroundGlass);
+            *value = if lesion { 1.0 } else { 0.0 };
+        }
+        mask
+    }
 }
 
 /// Generates one phantom scan of `shape_xy × shape_xy × depth` voxels in whole HU.

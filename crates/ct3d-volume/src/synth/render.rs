@@ -10,8 +10,11 @@ use glam::DVec3;
 use super::anatomy::{Anatomy, DISC_MM, RIB_CROSSING_MM, RIB_PITCH_MM, VERTEBRA_PITCH_MM};
 use super::random::{NOISE_STREAM, Rng};
 use super::shapes::Ellipse;
-use super::{AIR_HU, Tissue};
+use super::{AIR_HU, Difficulty, Tissue};
 use crate::rng::mix64;
+
+/// The lowest value a CT scanner stores (hard phantoms' noise floor), HU.
+const MIN_HU: f32 = -1024.0;
 
 impl Anatomy {
     /// Voxel centre → mm along x (or y).
@@ -221,13 +224,26 @@ impl Anatomy {
         }
     }
 
-    /// Noise of the scan's σ inside the body and the table, rounded to whole HU.
+    /// Noise of the scan's σ inside the body and the table, rounded to whole HU: bounded for
+    /// easy phantoms; Gaussian-tailed for hard ones, floored at −1024 HU (a scanner's lowest
+    /// value), which only the noisiest lung voxels reach.
     fn add_noise(&self, z: usize, out: &mut [f32], tissue: &[Tissue]) {
         let mut rng = Rng::new(self.seed ^ NOISE_STREAM ^ mix64(z as u64));
         let sigma = self.noise_sigma as f32;
-        for (value, &label) in out.iter_mut().zip(tissue) {
-            if label != Tissue::Air {
-                *value = (*value + sigma * rng.approx_normal()).round();
+        match self.difficulty {
+            Difficulty::Easy => {
+                for (value, &label) in out.iter_mut().zip(tissue) {
+                    if label != Tissue::Air {
+                        *value = (*value + sigma * rng.approx_normal()).round();
+                    }
+                }
+            }
+            Difficulty::Hard => {
+                for (value, &label) in out.iter_mut().zip(tissue) {
+                    if label != Tissue::Air {
+                        *value = (*value + sigma * rng.gaussian()).round().max(MIN_HU);
+                    }
+                }
             }
         }
     }
