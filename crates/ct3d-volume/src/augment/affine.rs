@@ -328,23 +328,12 @@ pub fn affine_resample(
                 Padding::Nearest => Some(c.clamp(-(pad as f64), (n - 1 + pad) as f64)),
             }
         };
-        let place = |c: f64, n: usize| placed(c, n, 0);
         match interpolation {
             Interpolation::Linear => {
                 let data = volume.data();
-                out.par_chunks_mut(nx * ny).enumerate().for_each(|(z, plane)| {
-                    for (y, row) in plane.chunks_exact_mut(nx).enumerate() {
-                        for (x, o) in row.iter_mut().enumerate() {
-                            let c = source([x, y, z]);
-                            let (Some(cx), Some(cy), Some(cz)) =
-                                (place(c[0], shape[0]), place(c[1], shape[1]), place(c[2], shape[2]))
-                            else {
-                                continue;
-                            };
-                            *o = sample_linear(data, shape, [cx, cy, cz]) as f32;
-                        }
-                    }
-                });
+                out.par_chunks_mut(nx * ny)
+                    .enumerate()
+                    .for_each(|(z, plane)| linear_plane(data, shape, matrix, offset, padding, z, plane));
             }
             Interpolation::Cubic => {
                 let pad = match padding {
@@ -374,6 +363,68 @@ pub fn affine_resample(
     volume
         .with_data(shape, out)
         .expect("output has the input's shape")
+}
+
+/// Output plane `z` of the linear [`affine_resample`]. Bit for bit the general per-voxel
+/// computation (the coordinate summed `((x·m₀ + y·m₁) + z·m₂) + offset`, the eight taps summed
+/// `x` outer, `z` inner, each `value · wx · wy · wz`), with the products of `y` and `z` hoisted
+/// out of the row and a branch-free path for samples whose taps are all inside the grid.
+fn linear_plane(
+    data: &[f32],
+    shape: [usize; 3],
+    matrix: &Matrix3,
+    offset: [f64; 3],
+    padding: Padding,
+    z: usize,
+    plane: &mut [f32],
+) {
+    let [nx, ny, nz] = shape;
+    let (sy, sz) = (nx, nx * ny);
+    let place = |c: f64, n: usize| -> Option<f64> {
+        match padding {
+            Padding::Constant => inside(c, n).then_some(c),
+            Padding::Nearest if c.is_nan() => None,
+            Padding::Nearest => Some(c.clamp(0.0, n as f64 - 1.0)),
+        }
+    };
+    let zf = z as f64;
+    let zm = [zf * matrix[0][2], zf * matrix[1][2], zf * matrix[2][2]];
+    for (y, row) in plane.chunks_exact_mut(nx).enumerate() {
+        let yf = y as f64;
+        let ym = [yf * matrix[0][1], yf * matrix[1][1], yf * matrix[2][1]];
+        for (x, o) in row.iter_mut().enumerate() {
+            let xf = x as f64;
+            let c = [
+                ((xf * matrix[0][0] + ym[0]) + zm[0]) + offset[0],
+                ((xf * matrix[1][0] + ym[1]) + zm[1]) + offset[1],
+                ((xf * matrix[2][0] + ym[2]) + zm[2]) + offset[2],
+            ];
+            let (Some(cx), Some(cy), Some(cz)) = (place(c[0], nx), place(c[1], ny), place(c[2], nz))
+            else {
+                continue;
+            };
+            // Coordinates are ≥ 0 here: truncation is floor.
+            let (ix, iy, iz) = (cx as usize, cy as usize, cz as usize);
+            *o = if ix + 1 < nx && iy + 1 < ny && iz + 1 < nz {
+                let (tx, ty, tz) = (cx - ix as f64, cy - iy as f64, cz - iz as f64);
+                let (ux, uy, uz) = (1.0 - tx, 1.0 - ty, 1.0 - tz);
+                let base = ix + sy * iy + sz * iz;
+                let v = |step: usize| f64::from(data[base + step]);
+                let mut sum = 0.0;
+                sum += v(0) * ux * uy * uz;
+                sum += v(sz) * ux * uy * tz;
+                sum += v(sy) * ux * ty * uz;
+                sum += v(sy + sz) * ux * ty * tz;
+                sum += v(1) * tx * uy * uz;
+                sum += v(1 + sz) * tx * uy * tz;
+                sum += v(1 + sy) * tx * ty * uz;
+                sum += v(1 + sy + sz) * tx * ty * tz;
+                sum
+            } else {
+                sample_linear(data, shape, [cx, cy, cz])
+            } as f32;
+        }
+    }
 }
 
 /// The two taps and weights of an order-1 sample at `c` in `[0, n − 1]` (the upper tap mirrored

@@ -161,9 +161,14 @@ fn blur_axis(volume: &Volume, axis: usize, weights: &[f32]) -> Volume {
                 let mut padded = vec![0.0f32; nx + 2 * radius as usize];
                 for (y, out_row) in out_plane.chunks_exact_mut(nx).enumerate() {
                     let row = &data[nx * (y + ny * z)..][..nx];
+                    // Only the borders need folding (an integer division each).
+                    let r = radius as usize;
                     for (i, p) in padded.iter_mut().enumerate() {
-                        *p = row[reflect(i as isize - radius, nx)];
+                        if i < r || i >= r + nx {
+                            *p = row[reflect(i as isize - radius, nx)];
+                        }
                     }
+                    padded[r..r + nx].copy_from_slice(row);
                     for (j, &w) in weights.iter().enumerate() {
                         for (o, &p) in out_row.iter_mut().zip(&padded[j..]) {
                             *o += w * p;
