@@ -8,6 +8,8 @@ use clap::Args;
 use ct3d::evaluate::{EvalSplit, WeightsChoice};
 use ct3d::train::DataSource;
 use ct3d_model::DeviceChoice;
+use ct3d_volume::augment::Augmentations;
+use ct3d_volume::augment::recipe::{self, RecipeError};
 use ct3d_volume::preprocess::{ConfigError, DEFAULT_SIZE, PreprocessConfig, PreprocessParams};
 
 /// `--size`'s default as typed (`128,128,64`): the library's [`DEFAULT_SIZE`], written once.
@@ -124,6 +126,33 @@ pub struct PreprocessFlags {
     /// Hounsfield window as MIN,MAX; values outside are clipped, then scaled to [0, 1].
     #[arg(long, value_name = "MIN,MAX", default_value = "-1000,400", value_parser = parse_window, allow_hyphen_values = true)]
     pub hu_window: [f32; 2],
+}
+
+/// `--augment LIST` and `--augment-file FILE`: an augmentation recipe (shared by `train`, `cv`,
+/// `show` and `montage`).
+#[derive(Debug, Args)]
+pub struct AugmentFlags {
+    /// Augmentations, in order, with default settings: names from rotate (the example's random
+    /// rotation), flip, affine, intensity, gamma, noise, blur, e.g. rotate,flip,affine,noise.
+    #[arg(long, value_name = "LIST")]
+    pub augment: Option<String>,
+    /// Augmentation recipe, .json or .toml: a list of transforms with their settings
+    /// (`[[augment]]` tables with `kind = "noise"`, `std = 0.05`, …; see the README). With
+    /// --augment, the list gives the order and the file the settings of the transforms it holds.
+    #[arg(long, value_name = "FILE")]
+    pub augment_file: Option<PathBuf>,
+}
+
+impl AugmentFlags {
+    /// The recipe given, or `None` when neither flag is.
+    pub fn recipe(&self) -> Result<Option<Augmentations>, RecipeError> {
+        Ok(match (&self.augment, &self.augment_file) {
+            (None, None) => None,
+            (Some(names), None) => Some(recipe::from_names(names)?),
+            (None, Some(file)) => Some(recipe::read(file)?),
+            (Some(names), Some(file)) => Some(recipe::named_with_file(names, file)?),
+        })
+    }
 }
 
 /// `--series UID`: which DICOM series to read from a folder holding several.

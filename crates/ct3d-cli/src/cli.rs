@@ -67,7 +67,8 @@ pub(crate) enum Command {
     /// Train the Keras example's 3D CNN on a class-folder dataset or a CSV manifest.
     ///
     /// Scans are preprocessed through the `prepare` cache, split per class in sorted file-name
-    /// order (first --split train, rest validation), augmented by random rotation on the fly, and
+    /// order (first --split train, rest validation), augmented on the fly (the example's random
+    /// rotation, or the recipe of --augment/--augment-file: flip, affine, noise, …), and
     /// trained with Adam and binary cross-entropy, validating every epoch. RUN receives
     /// config.json, history.csv, best/last weights (safetensors, Keras layer names) and the
     /// optimizer state. Defaults are the example's; with the same --seed two CPU runs give the same
@@ -93,7 +94,9 @@ pub(crate) enum Command {
     ///
     /// The scan is preprocessed as for training (HU window, rotation, resize) unless --raw is
     /// given. Rows are the volume's x axis and columns its y axis, as imshow draws the array; the
-    /// gray scale stretches the slice's minimum to black and maximum to white.
+    /// gray scale stretches the slice's minimum to black and maximum to white. --augment LIST (or
+    /// --augment-file FILE) applies an augmentation recipe after preprocessing, drawn with
+    /// --augment-seed S, to check it by eye.
     Show(pictures::ShowArgs),
     /// Draw a montage of consecutive slices, exactly as the example's `plot_slices` arranges them.
     ///

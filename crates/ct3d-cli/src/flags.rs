@@ -22,6 +22,7 @@ use ct3d::pictures::PictureError;
 use ct3d::report::ReportError;
 use ct3d::resources::ResourceError;
 use ct3d_fetch::FetchError;
+use ct3d_volume::augment::recipe::RecipeError;
 use ct3d_volume::cache::CacheError;
 use ct3d_volume::cache_admin::CacheAdminError;
 use ct3d_volume::dataset::{ClassFolderHint, DatasetError};
@@ -175,6 +176,12 @@ fn wrapped<'a>(error: &'a (dyn Error + 'static)) -> Option<&'a (dyn Error + 'sta
 
 /// An error that states its own fact, in the CLI's words when its fix is a flag.
 fn leaf(error: &(dyn Error + 'static)) -> Option<String> {
+    if let Some(e) = error.downcast_ref::<RecipeError>() {
+        return Some(match e {
+            RecipeError::Unknown { .. } | RecipeError::EmptyName(_) => format!("--augment: {e}"),
+            _ => format!("--augment-file {e}"),
+        });
+    }
     if let Some(e) = error.downcast_ref::<RunError>() {
         return run_error(e);
     }

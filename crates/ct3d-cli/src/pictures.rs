@@ -10,10 +10,10 @@ use ct3d::pictures::{picture_format, run_curves_png, save_png};
 use ct3d::report::{ReportOptions, build_report, write_report};
 use ct3d_plot::slices::{MontageLayout, axial_slice_png, montage_png};
 use ct3d_volume::Volume;
-use ct3d_volume::augment::rotate_augment;
+use ct3d_volume::augment::{Augmentations, rotate_augment};
 use ct3d_volume::preprocess::{PreprocessConfig, process_volume};
 
-use crate::args::{DeviceArgs, PreprocessFlags, SeriesArg, WeightsArg};
+use crate::args::{AugmentFlags, DeviceArgs, PreprocessFlags, SeriesArg, WeightsArg};
 
 /// How `show` and `montage` prepare the volume they draw.
 #[derive(Debug, Args)]
@@ -24,8 +24,13 @@ pub struct PictureArgs {
     raw: bool,
     /// Rotate each slice by DEG degrees after preprocessing, to see the training augmentation
     /// (it draws from -20, -10, -5, 5, 10, 20).
-    #[arg(long, value_name = "DEG", allow_hyphen_values = true)]
+    #[arg(long, value_name = "DEG", allow_hyphen_values = true, conflicts_with_all = ["augment", "augment_file"])]
     augment_angle: Option<f32>,
+    #[command(flatten)]
+    augment: AugmentFlags,
+    /// The seed whose random draws the --augment recipe takes (each seed shows another draw).
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    augment_seed: u64,
     #[command(flatten)]
     preprocess: PreprocessFlags,
     #[command(flatten)]
@@ -39,6 +44,7 @@ impl PictureArgs {
             scan,
             preprocess: (!self.raw).then(|| self.preprocess.config()).transpose()?,
             augment_angle: self.augment_angle,
+            augment: self.augment.recipe()?.map(|list| (list, self.augment_seed)),
             series: self.series.uid,
         })
     }
@@ -54,6 +60,9 @@ pub struct VolumeSource<'a> {
     pub preprocess: Option<PreprocessConfig>,
     /// Rotate every slice by this many degrees after preprocessing (the training augmentation).
     pub augment_angle: Option<f32>,
+    /// An augmentation list to apply after preprocessing, with the seed of its random draws (it
+    /// draws as sample 0 of epoch 0 of a run with that seed).
+    pub augment: Option<(Augmentations, u64)>,
 }
 
 impl VolumeSource<'_> {
@@ -64,8 +73,12 @@ impl VolumeSource<'_> {
                 .with_context(|| format!("{}: preprocessing", self.scan.display()))?,
             None => volume,
         };
-        Ok(match self.augment_angle {
+        let volume = match self.augment_angle {
             Some(angle) => rotate_augment(&volume, angle),
+            None => volume,
+        };
+        Ok(match &self.augment {
+            Some((list, seed)) => list.apply(volume, *seed, 0, 0),
             None => volume,
         })
     }

@@ -18,7 +18,7 @@ use ct3d_model::{AdamConfig, ExponentialDecay, ModelParams};
 use indicatif::ProgressBar;
 
 use crate::args::{
-    ArchitectureArgs, ClassArgs, DataArgs, DeviceArgs, PreprocessFlags, YesArg, count,
+    ArchitectureArgs, AugmentFlags, ClassArgs, DataArgs, DeviceArgs, PreprocessFlags, YesArg, count,
 };
 use crate::progress;
 
@@ -120,9 +120,11 @@ pub struct TrainOptions {
     /// Seed for initialisation, shuffling, augmentation and dropout (default: random, recorded).
     #[arg(long)]
     seed: Option<u64>,
-    /// Train without the random-rotation augmentation.
-    #[arg(long)]
+    /// Train without augmentation (the default is the example's random rotation).
+    #[arg(long, conflicts_with_all = ["augment", "augment_file"])]
     no_augment: bool,
+    #[command(flatten)]
+    augment: AugmentFlags,
     #[command(flatten)]
     architecture: ArchitectureArgs,
     /// Dropout rate after the dense layer.
@@ -186,11 +188,13 @@ impl TrainArgs {
         let seed_was_chosen = self.options.seed.is_none();
         let yes = self.options.yes.yes;
         let mut request = self.into_request()?;
+        let mut typed = Vec::new();
         if let Some(matches) = matches {
             request.given = given_settings(matches);
+            typed = typed_flags(matches);
         }
         YesArg { yes }.check(|| ct3d::resources::check_train(&request))?;
-        train(request, seed_was_chosen)
+        train(request, seed_was_chosen, &typed)
     }
 
     fn into_request(mut self) -> Result<TrainRequest> {
@@ -275,7 +279,10 @@ impl TrainOptions {
             adam: AdamConfig::default(),
             patience: self.patience,
             train_fraction,
-            augment: (!self.no_augment).into(),
+            augment: match self.augment.recipe()? {
+                Some(list) => list,
+                None => (!self.no_augment).into(),
+            },
             seed: seed.unwrap_or_else(crate::random_seed),
             model: ModelParams {
                 filters: std::mem::take(&mut self.architecture.filters.0),
@@ -450,6 +457,8 @@ pub const TRAIN_SETTINGS: &[(&str, &str, &[&str])] = &[
     ("split", "--split", &["train_fraction"]),
     ("seed", "--seed", &["seed"]),
     ("no_augment", "--no-augment", &["augment"]),
+    ("augment", "--augment", &["augment"]),
+    ("augment_file", "--augment-file", &["augment"]),
     ("filters", "--filters", &["model.filters"]),
     ("dense", "--dense", &["model.dense"]),
     ("dropout", "--dropout", &["model.dropout"]),
@@ -496,8 +505,20 @@ pub fn given_settings(matches: &clap::ArgMatches) -> Vec<String> {
     keys
 }
 
+/// The setting flags typed on `train`'s command line (`--augment`), as [`TRAIN_SETTINGS`] spells
+/// them.
+fn typed_flags(matches: &clap::ArgMatches) -> Vec<&'static str> {
+    TRAIN_SETTINGS
+        .iter()
+        .filter(|(id, _, _)| {
+            matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
+        })
+        .map(|(_, flag, _)| *flag)
+        .collect()
+}
+
 /// Trains `request` with the console's progress and prints where the results are.
-fn train(request: TrainRequest, seed_was_chosen: bool) -> Result<()> {
+fn train(request: TrainRequest, seed_was_chosen: bool, typed: &[&str]) -> Result<()> {
     // Announced only once training really starts, not before a refusal.
     let chosen_seed = (seed_was_chosen && !request.resume).then_some(request.config.seed);
     let observer = ConsoleObserver::new(chosen_seed);
@@ -507,9 +528,15 @@ fn train(request: TrainRequest, seed_was_chosen: bool) -> Result<()> {
     clear_interrupt_message();
     let outcome = match outcome {
         Err(TrainError::SettingChanged { run, change }) => {
-            let flag = TRAIN_SETTINGS
-                .iter()
-                .find(|(_, _, keys)| keys.contains(&change.key.as_str()))
+            // Several flags set `augment`: name the one typed.
+            let setting_flags = || {
+                TRAIN_SETTINGS
+                    .iter()
+                    .filter(|(_, _, keys)| keys.contains(&change.key.as_str()))
+            };
+            let flag = setting_flags()
+                .find(|(_, flag, _)| typed.contains(flag))
+                .or_else(|| setting_flags().next())
                 .map_or(change.key.as_str(), |(_, flag, _)| flag);
             bail!(
                 "{}: {flag} {} differs from the recorded {} ({} in config.json); a resumed run \
@@ -825,6 +852,10 @@ mod tests {
         assert_eq!(
             given(&["--learning-rate", "0.5", "--epochs", "3", "--no-augment"]),
             ["epochs", "schedule.initial", "augment"]
+        );
+        assert_eq!(
+            given(&["--augment", "flip", "--augment-file", "r.toml"]),
+            ["augment"]
         );
         assert_eq!(
             given(&["--hu-window", "-900,400"]),

@@ -6,6 +6,7 @@
 
 mod support;
 
+mod cli_augment;
 mod cli_dataset;
 mod cli_dicom;
 mod cli_fetch;

@@ -31,7 +31,7 @@ const WIDE_BLOCK: usize = 16;
 const NARROW_BLOCK: usize = 4;
 
 /// One coefficient per plane of a block of `L` planes, `z` contiguous.
-type Lanes<const L: usize> = [f64; L];
+pub(crate) type Lanes<const L: usize> = [f64; L];
 
 /// `scipy.special.cosdg`: cosine of an angle in degrees, exactly `0` or `±1` at multiples of 90°.
 ///
@@ -87,7 +87,7 @@ fn reduce_degrees(angle_deg: f64) -> (u32, f64) {
 
 /// Folds a tap index into `[0, len)` the way scipy's mirror boundary does (period `2 * len - 2`,
 /// edge samples not repeated); every index maps to `0` when `len <= 1`.
-fn mirror_index(index: isize, len: usize) -> usize {
+pub(crate) fn mirror_index(index: isize, len: usize) -> usize {
     if len <= 1 {
         return 0;
     }
@@ -103,14 +103,14 @@ fn mirror_index(index: isize, len: usize) -> usize {
 
 /// True when a source coordinate is inside `[0, len - 1]`; NaN is outside. This is scipy's
 /// `mode='constant'` test: outside means the sample is `cval`.
-fn inside(coordinate: f64, len: usize) -> bool {
+pub(crate) fn inside(coordinate: f64, len: usize) -> bool {
     coordinate >= 0.0 && coordinate <= len as f64 - 1.0
 }
 
 /// Taps and weights of an order-3 sample at `x`, `0 <= x <= len - 1`: the four mirrored indices
 /// `floor(x) - 1 ..= floor(x) + 2` and scipy's weights for them.
 #[inline]
-fn cubic_sample(x: f64, len: usize) -> ([usize; 4], [f64; 4]) {
+pub(crate) fn cubic_sample(x: f64, len: usize) -> ([usize; 4], [f64; 4]) {
     // x >= 0, so truncation is floor (and needs no libm call on baseline x86-64).
     let whole = x as usize;
     let t = x - whole as f64;
@@ -130,7 +130,7 @@ fn cubic_sample(x: f64, len: usize) -> ([usize; 4], [f64; 4]) {
 /// Cubic B-spline prefilter of one line in place (`line(i)` is element `i`, each a block of `z`
 /// lanes), with scipy's mirror initialisation (used for `mode='constant'` too).
 #[inline(always)]
-fn prefilter_line<const L: usize>(
+pub(crate) fn prefilter_line<const L: usize>(
     coefficients: &mut [Lanes<L>],
     line: impl Fn(usize) -> usize,
     len: usize,

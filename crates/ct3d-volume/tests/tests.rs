@@ -5,6 +5,7 @@
 
 mod support;
 
+mod augment_parity;
 mod dataset_cache;
 mod dicom;
 mod format;

@@ -464,10 +464,22 @@ pub fn changed_setting(
     keys.iter().find_map(|key| {
         let pointer = format!("/{}", key.replace('.', "/"));
         let (x, y) = (a.pointer(&pointer), b.pointer(&pointer));
-        (x != y).then(|| SettingChange {
-            key: key.clone(),
-            recorded: setting_text(x),
-            given: setting_text(y),
+        (x != y).then(|| {
+            let (recorded, given) = (setting_text(x), setting_text(y));
+            // Values that read alike (augmentation lists of the same kinds, other settings)
+            // are shown in full.
+            let full =
+                |v: Option<&serde_json::Value>| v.map_or("none".to_owned(), |v| v.to_string());
+            let (recorded, given) = if recorded == given {
+                (full(x), full(y))
+            } else {
+                (recorded, given)
+            };
+            SettingChange {
+                key: key.clone(),
+                recorded,
+                given,
+            }
         })
     })
 }
@@ -514,6 +526,22 @@ mod tests {
         let change = changed_setting(&recorded, &given, &["augment".to_owned()]).unwrap();
         assert_eq!(change.recorded, "random_rotation");
         assert_eq!(change.given, "none");
+        // The same kinds with other settings: the lists in full.
+        let other_angles = TrainParams {
+            augment: Augmentations::new(vec![ct3d_volume::augment::Augmentation::RandomRotation(
+                ct3d_volume::augment::RandomRotation::new(vec![5.0]).unwrap(),
+            )]),
+            ..TrainParams::default()
+        }
+        .check()
+        .unwrap();
+        let change = changed_setting(&recorded, &other_angles, &["augment".to_owned()]).unwrap();
+        assert!(change.recorded.contains("-20.0"), "{}", change.recorded);
+        assert!(
+            change.given.contains(r#""angles":[5.0]"#) && change.given.contains("random_rotation"),
+            "{}",
+            change.given
+        );
     }
 
     /// `config.json` as a run without folds or schedule changes records it (and as runs from

@@ -9,17 +9,39 @@
 //! the list existed recorded `"augment": true` (that list) or `false` (no augmentation), and
 //! still read back as such.
 //!
+//! The transforms (short name, `kind`):
+//!
+//! | name | kind | what it does |
+//! |---|---|---|
+//! | `rotate` | `random_rotation` | the seed's in-plane rotation by an angle from a list, cubic, clipped |
+//! | `flip` | `random_flip` | mirror each axis with its own probability |
+//! | `affine` | `random_affine` | rotation about x, y and z, scaling, translation (mm); linear or cubic, constant or nearest padding |
+//! | `intensity` | `random_intensity` | `v · factor + offset` |
+//! | `gamma` | `random_gamma` | contrast curve `((v − min)/(max − min))^γ` on the volume's range |
+//! | `noise` | `gaussian_noise` | additive Gaussian noise |
+//! | `blur` | `gaussian_blur` | Gaussian smoothing (scipy's `gaussian_filter`) |
+//!
+//! Every transform is a random draw of parameters followed by a deterministic function of them
+//! (`flip_axes`, `affine_resample`, `gaussian_blur`, …), which `tests/augment_parity.rs` compares
+//! with numpy/scipy at fixed parameters. [`recipe`] reads a list from names (`rotate,flip`) or a
+//! JSON/TOML file.
+//!
 //! Randomness is a pure function of `(seed, epoch, sample index)`: every sample of every epoch
 //! gets its own SplitMix64 stream ([`sample_stream`]), which the transforms draw from in list
 //! order. The same run therefore gives the same augmentations on any number of threads, any
 //! sample of any epoch can be reproduced on its own, and the seed's list reproduces the rotation
-//! angles ct3d drew before the list existed, bit for bit.
+//! angles ct3d drew before the list existed, bit for bit. Each transform takes a fixed number of
+//! draws from the stream whatever it draws (its probability included), so one transform's
+//! settings never change what the next one draws; the noise draws one seed from the stream and
+//! generates its voxels from streams derived from it, chunk by chunk, so it too is independent
+//! of thread count.
 //!
 //! # Adding an augmentation
 //! One new file in this folder holding the transform's settings struct (`Serialize`,
-//! `Deserialize`, `Clone`, `Debug`, `PartialEq`) with its [`Augment`] and `Display`
-//! implementations, plus one line in the `augmentations!` list below naming the module and the
-//! struct; the variant's `kind` in `config.json` is the struct's name in `snake_case`.
+//! `Deserialize`, `Clone`, `Debug`, `PartialEq`, `Default`) with its [`Augment`] and `Display`
+//! implementations, plus one line in the `augmentations!` list below naming the module, the
+//! struct and its short name for `--augment`; the variant's `kind` in `config.json` is the
+//! struct's name in `snake_case` (the short name is accepted there too).
 
 use std::fmt;
 
@@ -40,22 +62,45 @@ pub trait Augment: fmt::Display {
 /// Declares the transform modules and the [`Augmentation`] enum with one variant per
 /// transform, and dispatches [`Augment`] to the variant's settings.
 macro_rules! augmentations {
-    ($($(#[$doc:meta])* $module:ident :: $variant:ident,)+) => {
+    ($($(#[$doc:meta])* $module:ident :: $variant:ident = $name:literal,)+) => {
         $(pub mod $module;)+
         $(pub use $module::$variant;)+
 
-        /// One transform of an augmentation list, tagged by `kind` in `config.json`.
+        /// One transform of an augmentation list, tagged by `kind` in `config.json` (its short
+        /// name is accepted as the tag too).
         #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
         #[serde(tag = "kind", rename_all = "snake_case")]
         pub enum Augmentation {
-            $($(#[$doc])* $variant($variant),)+
+            $($(#[$doc])* #[serde(alias = $name)] $variant($variant),)+
         }
 
         impl Augmentation {
+            /// The short names of the transforms (`--augment rotate,flip`), in registry order.
+            pub const NAMES: &[&str] = &[$($name,)+];
+
             /// The transform behind this entry.
             pub fn transform(&self) -> &dyn Augment {
                 match self {
                     $(Self::$variant(transform) => transform,)+
+                }
+            }
+
+            /// The transform called `name` (its short name or its `kind`) with its default
+            /// settings; `None` for a name that is neither.
+            pub fn named(name: &str) -> Option<Self> {
+                $(
+                    let default = Self::$variant($variant::default());
+                    if name == $name || default.kind() == name {
+                        return Some(default);
+                    }
+                )+
+                None
+            }
+
+            /// The short name of this entry's transform (`flip`).
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(Self::$variant(_) => $name,)+
                 }
             }
         }
@@ -65,10 +110,96 @@ macro_rules! augmentations {
 // The registry: one line per transform (its module in this folder and its settings struct).
 augmentations! {
     /// Rotate every `(x, y)` plane by an angle drawn from a list, clip to `[0, 1]`.
-    rotation::RandomRotation,
+    rotation::RandomRotation = "rotate",
+    /// Mirror each axis with its own probability.
+    flip::RandomFlip = "flip",
+    /// Rotate about every axis, scale and translate, resampled linearly or with cubic splines.
+    affine::RandomAffine = "affine",
+    /// Scale and shift the values.
+    intensity::RandomIntensity = "intensity",
+    /// Gamma contrast curve over the volume's range.
+    gamma::RandomGamma = "gamma",
+    /// Add Gaussian noise.
+    noise::GaussianNoise = "noise",
+    /// Smooth with a Gaussian kernel.
+    blur::GaussianBlur = "blur",
 }
 
+pub mod recipe;
+
 pub use rotation::{SEED_ANGLES, angle_for, rotate_augment};
+
+impl Augmentation {
+    /// This entry's `kind` in `config.json` (`random_flip`).
+    pub fn kind(&self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.get("kind").and_then(|k| k.as_str().map(str::to_owned)))
+            .unwrap_or_default()
+    }
+}
+
+/// A transform setting outside the range the transform can use: one line naming the transform's
+/// `kind`, the setting and the value, e.g. `random_flip probabilities 1.5: must be between 0 and
+/// 1`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{kind} {setting} {value}: {expected}")]
+pub struct SettingError {
+    /// The transform's `kind` (`random_flip`).
+    pub kind: &'static str,
+    /// The setting's key (`probabilities`).
+    pub setting: &'static str,
+    /// The value given, as written.
+    pub value: String,
+    /// What it must be.
+    pub expected: &'static str,
+}
+
+/// `Ok` when `ok`, else the [`SettingError`] for `value` of `setting` of `kind`.
+pub(crate) fn require(
+    ok: bool,
+    kind: &'static str,
+    setting: &'static str,
+    value: impl fmt::Display,
+    expected: &'static str,
+) -> Result<(), SettingError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(SettingError {
+            kind,
+            setting,
+            value: value.to_string(),
+            expected,
+        })
+    }
+}
+
+/// Checks that a probability is a number in `[0, 1]`.
+pub(crate) fn require_probability(
+    p: f64,
+    kind: &'static str,
+    setting: &'static str,
+) -> Result<(), SettingError> {
+    require(
+        (0.0..=1.0).contains(&p),
+        kind,
+        setting,
+        p,
+        "must be between 0 and 1",
+    )
+}
+
+/// One draw deciding whether a transform with `probability` acts on this sample. Always drawn,
+/// so the stream advances the same whether it acts or not.
+pub(crate) fn fires(rng: &mut SplitMix64, probability: f64) -> bool {
+    rng.next_f64() < probability
+}
+
+/// Uniform in `[-range, range]` (one draw).
+pub(crate) fn symmetric(rng: &mut SplitMix64, range: f64) -> f64 {
+    range * (2.0 * rng.next_f64() - 1.0)
+}
 
 impl fmt::Display for Augmentation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -310,7 +441,9 @@ mod tests {
         for text in [
             r#"[{"kind": "random_rotation", "angles": []}]"#,
             r#"[{"kind": "random_rotation", "angles": [1e40]}]"#,
-            r#"[{"kind": "random_flip"}]"#,
+            r#"[{"kind": "random_elastic"}]"#,
+            r#"[{"kind": "random_flip", "probabilities": [1.5, 0.0, 0.0]}]"#,
+            r#"[{"kind": "flip", "axes": [true]}]"#,
             r#"[{"kind": "random_rotation", "angles": [5.0], "axes": 2}]"#,
             r#""yes""#,
         ] {

@@ -32,7 +32,13 @@ pub struct RandomRotation {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RotationSettings {
+    /// The seed's angles when left out (a recipe file may name the transform alone).
+    #[serde(default = "seed_angles")]
     angles: Vec<f32>,
+}
+
+fn seed_angles() -> Vec<f32> {
+    SEED_ANGLES.to_vec()
 }
 
 /// A rotation list that cannot be used.
@@ -82,6 +88,13 @@ impl RandomRotation {
     /// the choices (bias below 2⁻⁶¹), so each is equally likely.
     pub fn angle(&self, rng: &mut SplitMix64) -> f32 {
         self.angles[rng.below(self.angles.len())]
+    }
+}
+
+/// The seed's rotation ([`RandomRotation::seed`]).
+impl Default for RandomRotation {
+    fn default() -> Self {
+        Self::seed()
     }
 }
 
