@@ -80,6 +80,16 @@ pub struct TrainParams {
     /// instead of the per-class `train_fraction` split. Absent in older runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub folds: Option<FoldSpec>,
+    /// Weights the network starts from instead of a random initialisation: a PyTorch state dict
+    /// (`.pth`/`.pt`, ResNets only; see [`ct3d_model::pytorch`]) or a ct3d weights file of the
+    /// same architecture (`RUN/best.safetensors`). Used when a run starts, not when it resumes.
+    /// Absent in older runs and when not given.
+    #[serde(default)]
+    pub init: Option<PathBuf>,
+    /// Epochs at the start during which only the network's head trains (the encoder is frozen);
+    /// 0 (the default, and older runs) trains everything from the first epoch.
+    #[serde(default)]
+    pub freeze_encoder_epochs: usize,
 }
 
 impl Default for TrainParams {
@@ -98,6 +108,8 @@ impl Default for TrainParams {
             architecture: Architecture::default(),
             classes: Classes::default(),
             folds: None,
+            init: None,
+            freeze_encoder_epochs: 0,
         }
     }
 }
@@ -121,8 +133,10 @@ impl Serialize for TrainParams {
             architecture,
             classes,
             folds,
+            init,
+            freeze_encoder_epochs,
         } = self;
-        let mut out = serializer.serialize_struct("TrainParams", 13)?;
+        let mut out = serializer.serialize_struct("TrainParams", 15)?;
         out.serialize_field("epochs", epochs)?;
         out.serialize_field("batch_size", batch_size)?;
         out.serialize_field("schedule", schedule)?;
@@ -138,6 +152,15 @@ impl Serialize for TrainParams {
         match folds {
             Some(folds) => out.serialize_field("folds", folds)?,
             None => out.skip_field("folds")?,
+        }
+        // Written only when set, so that a run without them records what it always did.
+        match init {
+            Some(init) => out.serialize_field("init", init)?,
+            None => out.skip_field("init")?,
+        }
+        match freeze_encoder_epochs {
+            0 => out.skip_field("freeze_encoder_epochs")?,
+            epochs => out.serialize_field("freeze_encoder_epochs", epochs)?,
         }
         out.end()
     }
