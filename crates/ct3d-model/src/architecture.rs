@@ -203,6 +203,9 @@ pub trait Classifier: Module + Sized {
 /// A built network, whatever its architecture. burn visits an enum module's parameters under
 /// the variant's name (`SeedCnn.blocks.0.conv.weight`); [`Classifier::param_name`] strips it,
 /// so a weights file does not depend on whether the concrete model or this enum saved it.
+// The ResNet's stem and head hold their BatchNorm inline (about a kilobyte of handles); a network
+// is moved once per training step, so boxing it would buy nothing measurable.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Network {
     /// [`Architecture::SeedCnn`].

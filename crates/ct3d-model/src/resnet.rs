@@ -306,6 +306,36 @@ fn layer_rows(depth: Depth, config: &ModelConfig) -> Vec<LayerRow> {
     rows
 }
 
+/// Values (`f32`) of the layer outputs of one forward pass over one volume, for memory
+/// estimates: the stem's convolution, BatchNorm and ReLU outputs and the pooled map; per block its
+/// convolution, BatchNorm and ReLU outputs, the sum and the shortcut's own outputs.
+pub fn activation_values(depth: Depth, config: &ModelConfig) -> u64 {
+    let params = config.resnet_params();
+    let shortcut_b = params.shortcut == Shortcut::B;
+    let mut downsamples = plan(depth, &params).into_iter().map(|b| b.downsample);
+    let voxels = |size: [usize; 3]| size.iter().map(|&s| s as u64).product::<u64>();
+    let input = voxels(config.input);
+    layer_rows(depth, config).iter().fold(input, |acc, row| {
+        let copies: u64 = match row.kind {
+            "Conv3d" => 1,
+            "BatchNorm3d" => 2, // normalised and activated
+            "MaxPool3d" => 1,
+            // conv, BN, ReLU per 3×3 (or 1×1) layer, the sum and the final ReLU
+            "BasicBlock" | "Bottleneck" => {
+                let layers = if row.kind == "Bottleneck" { 3 } else { 2 };
+                let down = downsamples.next().unwrap_or(false) && shortcut_b;
+                3 * layers + 2 + if down { 2 } else { 0 }
+            }
+            _ => 0,
+        };
+        acc.saturating_add(
+            copies
+                .saturating_mul(voxels(row.size))
+                .saturating_mul(row.channels as u64),
+        )
+    })
+}
+
 /// The layer table for a ResNet of `depth` named `title`: one row per stem layer and per block
 /// (its parameters including its shortcut), output shapes channels-first
 /// `(None, channels, x, y, z)`.

@@ -562,8 +562,13 @@ mod tests {
                 dense: 6,
                 dropout: 0.1,
                 batch_norm_momentum: 0.5,
+                resnet: Some(ct3d_model::ResNetParams {
+                    widths: [2, 3, 4, 5],
+                    shortcut: ct3d_model::Shortcut::A,
+                    downsample_bias: true,
+                }),
             },
-            architecture: Architecture::SeedCnn,
+            architecture: Architecture::Resnet34,
             classes: Classes {
                 negative_folder: "a".into(),
                 positive_folder: "b".into(),
@@ -571,8 +576,12 @@ mod tests {
                 positive_name: "d".into(),
             },
             folds: Some(FoldSpec { count: 4, fold: 3 }),
+            init: Some("pretrained.pth".into()),
+            freeze_encoder_epochs: 2,
         };
         let mut json = serde_json::to_value(&params).unwrap();
+        assert_eq!(json["architecture"], "resnet34");
+        assert_eq!(json["model"]["resnet"]["shortcut"], "A");
         assert_eq!(json["model"]["input"], serde_json::json!([50, 52, 54]));
         assert_eq!(
             serde_json::from_value::<TrainParams>(json.clone()).unwrap(),
