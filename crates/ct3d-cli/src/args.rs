@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 use clap::Args;
 use ct3d::evaluate::{EvalSplit, WeightsChoice};
 use ct3d::train::DataSource;
-use ct3d_model::DeviceChoice;
+use ct3d_model::{Architecture, DeviceChoice, ModelParams, ResNetParams, Shortcut};
 use ct3d_volume::augment::Augmentations;
 use ct3d_volume::augment::recipe::{self, RecipeError};
 use ct3d_volume::preprocess::{ConfigError, DEFAULT_SIZE, PreprocessConfig, PreprocessParams};
@@ -227,7 +227,12 @@ pub struct YesArg {
 /// The network's shape, shared by `train`, `cv` and `summary`.
 #[derive(Debug, Args)]
 pub struct ArchitectureArgs {
-    /// Filters of each conv block, one value per block: the example's 64,64,128,256 is four
+    /// Network: seed_cnn (the Keras example's CNN), or resnet10, resnet18, resnet34, resnet50
+    /// (3D ResNets in MedicalNet's layout, parameter names as MONAI's; they use --widths and
+    /// --shortcut, not --filters, --dense or --dropout).
+    #[arg(long, value_name = "NAME", default_value = "seed_cnn", value_parser = parse_architecture)]
+    pub arch: Architecture,
+    /// Filters of each conv block (seed_cnn), one value per block: the example's 64,64,128,256 is four
     /// blocks; fewer values make a shallower network, more a deeper one; smaller is faster. Each
     /// --size axis needs at least 3·2^n − 2 voxels for n blocks (46 for four, 22 for three).
     #[arg(
@@ -237,9 +242,67 @@ pub struct ArchitectureArgs {
         value_parser = parse_filters
     )]
     pub filters: Filters,
-    /// Units of the hidden dense layer.
+    /// Units of the hidden dense layer (seed_cnn).
     #[arg(long, default_value_t = 512)]
     pub dense: usize,
+    /// Channels of the four ResNet stages before the bottleneck expansion (MONAI's
+    /// block_inplanes; MedicalNet's weights need the default).
+    #[arg(long, value_name = "W,W,W,W", default_value = "64,128,256,512", value_parser = parse_widths)]
+    pub widths: [usize; 4],
+    /// ResNet shortcut where a block changes shape: B, a 1×1×1 convolution + BatchNorm (MONAI's
+    /// default; MedicalNet's resnet10/50 weights), or A, zero-padded identity (MedicalNet's
+    /// resnet18/34 weights).
+    #[arg(long, value_name = "A|B", default_value = "B", value_parser = parse_shortcut)]
+    pub shortcut: Shortcut,
+    /// Give shortcut B's convolution a bias (MONAI's default `bias_downsample=True`; MedicalNet
+    /// has none).
+    #[arg(long)]
+    pub downsample_bias: bool,
+}
+
+impl ArchitectureArgs {
+    /// The network's parameters: `base` (dropout, momentum) with these flags' sizes; the
+    /// ResNet settings are recorded only for a ResNet.
+    pub fn model_params(&mut self, base: ModelParams) -> ModelParams {
+        let resnet = self.arch.resnet_depth().map(|_| ResNetParams {
+            widths: self.widths,
+            shortcut: self.shortcut,
+            downsample_bias: self.downsample_bias,
+        });
+        ModelParams {
+            filters: std::mem::take(&mut self.filters.0),
+            dense: self.dense,
+            resnet,
+            ..base
+        }
+    }
+}
+
+/// Parses an architecture name; an unknown one is answered with the list of known ones.
+pub fn parse_architecture(text: &str) -> Result<Architecture, String> {
+    Architecture::from_name(text.trim()).ok_or_else(|| {
+        let known: Vec<&str> = Architecture::ALL.iter().map(|a| a.name()).collect();
+        format!(
+            "unknown architecture {text:?}; known ones: {}",
+            known.join(", ")
+        )
+    })
+}
+
+/// Parses a ResNet shortcut type, `A` or `B` (either case).
+pub fn parse_shortcut(text: &str) -> Result<Shortcut, String> {
+    match text.trim() {
+        "A" | "a" => Ok(Shortcut::A),
+        "B" | "b" => Ok(Shortcut::B),
+        _ => Err(format!("expected shortcut type A or B, got {text:?}")),
+    }
+}
+
+/// Parses four ResNet stage widths such as `64,128,256,512` (each ≥ 1).
+pub fn parse_widths(text: &str) -> Result<[usize; 4], String> {
+    let widths = parse_filters(text)?.0;
+    <[usize; 4]>::try_from(widths.as_slice())
+        .map_err(|_| format!("expected four stage widths such as 64,128,256,512, got {text:?}"))
 }
 
 /// Other data to evaluate on (default: the run's own).
@@ -301,6 +364,23 @@ mod tests {
         assert!(parse_size("128,128").is_err());
         assert!(parse_size("128,0,64").is_err());
         assert!(parse_size("a,b,c").is_err());
+    }
+
+    #[test]
+    fn architecture_widths_and_shortcut_parsing() {
+        assert_eq!(
+            parse_architecture("resnet34").unwrap(),
+            Architecture::Resnet34
+        );
+        assert_eq!(
+            parse_architecture("resnet").unwrap_err(),
+            "unknown architecture \"resnet\"; known ones: seed_cnn, resnet10, resnet18, resnet34, resnet50"
+        );
+        assert_eq!(parse_widths("8,16,32,64").unwrap(), [8, 16, 32, 64]);
+        assert!(parse_widths("8,16,32").is_err());
+        assert!(parse_widths("8,0,32,64").is_err());
+        assert_eq!(parse_shortcut("a").unwrap(), Shortcut::A);
+        assert!(parse_shortcut("C").is_err());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use ct3d::evaluate::{self, EvalSplit, Evaluation, LoadedRun, WeightsChoice, pred
 use ct3d::run::Classes;
 use ct3d::train::TrainError;
 use ct3d_model::bench::{Timing, bench_predict, bench_train_step};
-use ct3d_model::{Architecture, DeviceChoice, ModelParams};
+use ct3d_model::{DeviceChoice, ModelParams};
 
 use crate::args::{
     ArchitectureArgs, DeviceArgs, EvalDataArgs, SeriesArg, SplitArg, WeightsArg, at_least_one,
@@ -411,15 +411,12 @@ pub struct SummaryArgs {
 
 impl SummaryArgs {
     /// Prints the layer table of the model these flags describe.
-    pub fn run(self) -> Result<()> {
-        let config = ModelParams {
-            filters: self.architecture.filters.0,
-            dense: self.architecture.dense,
-            ..ModelParams::default()
-        }
-        .at(self.size);
-        // The CLI's one architecture: the seed CNN.
-        let architecture = Architecture::default();
+    pub fn run(mut self) -> Result<()> {
+        let config = self
+            .architecture
+            .model_params(ModelParams::default())
+            .at(self.size);
+        let architecture = self.architecture.arch;
         architecture.validate(&config)?;
         print!("{}", architecture.summary(&config));
         Ok(())
@@ -447,20 +444,25 @@ pub struct BenchArgs {
     #[arg(long)]
     burn_ops: bool,
     #[command(flatten)]
+    architecture: ArchitectureArgs,
+    #[command(flatten)]
     device: DeviceArgs,
 }
 
 impl BenchArgs {
     /// Times a training step and a one-scan prediction; `batch` and `repeats` are at least 1 (the
     /// flags' parser sees to it).
-    pub fn run(self) -> Result<()> {
+    pub fn run(mut self) -> Result<()> {
         ct3d_model::ops::set_fused_cpu_kernels(!self.burn_ops);
         let (batch, size, repeats) = (self.batch, self.size, self.repeats);
         let (device, check_cpu) = (self.device.device, self.check_cpu);
         let resolved = device.resolve()?;
-        // The CLI benchmarks the seed CNN at the requested input size.
-        let architecture = Architecture::default();
-        let config = ModelParams::default().at(size);
+        let architecture = self.architecture.arch;
+        let config = self
+            .architecture
+            .model_params(ModelParams::default())
+            .at(size);
+        architecture.validate(&config)?;
         if check_cpu {
             let cpu = DeviceChoice::Cpu.resolve()?;
             let agreement = ct3d_model::bench::compare_devices(

@@ -127,9 +127,17 @@ pub struct TrainOptions {
     augment: AugmentFlags,
     #[command(flatten)]
     architecture: ArchitectureArgs,
-    /// Dropout rate after the dense layer.
+    /// Dropout rate after the dense layer (seed_cnn).
     #[arg(long, default_value_t = 0.3)]
     dropout: f64,
+    /// Start from these weights instead of a random initialisation: a PyTorch state dict
+    /// (.pth/.pt: MedicalNet's checkpoints or MONAI's names; resnets only; a head of another
+    /// size is newly initialised) or another run's RUN/best.safetensors of the same --arch.
+    #[arg(long, value_name = "FILE")]
+    init: Option<PathBuf>,
+    /// Train only the head (the last layer) for the first N epochs, then everything.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    freeze_encoder_epochs: usize,
     /// BatchNormalization momentum (Keras convention: weight of the old moving statistic). The
     /// example's 0.99 needs hundreds of steps to settle; short runs predict better with ~0.9.
     #[arg(long, default_value_t = 0.99, value_name = "M")]
@@ -284,13 +292,14 @@ impl TrainOptions {
                 None => (!self.no_augment).into(),
             },
             seed: seed.unwrap_or_else(crate::random_seed),
-            model: ModelParams {
-                filters: std::mem::take(&mut self.architecture.filters.0),
-                dense: self.architecture.dense,
+            model: self.architecture.model_params(ModelParams {
                 dropout: self.dropout,
                 batch_norm_momentum: self.batch_norm_momentum,
-            },
-            architecture: ct3d_model::Architecture::default(),
+                ..ModelParams::default()
+            }),
+            architecture: self.architecture.arch,
+            init: self.init.take(),
+            freeze_encoder_epochs: self.freeze_encoder_epochs,
             preprocess: self.preprocess.config()?,
             classes: Classes {
                 negative_folder: std::mem::take(&mut self.classes.negative),
@@ -360,6 +369,11 @@ impl ConsoleObserver {
 }
 
 impl TrainObserver for ConsoleObserver {
+    fn initialised(&self, file: &Path, report: &ct3d_model::pytorch::InitReport) {
+        self.clear();
+        println!("initialised from {}: {report}", file.display());
+    }
+
     fn prepare_progress(&self, done: usize, total: usize) {
         self.with_bar(total, "prepare", |bar| bar.set_position(done as u64));
         if let Some(plain) = &self.plain {
@@ -459,7 +473,21 @@ pub const TRAIN_SETTINGS: &[(&str, &str, &[&str])] = &[
     ("no_augment", "--no-augment", &["augment"]),
     ("augment", "--augment", &["augment"]),
     ("augment_file", "--augment-file", &["augment"]),
+    ("arch", "--arch", &["architecture"]),
     ("filters", "--filters", &["model.filters"]),
+    ("widths", "--widths", &["model.resnet.widths"]),
+    ("shortcut", "--shortcut", &["model.resnet.shortcut"]),
+    (
+        "downsample_bias",
+        "--downsample-bias",
+        &["model.resnet.downsample_bias"],
+    ),
+    ("init", "--init", &["init"]),
+    (
+        "freeze_encoder_epochs",
+        "--freeze-encoder-epochs",
+        &["freeze_encoder_epochs"],
+    ),
     ("dense", "--dense", &["model.dense"]),
     ("dropout", "--dropout", &["model.dropout"]),
     (
@@ -815,8 +843,16 @@ mod tests {
         use clap::CommandFactory as _;
         let cli = crate::Cli::command();
         let train = cli.find_subcommand("train").unwrap();
+        // Every optional setting set, so that each key is written.
         let config = TrainParams {
             folds: Some(ct3d::folds::FoldSpec { count: 2, fold: 1 }),
+            model: ModelParams {
+                resnet: Some(Default::default()),
+                ..ModelParams::default()
+            },
+            architecture: ct3d_model::Architecture::Resnet10,
+            init: Some("weights.pth".into()),
+            freeze_encoder_epochs: 1,
             ..Default::default()
         }
         .check()

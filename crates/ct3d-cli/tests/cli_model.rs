@@ -1460,3 +1460,154 @@ fn oversized_training_is_refused_before_anything_is_written() {
     );
     assert!(!run.exists() && !data.join(".ct3d-cache").exists());
 }
+
+#[test]
+fn summary_of_a_resnet_counts_what_monai_counts() {
+    // MONAI 1.6.1 (torch 2.15), tools/golden/gen_resnet_golden.py: `sum(p.numel() for p in
+    // resnet18(spatial_dims=3, n_input_channels=1, num_classes=1, conv1_t_stride=2,
+    // shortcut_type="B", bias_downsample=False).parameters())` printed 33160513, and its
+    // BatchNorms hold 9600 running-statistic values. Shortcut A: 32986689 (+7808); resnet50
+    // with shortcut B: 46157121 (+53120).
+    for (args, trainable, moving) in [
+        (vec!["--arch", "resnet18"], "33,160,513", "9,600"),
+        (
+            vec!["--arch", "resnet18", "--shortcut", "A"],
+            "32,986,689",
+            "7,808",
+        ),
+        (vec!["--arch", "resnet50"], "46,157,121", "53,120"),
+    ] {
+        let out = ct3d(&[&["summary"][..], &args].concat());
+        assert_success(&out);
+        let text = stdout(&out);
+        let lines: Vec<&str> = text.lines().map(str::trim_end).collect();
+        for expected in [
+            format!("Trainable params: {trainable}"),
+            format!("Non-trainable params: {moving}"),
+        ] {
+            assert!(
+                lines.contains(&expected.as_str()),
+                "{expected:?} not in:\n{text}"
+            );
+        }
+    }
+    let text = stdout(&ct3d(&["summary", "--arch", "resnet18"]));
+    assert!(text.contains("layer4.1 (BasicBlock)"), "{text}");
+    // 128×128×64 → conv1 64×64×32 → max-pool 32×32×16 → … → layer4 4×4×2.
+    assert!(text.contains("(None, 512, 4, 4, 2)"), "{text}");
+
+    let out = ct3d(&["summary", "--arch", "resnet"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("known ones: seed_cnn, resnet10, resnet18, resnet34, resnet50"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_tiny_resnet_trains_from_pytorch_weights_and_predicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth(dir.path(), "data", 3, 3, 4);
+    let run = dir.path().join("run");
+    // The golden resnet10_b (widths 2,4,4,8, shortcut B), as MedicalNet saves it.
+    let pth = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../ct3d-model/tests/data/resnet/resnet10_b_medicalnet.pth");
+    let args = [
+        "train",
+        "--data",
+        s(&data),
+        "--out",
+        s(&run),
+        "--size",
+        "24,24,16",
+        "--arch",
+        "resnet10",
+        "--widths",
+        "2,4,4,8",
+        "--epochs",
+        "2",
+        "--seed",
+        "3",
+        "--init",
+        s(&pth),
+        "--freeze-encoder-epochs",
+        "1",
+    ];
+    let out = ct3d(&args);
+    assert_success(&out);
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!(
+            "initialised from {}: loaded 62 tensors; skipped 14 (MedicalNet's segmentation head \
+             conv_seg: 2, num_batches_tracked: 12)",
+            pth.display()
+        )),
+        "{text}"
+    );
+    assert_eq!(history(&run).len(), 2);
+    let config: serde_json::Value =
+        serde_json::from_slice(&fs::read(run.join("config.json")).unwrap()).unwrap();
+    let train = &config["train"];
+    assert_eq!(train["architecture"], "resnet10");
+    assert_eq!(
+        train["model"]["resnet"],
+        serde_json::json!({"widths": [2, 4, 4, 8], "shortcut": "B", "downsample_bias": false})
+    );
+    assert_eq!(train["freeze_encoder_epochs"], 1);
+    assert_eq!(train["init"], s(&pth));
+    let scan = &scans_in(&data.join("CT-23"))[0];
+    let reported = json(&ct3d(&["predict", "--run", s(&run), "--json", s(scan)]));
+    let probability = reported[0]["probability"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&probability), "{reported}");
+
+    // Another run starts from this one's best weights; a wrong architecture is one line.
+    let best = run.join("best.safetensors");
+    let again = dir.path().join("again");
+    let out = ct3d(&[
+        "train",
+        "--data",
+        s(&data),
+        "--out",
+        s(&again),
+        "--size",
+        "24,24,16",
+        "--arch",
+        "resnet10",
+        "--widths",
+        "2,4,4,8",
+        "--epochs",
+        "1",
+        "--seed",
+        "3",
+        "--init",
+        s(&best),
+    ]);
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains("loaded 62 tensors"),
+        "{}",
+        stdout(&out)
+    );
+    let wrong = dir.path().join("wrong");
+    let out = ct3d(&[
+        "train",
+        "--data",
+        s(&data),
+        "--out",
+        s(&wrong),
+        "--size",
+        "24,24,16",
+        "--arch",
+        "resnet18",
+        "--widths",
+        "2,4,4,8",
+        "--epochs",
+        "1",
+        "--seed",
+        "3",
+        "--init",
+        s(&pth),
+    ]);
+    assert_clean_failure(&out, &[s(&pth), "layer1.1.conv1.weight"]);
+}

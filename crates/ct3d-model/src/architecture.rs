@@ -21,6 +21,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::resnet::{self, Depth, ResNet};
 use crate::seed_cnn::{self, Model, ModelConfig, ModelError, ParamCounts};
 use crate::summary::SummaryTable;
 use crate::weights::ParamName;
@@ -30,26 +31,63 @@ use crate::weights::ParamName;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Architecture {
-    /// The Keras example's 3D CNN ([`crate::seed_cnn`]); uses every field of [`ModelConfig`].
+    /// The Keras example's 3D CNN ([`crate::seed_cnn`]); uses every field of [`ModelConfig`]
+    /// but `resnet`.
     #[default]
     SeedCnn,
+    /// ResNet-10 ([`crate::resnet`], basic blocks 1-1-1-1); uses the input size,
+    /// `batch_norm_momentum` and `resnet` of [`ModelConfig`].
+    Resnet10,
+    /// ResNet-18 (basic blocks 2-2-2-2), as [`Architecture::Resnet10`].
+    Resnet18,
+    /// ResNet-34 (basic blocks 3-4-6-3), as [`Architecture::Resnet10`].
+    Resnet34,
+    /// ResNet-50 (bottleneck blocks 3-4-6-3), as [`Architecture::Resnet10`].
+    Resnet50,
 }
 
 impl Architecture {
     /// Every architecture.
-    pub const ALL: [Architecture; 1] = [Architecture::SeedCnn];
+    pub const ALL: [Architecture; 5] = [
+        Architecture::SeedCnn,
+        Architecture::Resnet10,
+        Architecture::Resnet18,
+        Architecture::Resnet34,
+        Architecture::Resnet50,
+    ];
 
-    /// The name recorded in `config.json` (`"seed_cnn"`).
+    /// The name recorded in `config.json` (`"seed_cnn"`, `"resnet18"`, …).
     pub fn name(self) -> &'static str {
         match self {
             Architecture::SeedCnn => "seed_cnn",
+            Architecture::Resnet10 => "resnet10",
+            Architecture::Resnet18 => "resnet18",
+            Architecture::Resnet34 => "resnet34",
+            Architecture::Resnet50 => "resnet50",
+        }
+    }
+
+    /// The architecture called `name` ([`Self::name`]); `None` for an unknown name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    /// The ResNet depth, `None` for the seed CNN.
+    pub fn resnet_depth(self) -> Option<Depth> {
+        match self {
+            Architecture::SeedCnn => None,
+            Architecture::Resnet10 => Some(Depth::RESNET10),
+            Architecture::Resnet18 => Some(Depth::RESNET18),
+            Architecture::Resnet34 => Some(Depth::RESNET34),
+            Architecture::Resnet50 => Some(Depth::RESNET50),
         }
     }
 
     /// Checks `config` for this architecture; every other method assumes a valid one.
     pub fn validate(self, config: &ModelConfig) -> Result<(), ModelError> {
-        match self {
-            Architecture::SeedCnn => config.validate(),
+        match self.resnet_depth() {
+            None => config.validate(),
+            Some(depth) => resnet::validate(depth, config),
         }
     }
 
@@ -61,22 +99,25 @@ impl Architecture {
         device: &Device,
         seed: u64,
     ) -> Result<Network, ModelError> {
-        match self {
-            Architecture::SeedCnn => config.init(device, seed).map(Network::SeedCnn),
+        match self.resnet_depth() {
+            None => config.init(device, seed).map(Network::SeedCnn),
+            Some(depth) => resnet::init(depth, config, device, seed).map(Network::ResNet),
         }
     }
 
     /// Parameter counts as Keras's `model.summary()` reports them, from `config` alone.
     pub fn param_counts(self, config: &ModelConfig) -> ParamCounts {
-        match self {
-            Architecture::SeedCnn => config.param_counts(),
+        match self.resnet_depth() {
+            None => config.param_counts(),
+            Some(depth) => resnet::param_counts(depth, config),
         }
     }
 
     /// The layer table, Keras's `model.summary()` style, from `config` alone.
     pub fn summary_table(self, config: &ModelConfig) -> SummaryTable {
-        match self {
-            Architecture::SeedCnn => seed_cnn::summary_table(config),
+        match self.resnet_depth() {
+            None => seed_cnn::summary_table(config),
+            Some(depth) => resnet::summary_table(self.name(), depth, config),
         }
     }
 
@@ -139,6 +180,10 @@ pub trait Classifier: Module + Sized {
     /// (`blocks.0.conv.weight`), or `None` for a path the network does not have.
     fn param_name(module_path: &str) -> Option<ParamName>;
 
+    /// Whether the parameter at `module_path` belongs to the output head (what a fine-tuning run
+    /// trains alone while the encoder is frozen, and what a pretrained file may lack).
+    fn is_head(module_path: &str) -> bool;
+
     /// Checks that `input` is `[batch ≥ 1, 1, x, y, z]` with the network's size; returns
     /// `batch`.
     fn check_input(&self, input: &Tensor<5>) -> Result<usize, ModelError> {
@@ -158,10 +203,15 @@ pub trait Classifier: Module + Sized {
 /// A built network, whatever its architecture. burn visits an enum module's parameters under
 /// the variant's name (`SeedCnn.blocks.0.conv.weight`); [`Classifier::param_name`] strips it,
 /// so a weights file does not depend on whether the concrete model or this enum saved it.
+// The ResNet's stem and head hold their BatchNorm inline (about a kilobyte of handles); a network
+// is moved once per training step, so boxing it would buy nothing measurable.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Network {
     /// [`Architecture::SeedCnn`].
     SeedCnn(Model),
+    /// [`Architecture::Resnet10`] … [`Architecture::Resnet50`] (the depth is the model's).
+    ResNet(ResNet),
 }
 
 impl Network {
@@ -169,6 +219,13 @@ impl Network {
     pub fn architecture(&self) -> Architecture {
         match self {
             Network::SeedCnn(_) => Architecture::SeedCnn,
+            Network::ResNet(model) => {
+                let depth = model.depth();
+                Architecture::ALL
+                    .into_iter()
+                    .find(|a| a.resnet_depth() == Some(depth))
+                    .unwrap_or(Architecture::Resnet18)
+            }
         }
     }
 }
@@ -183,42 +240,49 @@ impl Classifier for Network {
     fn input_size(&self) -> [usize; 3] {
         match self {
             Network::SeedCnn(model) => model.input_size(),
+            Network::ResNet(model) => model.input_size(),
         }
     }
 
     fn forward(&self, input: Tensor<5>) -> Tensor<2> {
         match self {
             Network::SeedCnn(model) => Classifier::forward(model, input),
+            Network::ResNet(model) => Classifier::forward(model, input),
         }
     }
 
     fn forward_with_dropout(&self, input: Tensor<5>, keep_mask: Tensor<2>) -> Tensor<2> {
         match self {
             Network::SeedCnn(model) => Classifier::forward_with_dropout(model, input, keep_mask),
+            Network::ResNet(model) => Classifier::forward_with_dropout(model, input, keep_mask),
         }
     }
 
     fn embedding(&self, input: Tensor<5>) -> Tensor<2> {
         match self {
             Network::SeedCnn(model) => Classifier::embedding(model, input),
+            Network::ResNet(model) => Classifier::embedding(model, input),
         }
     }
 
     fn dropout(&self) -> Option<Dropout> {
         match self {
             Network::SeedCnn(model) => model.dropout(),
+            Network::ResNet(model) => model.dropout(),
         }
     }
 
     fn is_trainable(&self) -> bool {
         match self {
             Network::SeedCnn(model) => Classifier::is_trainable(model),
+            Network::ResNet(model) => Classifier::is_trainable(model),
         }
     }
 
     fn sync_moving_stats(&self) {
         match self {
             Network::SeedCnn(model) => Classifier::sync_moving_stats(model),
+            Network::ResNet(model) => Classifier::sync_moving_stats(model),
         }
     }
 
@@ -226,7 +290,16 @@ impl Classifier for Network {
         let (variant, rest) = module_path.split_once('.')?;
         match variant {
             "SeedCnn" => Model::param_name(rest),
+            "ResNet" => ResNet::param_name(rest),
             _ => None,
+        }
+    }
+
+    fn is_head(module_path: &str) -> bool {
+        match module_path.split_once('.') {
+            Some(("SeedCnn", rest)) => Model::is_head(rest),
+            Some(("ResNet", rest)) => ResNet::is_head(rest),
+            _ => false,
         }
     }
 }
@@ -248,6 +321,12 @@ mod tests {
         assert_eq!(Architecture::default(), Architecture::SeedCnn);
         assert_eq!(Architecture::SeedCnn.to_string(), "seed_cnn");
         assert!(serde_json::from_str::<Architecture>("\"resnet\"").is_err());
+        assert_eq!(Architecture::Resnet18.to_string(), "resnet18");
+        assert_eq!(
+            Architecture::from_name("resnet50"),
+            Some(Architecture::Resnet50)
+        );
+        assert_eq!(Architecture::from_name("resnet"), None);
     }
 
     #[test]

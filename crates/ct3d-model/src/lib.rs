@@ -8,6 +8,8 @@
 //!   `"seed_cnn"`) builds a [`Network`]; everything below works on any [`Classifier`];
 //! - [`seed_cnn`]: [`ModelConfig`] → [`Model`], Keras initialisers and BatchNorm settings,
 //!   Keras names and summary rows (also reachable as `model`, its former path);
+//! - [`resnet`]: 3D ResNet-10/18/34/50 in MedicalNet's layout, PyTorch names;
+//! - [`pytorch`]: PyTorch state dicts (`.pth`) into a network, names mapped, shapes checked;
 //! - [`ops`]: the only calls to convolution and pooling (3D max pooling built from 2D);
 //! - [`mod@train_step`]: stable binary cross-entropy on logits, Keras's Adam, the exponential-decay
 //!   schedule, binary accuracy, one training step, inference;
@@ -27,6 +29,8 @@ pub mod device;
 pub mod fused_conv;
 pub mod input;
 pub mod ops;
+pub mod pytorch;
+pub mod resnet;
 pub mod seed_cnn;
 pub mod summary;
 pub mod train_step;
@@ -37,6 +41,9 @@ pub use seed_cnn as model;
 
 pub use architecture::{Architecture, Classifier, Network};
 pub use device::{DeviceChoice, DeviceSelectionError};
+pub use resnet::{ResNetParams, Shortcut};
 pub use seed_cnn::{Model, ModelConfig, ModelError, ModelParams, ParamCounts};
-pub use train_step::{Adam, AdamConfig, ExponentialDecay, StepOutcome, predict_proba, train_step};
-pub use weights::{ParamName, WeightsError};
+pub use train_step::{
+    Adam, AdamConfig, ExponentialDecay, StepOutcome, freeze_encoder, predict_proba, train_step,
+};
+pub use weights::{Layout, ParamName, WeightsError};

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::backend::Dispatch;
 use burn::tensor::activation::relu;
-use burn::tensor::module::{conv3d, max_pool2d};
+use burn::tensor::module::{conv3d as conv3d_burn, max_pool2d};
 use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
 use burn::tensor::{Device, Tensor};
 
@@ -82,12 +82,64 @@ fn is_flex(device: &Device) -> bool {
 /// The caller guarantees `x ≥ kx` etc. and matching channel counts (the model validates its
 /// input size once); burn panics otherwise.
 pub fn conv3d_valid(input: Tensor<5>, kernel: Tensor<5>, bias: Tensor<1>) -> Tensor<5> {
-    conv3d(
+    conv3d_burn(
         input,
         kernel,
         Some(bias),
         ConvOptions::new([1, 1, 1], [0, 0, 0], [1, 1, 1], 1),
     )
+}
+
+/// A 3D convolution with equal `stride` and zero `padding` on every axis, as PyTorch's
+/// `Conv3d(…, stride, padding, bias=…)` (cross-correlation).
+///
+/// # Shapes
+/// - `input`: `[batch, in_channels, x, y, z]`
+/// - `kernel`: `[out_channels, in_channels, k, k, k]`; `bias`: `[out_channels]`
+/// - output: `[batch, out_channels, (x + 2·padding − k) / stride + 1, …]`
+///
+/// The caller guarantees sizes that leave at least one output voxel (the network validates its
+/// configuration once); burn panics otherwise.
+pub fn conv3d(
+    input: Tensor<5>,
+    kernel: Tensor<5>,
+    bias: Option<Tensor<1>>,
+    stride: usize,
+    padding: usize,
+) -> Tensor<5> {
+    conv3d_burn(
+        input,
+        kernel,
+        bias,
+        ConvOptions::new([stride; 3], [padding; 3], [1, 1, 1], 1),
+    )
+}
+
+/// PyTorch's `MaxPool3d(kernel_size=3, stride=2, padding=1)`: 3×3×3 windows every second
+/// voxel, the input padded by one voxel on each side (padding never wins a window: burn pads
+/// max pooling with −∞).
+///
+/// Built from two 2D poolings over views of the same memory, as [`max_pool3d_2`]: `y` and `z`
+/// first (treating `channels·x` as channels), then `x`.
+///
+/// # Shapes
+/// - `input`: `[batch, channels, x, y, z]`, every axis ≥ 1
+/// - output: `[batch, channels, (x − 1) / 2 + 1, (y − 1) / 2 + 1, (z − 1) / 2 + 1]`
+pub fn max_pool3d_3_stride_2(input: Tensor<5>) -> Tensor<5> {
+    let [batch, channels, x, y, z] = input.dims();
+    let planes = input.reshape([batch, channels * x, y, z]);
+    let options = MaxPoolOptions::new([3, 3])
+        .with_stride([2, 2])
+        .with_padding([1, 1]);
+    let pooled_yz = max_pool2d(planes, options); // [batch, channels·x, py, pz]
+    let [_, _, py, pz] = pooled_yz.dims();
+    let columns = pooled_yz.reshape([batch, channels, x, py * pz]);
+    let options = MaxPoolOptions::new([3, 1])
+        .with_stride([2, 1])
+        .with_padding_pairs([(1, 1), (0, 0)]);
+    let pooled = max_pool2d(columns, options); // [batch, channels, px, py·pz]
+    let [_, _, px, _] = pooled.dims();
+    pooled.reshape([batch, channels, px, py, pz])
 }
 
 /// Keras `MaxPool3D(pool_size=2)`: 2×2×2 windows, stride 2, no padding, odd sizes rounded down.

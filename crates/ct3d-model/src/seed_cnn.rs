@@ -28,8 +28,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::architecture::{Classifier, Dropout};
 use crate::ops;
+use crate::resnet::ResNetParams;
 use crate::summary::{SummaryRow, SummaryTable};
-use crate::weights::ParamName;
+use crate::weights::{Layout, ParamName};
 use ct3d_volume::preprocess::DEFAULT_SIZE;
 use ct3d_volume::rng::SplitMix64;
 
@@ -57,6 +58,11 @@ pub struct ModelParams {
     /// value to predict with statistics that match its weights.
     #[serde(default = "keras_batch_norm_momentum")]
     pub batch_norm_momentum: f64,
+    /// The ResNets' own settings (stage widths, shortcut type); recorded only by ResNet runs,
+    /// absent (and [`ResNetParams::default`] when a ResNet is built) otherwise. The seed CNN
+    /// ignores it; the ResNets ignore `filters`, `dense` and `dropout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resnet: Option<ResNetParams>,
 }
 
 impl Default for ModelParams {
@@ -66,6 +72,7 @@ impl Default for ModelParams {
             dense: 512,
             dropout: 0.3,
             batch_norm_momentum: KERAS_BATCH_NORM_MOMENTUM,
+            resnet: None,
         }
     }
 }
@@ -78,6 +85,7 @@ impl ModelParams {
             dense,
             dropout,
             batch_norm_momentum,
+            resnet,
         } = self.clone();
         ModelConfig {
             input,
@@ -85,6 +93,7 @@ impl ModelParams {
             dense,
             dropout,
             batch_norm_momentum,
+            resnet,
         }
     }
 }
@@ -104,6 +113,9 @@ pub struct ModelConfig {
     /// As [`ModelParams::batch_norm_momentum`].
     #[serde(default = "keras_batch_norm_momentum")]
     pub batch_norm_momentum: f64,
+    /// As [`ModelParams::resnet`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resnet: Option<ResNetParams>,
 }
 
 fn keras_batch_norm_momentum() -> f64 {
@@ -170,6 +182,18 @@ pub enum ModelError {
         /// Number of labels given.
         labels: usize,
     },
+    /// Shortcut A pads channels with zeros, so it cannot shrink them.
+    #[error(
+        "stage {stage} of the ResNet maps {in_channels} channels to {out_channels}: shortcut A only adds channels; use shortcut B or growing widths"
+    )]
+    ShortcutChannels {
+        /// Stage `1..=4`.
+        stage: usize,
+        /// Channels into the stage's first block.
+        in_channels: usize,
+        /// Channels out of it.
+        out_channels: usize,
+    },
     /// Training needs parameters on an autodiff device.
     #[error(
         "the model is not on an autodiff device; build it on `device.autodiff()` (or call `.train()`) to train"
@@ -213,7 +237,13 @@ impl ModelConfig {
             dense: self.dense,
             dropout: self.dropout,
             batch_norm_momentum: self.batch_norm_momentum,
+            resnet: self.resnet.clone(),
         }
+    }
+
+    /// The ResNet settings, [`ResNetParams::default`] where none are recorded.
+    pub fn resnet_params(&self) -> ResNetParams {
+        self.resnet.clone().unwrap_or_default()
     }
 
     /// Checks every hyper-parameter; all other methods assume a valid configuration.
@@ -517,7 +547,12 @@ impl Classifier for Model {
             // Moving statistics are the only weights Keras does not train.
             trainable: !name.contains("/moving_"),
             name,
+            layout: Layout::Keras,
         })
+    }
+
+    fn is_head(module_path: &str) -> bool {
+        module_path.starts_with("dense.") || module_path.starts_with("output.")
     }
 }
 

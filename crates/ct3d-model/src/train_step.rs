@@ -385,3 +385,37 @@ fn host_values(logits: Tensor<2>) -> Vec<f32> {
         .try_into_vec_as::<f32>()
         .expect("a float tensor reads back as f32")
 }
+
+/// Freezes (`frozen`) or unfreezes every parameter outside the network's head
+/// ([`Classifier::is_head`]): a frozen parameter gets no gradient, so [`train_step`] leaves it
+/// as it is and Adam keeps no moments for it. BatchNorm moving statistics are not parameters and
+/// keep following the batches while frozen, as in PyTorch with `requires_grad = False`.
+pub fn freeze_encoder<C: Classifier>(model: C, frozen: bool) -> C {
+    struct Freezer<C> {
+        path: Vec<String>,
+        frozen: bool,
+        marker: std::marker::PhantomData<C>,
+    }
+    impl<C: Classifier> ModuleMapper for Freezer<C> {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.path.push(name.to_owned());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.pop();
+        }
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let module_path = self.path.join(".");
+            // Moving statistics never take gradients; leave them as burn made them.
+            let trainable = C::param_name(&module_path).is_some_and(|name| name.trainable);
+            if !trainable || C::is_head(&module_path) {
+                return param;
+            }
+            param.set_require_grad(!self.frozen)
+        }
+    }
+    model.map(&mut Freezer::<C> {
+        path: Vec::new(),
+        frozen,
+        marker: std::marker::PhantomData,
+    })
+}

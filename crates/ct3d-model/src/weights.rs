@@ -29,6 +29,13 @@
 //! shape `[]`) and, per trainable weight, `optimizer/<weight>/m` and `optimizer/<weight>/v` in
 //! the weight's Keras shape.
 //!
+//! # ResNets: PyTorch's names and layout
+//! The ResNets ([`crate::resnet`]) name their tensors as a PyTorch state dict does
+//! (`conv1.weight`, `layer1.0.bn1.running_mean`, `fc.weight`) and store them in PyTorch's
+//! shapes (`[out, in, k, k, k]`, the head `[1, features]`): [`Layout::PyTorch`], `format =
+//! ct3d-pytorch-v1`. Such a file loads into MONAI's network with `load_state_dict` (with
+//! `strict=False`: it has no `num_batches_tracked`).
+//!
 //! All files are written atomically (temporary file + rename): a crash or a full disk leaves the
 //! previous file intact. Every error is one line naming the file.
 
@@ -131,25 +138,67 @@ pub struct ParamName {
     /// Whether the optimizer updates it (and [`save_optimizer`] stores moments for it); moving
     /// statistics are not trained.
     pub trainable: bool,
+    /// How its values are laid out in the file.
+    pub layout: Layout,
+}
+
+/// How a parameter's values are laid out in a weights file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// Keras's order: Conv3D kernels `[kx, ky, kz, in, out]`, everything else as burn holds it
+    /// (the seed CNN).
+    Keras,
+    /// Exactly as the parameter is held (`[out, in, kx, ky, kz]` kernels), which is PyTorch's
+    /// order for the networks that use it (the ResNets).
+    PyTorch,
+}
+
+impl Layout {
+    /// The file's shape for a parameter of burn shape `shape`.
+    fn file_shape(self, shape: &[usize]) -> Vec<usize> {
+        match self {
+            Layout::Keras => keras_shape(shape),
+            Layout::PyTorch => shape.to_vec(),
+        }
+    }
+
+    /// Burn-order `values` of burn shape `shape` in the file's order.
+    fn burn_to_file(self, shape: &[usize], values: Vec<f32>) -> Vec<f32> {
+        match self {
+            Layout::Keras => to_keras_order(shape, values),
+            Layout::PyTorch => values,
+        }
+    }
+
+    /// The file's `values` of a parameter of burn shape `shape` in burn's order.
+    fn file_to_burn(self, shape: &[usize], values: Vec<f32>) -> Vec<f32> {
+        match self {
+            Layout::Keras => from_keras_order(shape, values),
+            Layout::PyTorch => values,
+        }
+    }
 }
 
 const ITERATIONS: &str = "optimizer/iterations";
 /// Header `__metadata__` value of `format`: Keras names, Keras kernel layout, version 1.
 const FORMAT: &str = "ct3d-keras-v1";
+/// `format` of files in [`Layout::PyTorch`]: PyTorch names and shapes, version 1.
+const FORMAT_PYTORCH: &str = "ct3d-pytorch-v1";
 
 /// Writes every weight of `model` (including BatchNorm moving statistics) to `path`.
 pub fn save_weights<C: Classifier>(model: &C, path: &Path) -> Result<(), WeightsError> {
     // `valid` folds burn's per-thread BatchNorm updates into the values read here.
     let entries = collect(&model.valid(), path)?;
+    let format = file_format(entries.iter().map(|entry| entry.layout));
     let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = entries
         .into_iter()
         .map(|entry| {
-            let shape = keras_shape(&entry.shape);
-            let values = to_keras_order(&entry.shape, entry.values);
+            let shape = entry.layout.file_shape(&entry.shape);
+            let values = entry.layout.burn_to_file(&entry.shape, entry.values);
             (entry.name, shape, f32_bytes(&values))
         })
         .collect();
-    write_file(path, &tensors, [])
+    write_file(path, &tensors, [], format)
 }
 
 /// Replaces every weight of `model` with the one stored in `path`, keeping the model's device
@@ -181,13 +230,14 @@ pub fn save_optimizer<C: Classifier>(
     path: &Path,
 ) -> Result<(), WeightsError> {
     let mut tensors = Vec::new();
+    let mut layouts = Vec::new();
     for (module_path, moments) in &optimizer.moments {
-        let name = C::param_name(module_path)
-            .ok_or_else(|| unnamed(path, module_path))?
-            .name;
-        let shape = keras_shape(&moments.shape);
+        let ParamName { name, layout, .. } =
+            C::param_name(module_path).ok_or_else(|| unnamed(path, module_path))?;
+        layouts.push(layout);
+        let shape = layout.file_shape(&moments.shape);
         for (slot, tensor) in [("m", &moments.m), ("v", &moments.v)] {
-            let values = to_keras_order(&moments.shape, host_f32(tensor.clone()));
+            let values = layout.burn_to_file(&moments.shape, host_f32(tensor.clone()));
             tensors.push((
                 format!("optimizer/{name}/{slot}"),
                 shape.clone(),
@@ -196,7 +246,8 @@ pub fn save_optimizer<C: Classifier>(
         }
     }
     let iterations = i64::try_from(optimizer.iterations()).unwrap_or(i64::MAX);
-    write_file(path, &tensors, [(ITERATIONS, iterations)])
+    let format = file_format(layouts.into_iter());
+    write_file(path, &tensors, [(ITERATIONS, iterations)], format)
 }
 
 /// Reads optimizer state saved by [`save_optimizer`] for `model` (which fixes the weights' names,
@@ -221,7 +272,7 @@ pub fn load_optimizer<C: Classifier>(
         let device = entry.device.clone().without_autodiff();
         let mut slot = |slot: &str| -> Result<Tensor<1>, WeightsError> {
             let name = format!("optimizer/{}/{slot}", entry.name);
-            let values = read_tensor(path, &file, &name, &entry.shape)?;
+            let values = read_tensor(path, &file, &name, &entry.shape, entry.layout)?;
             used.insert(name);
             let numel = values.len();
             Ok(Tensor::from_data(TensorData::new(values, [numel]), &device))
@@ -240,6 +291,34 @@ pub fn load_optimizer<C: Classifier>(
     Ok(Adam::restore(config, iterations, moments))
 }
 
+/// Calls `f` with the file name of every parameter of `model`, in module order (parameters
+/// without a name are left out).
+pub fn visit_names<C: Classifier>(model: &C, f: impl FnMut(&str)) {
+    struct Names<F> {
+        name: fn(&str) -> Option<ParamName>,
+        path: Vec<String>,
+        f: F,
+    }
+    impl<F: FnMut(&str)> ModuleVisitor for Names<F> {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.path.push(name.to_owned());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, _param: &Param<Tensor<D>>) {
+            if let Some(name) = (self.name)(&self.path.join(".")) {
+                (self.f)(&name.name);
+            }
+        }
+    }
+    model.visit(&mut Names {
+        name: C::param_name,
+        path: Vec::new(),
+        f,
+    });
+}
+
 fn unnamed(path: &Path, module_path: &str) -> WeightsError {
     WeightsError::Unnamed {
         path: path.to_owned(),
@@ -256,7 +335,17 @@ struct Entry {
     /// burn's element order.
     values: Vec<f32>,
     trainable: bool,
+    layout: Layout,
     device: Device,
+}
+
+/// The header's `format` for a file whose tensors have `layouts` (one network has one layout;
+/// an empty optimizer state is Keras's, as it always was).
+fn file_format(mut layouts: impl Iterator<Item = Layout>) -> &'static str {
+    match layouts.next() {
+        Some(Layout::PyTorch) => FORMAT_PYTORCH,
+        _ => FORMAT,
+    }
 }
 
 /// Every parameter of `model` with its name; `file` is the weights file the error names.
@@ -276,7 +365,12 @@ fn collect<C: Classifier>(model: &C, file: &Path) -> Result<Vec<Entry>, WeightsE
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             let module_path = self.path.join(".");
-            let Some(ParamName { name, trainable }) = (self.name)(&module_path) else {
+            let Some(ParamName {
+                name,
+                trainable,
+                layout,
+            }) = (self.name)(&module_path)
+            else {
                 self.unnamed.get_or_insert(module_path);
                 return;
             };
@@ -288,6 +382,7 @@ fn collect<C: Classifier>(model: &C, file: &Path) -> Result<Vec<Entry>, WeightsE
                 device: tensor.device(),
                 values: host_f32(tensor),
                 trainable,
+                layout,
             });
         }
     }
@@ -327,12 +422,12 @@ impl ModuleMapper for Loader<'_> {
             return param;
         }
         let module_path = self.path.join(".");
-        let Some(ParamName { name, .. }) = (self.name)(&module_path) else {
+        let Some(ParamName { name, layout, .. }) = (self.name)(&module_path) else {
             self.error = Some(unnamed(self.file_path, &module_path));
             return param;
         };
         let shape = param.lazy_shape().dims::<D>();
-        match read_tensor(self.file_path, self.file, &name, &shape) {
+        match read_tensor(self.file_path, self.file, &name, &shape, layout) {
             Ok(values) => {
                 let (id, old, mapper) = param.consume();
                 let loaded = Tensor::<D>::from_data(TensorData::new(values, shape), &old.device())
@@ -348,13 +443,14 @@ impl ModuleMapper for Loader<'_> {
     }
 }
 
-/// Reads tensor `name`, which must be `F32` with the Keras form of burn shape `shape`, and
+/// Reads tensor `name`, which must be `F32` with the `layout` form of burn shape `shape`, and
 /// returns its values in burn's order.
 fn read_tensor(
     path: &Path,
     file: &SafeTensors<'_>,
     name: &str,
     shape: &[usize],
+    layout: Layout,
 ) -> Result<Vec<f32>, WeightsError> {
     let view = file.tensor(name).map_err(|_| WeightsError::Missing {
         path: path.to_owned(),
@@ -368,7 +464,7 @@ fn read_tensor(
             expected: "F32",
         });
     }
-    let expected = keras_shape(shape);
+    let expected = layout.file_shape(shape);
     if view.shape() != expected.as_slice() {
         return Err(WeightsError::Shape {
             path: path.to_owned(),
@@ -382,7 +478,7 @@ fn read_tensor(
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
-    Ok(from_keras_order(shape, values))
+    Ok(layout.file_to_burn(shape, values))
 }
 
 fn read_iterations(path: &Path, file: &SafeTensors<'_>) -> Result<u64, WeightsError> {
@@ -446,6 +542,7 @@ fn write_file<const S: usize>(
     path: &Path,
     tensors: &[(String, Vec<usize>, Vec<u8>)],
     scalars: [(&str, i64); S],
+    format: &str,
 ) -> Result<(), WeightsError> {
     let scalar_bytes: Vec<(String, [u8; 8])> = scalars
         .iter()
@@ -460,7 +557,7 @@ fn write_file<const S: usize>(
     }
     // One key: safetensors writes metadata in HashMap order, and byte-identical files for
     // identical weights are worth keeping.
-    let metadata = HashMap::from([("format".to_owned(), FORMAT.to_owned())]);
+    let metadata = HashMap::from([("format".to_owned(), format.to_owned())]);
     let bytes = safetensors::tensor::serialize(views, Some(metadata)).map_err(|error| {
         WeightsError::Write {
             path: path.to_owned(),
@@ -592,6 +689,9 @@ mod unnamed_tests {
             self.inner.is_trainable()
         }
         fn sync_moving_stats(&self) {}
+        fn is_head(module_path: &str) -> bool {
+            Model::is_head(module_path)
+        }
         fn param_name(module_path: &str) -> Option<ParamName> {
             match module_path {
                 "inner.output.bias" => None,

@@ -11,4 +11,5 @@ mod maxpool_and_conv;
 mod model;
 mod optimizer_and_loss;
 mod overfit;
+mod resnet;
 mod weights;

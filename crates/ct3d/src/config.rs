@@ -86,6 +86,16 @@ pub struct TrainParams {
     /// Which training scans an epoch visits (seed: each once, shuffled). Absent in older runs.
     #[serde(default)]
     pub sampler: Sampler,
+    /// Weights the network starts from instead of a random initialisation: a PyTorch state dict
+    /// (`.pth`/`.pt`, ResNets only; see [`ct3d_model::pytorch`]) or a ct3d weights file of the
+    /// same architecture (`RUN/best.safetensors`). Used when a run starts, not when it resumes.
+    /// Absent in older runs and when not given.
+    #[serde(default)]
+    pub init: Option<PathBuf>,
+    /// Epochs at the start during which only the network's head trains (the encoder is frozen);
+    /// 0 (the default, and older runs) trains everything from the first epoch.
+    #[serde(default)]
+    pub freeze_encoder_epochs: usize,
 }
 
 /// How the loss weighs the two classes' scans.
@@ -155,6 +165,8 @@ impl Default for TrainParams {
             folds: None,
             class_weight: ClassWeight::None,
             sampler: Sampler::Shuffle,
+            init: None,
+            freeze_encoder_epochs: 0,
         }
     }
 }
@@ -180,8 +192,10 @@ impl Serialize for TrainParams {
             folds,
             class_weight,
             sampler,
+            init,
+            freeze_encoder_epochs,
         } = self;
-        let mut out = serializer.serialize_struct("TrainParams", 15)?;
+        let mut out = serializer.serialize_struct("TrainParams", 17)?;
         out.serialize_field("epochs", epochs)?;
         out.serialize_field("batch_size", batch_size)?;
         out.serialize_field("schedule", schedule)?;
@@ -200,6 +214,15 @@ impl Serialize for TrainParams {
         }
         out.serialize_field("class_weight", class_weight)?;
         out.serialize_field("sampler", sampler)?;
+        // Written only when set, so that a run without them records what it always did.
+        match init {
+            Some(init) => out.serialize_field("init", init)?,
+            None => out.skip_field("init")?,
+        }
+        match freeze_encoder_epochs {
+            0 => out.skip_field("freeze_encoder_epochs")?,
+            epochs => out.serialize_field("freeze_encoder_epochs", epochs)?,
+        }
         out.end()
     }
 }
@@ -628,8 +651,13 @@ mod tests {
                 dense: 6,
                 dropout: 0.1,
                 batch_norm_momentum: 0.5,
+                resnet: Some(ct3d_model::ResNetParams {
+                    widths: [2, 3, 4, 5],
+                    shortcut: ct3d_model::Shortcut::A,
+                    downsample_bias: true,
+                }),
             },
-            architecture: Architecture::SeedCnn,
+            architecture: Architecture::Resnet34,
             classes: Classes {
                 negative_folder: "a".into(),
                 positive_folder: "b".into(),
@@ -639,10 +667,14 @@ mod tests {
             folds: Some(FoldSpec { count: 4, fold: 3 }),
             class_weight: ClassWeight::Balanced,
             sampler: Sampler::Balanced,
+            init: Some("pretrained.pth".into()),
+            freeze_encoder_epochs: 2,
         };
         let mut json = serde_json::to_value(&params).unwrap();
         assert_eq!(json["class_weight"], "balanced");
         assert_eq!(json["sampler"], "balanced");
+        assert_eq!(json["architecture"], "resnet34");
+        assert_eq!(json["model"]["resnet"]["shortcut"], "A");
         assert_eq!(json["model"]["input"], serde_json::json!([50, 52, 54]));
         assert_eq!(
             serde_json::from_value::<TrainParams>(json.clone()).unwrap(),

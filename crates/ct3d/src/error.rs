@@ -65,6 +65,9 @@ pub enum TrainError {
     /// A weights or optimizer file.
     #[error(transparent)]
     Weights(#[from] ct3d_model::WeightsError),
+    /// The PyTorch state dict a run starts from (`init`).
+    #[error(transparent)]
+    Pytorch(#[from] ct3d_model::pytorch::PytorchError),
     /// A batch could not be assembled.
     #[error(transparent)]
     Loader(#[from] crate::data::loader::LoaderError),

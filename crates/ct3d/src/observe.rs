@@ -31,6 +31,9 @@ pub trait TrainObserver: Sync {
     fn epoch(&self, _record: &EpochRecord, _epochs: usize, _data_wait: Duration) {}
     /// A resumed run's number of epochs changed, as recorded.
     fn schedule_changed(&self, _change: &ScheduleChange) {}
+    /// A new run's network was initialised from `file` (`init`): what was loaded, skipped and
+    /// newly initialised.
+    fn initialised(&self, _file: &Path, _report: &ct3d_model::pytorch::InitReport) {}
 }
 
 /// An observer that shows nothing.

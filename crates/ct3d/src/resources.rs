@@ -22,7 +22,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ct3d_model::{DeviceChoice, ModelConfig};
+use ct3d_model::{Architecture, DeviceChoice, ModelConfig};
 use ct3d_volume::cache_admin::plan_prepare;
 use ct3d_volume::dataset::Dataset;
 use ct3d_volume::preprocess::PreprocessConfig;
@@ -123,25 +123,30 @@ fn voxels(size: [usize; 3]) -> u64 {
         .fold(1u64, |acc, &n| acc.saturating_mul(n as u64))
 }
 
-/// Bytes of the layer outputs of one forward pass over `batch` volumes (`f32`): the input, and
-/// per block the convolution output, the pooled output and the batch-normalised output. The
-/// configuration must be valid ([`ModelConfig::validate`]).
-pub fn activation_bytes(model: &ModelConfig, batch: usize) -> u64 {
-    let per_volume = model
-        .block_shapes()
-        .iter()
-        .fold(voxels(model.input), |acc, b| {
-            let block = voxels(b.conv).saturating_add(voxels(b.pooled).saturating_mul(2));
-            acc.saturating_add(block.saturating_mul(b.filters as u64))
-        });
+/// Bytes of the layer outputs of one forward pass of `architecture` over `batch` volumes
+/// (`f32`). For the seed CNN: the input, and per block the convolution output, the pooled output
+/// and the batch-normalised output; for a ResNet, [`ct3d_model::resnet::activation_values`]. The
+/// configuration must be valid ([`Architecture::validate`]).
+pub fn activation_bytes(architecture: Architecture, model: &ModelConfig, batch: usize) -> u64 {
+    let per_volume = match architecture.resnet_depth() {
+        Some(depth) => ct3d_model::resnet::activation_values(depth, model),
+        None => model
+            .block_shapes()
+            .iter()
+            .fold(voxels(model.input), |acc, b| {
+                let block = voxels(b.conv).saturating_add(voxels(b.pooled).saturating_mul(2));
+                acc.saturating_add(block.saturating_mul(b.filters as u64))
+            }),
+    };
     per_volume.saturating_mul(batch as u64).saturating_mul(4)
 }
 
 /// Peak memory of one training step of `batch` volumes: activations × [`BACKWARD_FACTOR`],
 /// parameters with gradients and Adam's two moments, and the loader's batches in flight.
-pub fn training_memory(model: &ModelConfig, batch: usize) -> u64 {
-    let activations = (activation_bytes(model, batch) as f64 * BACKWARD_FACTOR) as u64;
-    let parameters = model.param_counts().total as u64 * 4 * 4;
+pub fn training_memory(architecture: Architecture, model: &ModelConfig, batch: usize) -> u64 {
+    let activations =
+        (activation_bytes(architecture, model, batch) as f64 * BACKWARD_FACTOR) as u64;
+    let parameters = architecture.param_counts(model).total as u64 * 4 * 4;
     let loader = voxels(model.input)
         .saturating_mul(batch as u64)
         .saturating_mul(4 * LOADER_BATCHES);
@@ -185,7 +190,7 @@ pub fn estimate(
     cache_dir: &Path,
     preprocess: &PreprocessConfig,
     workers: usize,
-    training: Option<(&ModelConfig, usize)>,
+    training: Option<(Architecture, &ModelConfig, usize)>,
 ) -> Needs {
     let plan = plan_prepare(dataset, cache_dir, preprocess);
     let largest = plan
@@ -205,7 +210,9 @@ pub fn estimate(
             prepare_memory(largest, preprocess.size, prepare_workers)
         },
         prepare_workers,
-        training: training.map(|(model, batch)| (batch, training_memory(model, batch))),
+        training: training.map(|(architecture, model, batch)| {
+            (batch, training_memory(architecture, model, batch))
+        }),
     }
 }
 
@@ -315,7 +322,11 @@ fn check_training(
         cache_dir,
         &config.preprocess,
         rayon::current_num_threads(),
-        (device == DeviceChoice::Cpu).then_some((&config.model_config(), config.batch_size)),
+        (device == DeviceChoice::Cpu).then_some((
+            config.architecture,
+            &config.model_config(),
+            config.batch_size,
+        )),
     );
     refuse(&needs, cache_dir)
 }
@@ -401,16 +412,25 @@ mod tests {
             + 64 * (61 * 61 * 29 + 2 * 30 * 30 * 14)
             + 128 * (28 * 28 * 12 + 2 * 14 * 14 * 6)
             + 256 * (12 * 12 * 4 + 2 * 6 * 6 * 2);
-        assert_eq!(activation_bytes(&model, 2), per_volume * 2 * 4);
+        let seed = Architecture::SeedCnn;
+        assert_eq!(activation_bytes(seed, &model, 2), per_volume * 2 * 4);
         // The example's run (batch 2) needs well under a GB on the CPU.
-        let bytes = training_memory(&model, 2);
+        let bytes = training_memory(seed, &model, 2);
         assert!((500_000_000..1_000_000_000).contains(&bytes), "{bytes}");
         // 1000³ needs hundreds of GB.
         let huge = ModelConfig {
             input: [1000; 3],
             ..ModelConfig::default()
         };
-        assert!(training_memory(&huge, 2) > 500_000_000_000);
+        assert!(training_memory(seed, &huge, 2) > 500_000_000_000);
+        // A ResNet at a size too small for the seed CNN: counted by its own layers.
+        let small = ModelConfig {
+            input: [24, 24, 16],
+            ..ModelConfig::default()
+        };
+        let resnet = training_memory(Architecture::Resnet18, &small, 2);
+        // 33 M parameters with gradients and moments dominate: 16 bytes each.
+        assert!(resnet > 33_000_000 * 16, "{resnet}");
     }
 
     fn needs() -> Needs {

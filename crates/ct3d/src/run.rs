@@ -572,6 +572,7 @@ mod tests {
                 dense: 16,
                 dropout: 0.25,
                 batch_norm_momentum: 0.9,
+                resnet: None,
             }
         );
 

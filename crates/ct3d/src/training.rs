@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ct3d_model::input::batch_tensor;
+use ct3d_model::pytorch::{InitReport, load_state_dict};
 use ct3d_model::train_step::train_step_weighted;
 use ct3d_model::weights::{load_optimizer, load_weights, save_optimizer, save_weights};
-use ct3d_model::{Adam, Network};
+use ct3d_model::{Adam, Architecture, Network, freeze_encoder};
 use ct3d_volume::cache::PreparedItem;
 use ct3d_volume::rng::derive_seed;
 
@@ -172,6 +173,11 @@ pub fn train(
     if let (Some(weights), Some(optimizer_file)) = (&state.last_weights, &state.last_optimizer) {
         model = load_weights(model, &run.root().join(weights))?;
         optimizer = load_optimizer(train_config.adam, &model, &run.root().join(optimizer_file))?;
+    } else if let Some(init) = &train_config.init {
+        // A resumed run continues from its own checkpoint; `init` only seeds a new one.
+        let (loaded, report) = initialise(model, init, train_config.architecture)?;
+        model = loaded;
+        observer.initialised(init, &report);
     }
 
     let first_epoch = state.completed_epochs + 1;
@@ -192,6 +198,8 @@ pub fn train(
     if state.finished.is_none() {
         for epoch in first_epoch..=train_config.epochs {
             let started = Instant::now();
+            // Re-applied every epoch, so a run resumed inside the frozen epochs freezes too.
+            model = freeze_encoder(model, epoch <= train_config.freeze_encoder_epochs);
             let (trained, train_loss, train_acc, waited) = train_epoch(
                 model,
                 &autodiff,
@@ -445,4 +453,25 @@ fn train_epoch(
     model = slot.expect("the model is put back after every step");
     let seen = seen.max(1) as f64;
     Ok((model, loss_sum / seen, correct as f64 / seen, waited))
+}
+
+/// `model` with the weights of `file`: a ct3d weights file (`.safetensors`, every tensor loaded)
+/// or otherwise a PyTorch state dict ([`load_state_dict`]).
+fn initialise(
+    model: Network,
+    file: &Path,
+    architecture: Architecture,
+) -> Result<(Network, InitReport), TrainError> {
+    if file.extension().is_some_and(|ext| ext == "safetensors") {
+        let model = load_weights(model, file)?;
+        // Everything the network has came from the file (load_weights refuses anything less).
+        let mut names = Vec::new();
+        ct3d_model::weights::visit_names(&model, |name| names.push(name.to_owned()));
+        let report = InitReport {
+            loaded: names,
+            ..InitReport::default()
+        };
+        return Ok((model, report));
+    }
+    Ok(load_state_dict(model, file, architecture.name())?)
 }
