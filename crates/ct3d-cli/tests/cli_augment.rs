@@ -5,26 +5,12 @@
 use std::fs;
 use std::path::Path;
 
-use crate::support::{assert_clean_failure, assert_success, ct3d, s, small_train_args, stderr};
+use crate::support::{
+    assert_clean_failure, assert_success, ct3d, s, small_train_args, stderr, synth_into,
+};
 
 fn synth(dir: &Path, normal: usize, abnormal: usize) -> std::path::PathBuf {
-    let data = dir.join("data");
-    assert_success(&ct3d(&[
-        "synth",
-        "--out",
-        s(&data),
-        "--normal",
-        &normal.to_string(),
-        "--abnormal",
-        &abnormal.to_string(),
-        "--seed",
-        "3",
-        "--size-xy",
-        "64",
-        "--depth",
-        "48",
-    ]));
-    data
+    synth_into(&dir.join("data"), normal, abnormal, 3, Some(48))
 }
 
 #[test]

@@ -8,29 +8,12 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::support::{
-    assert_clean_failure, assert_success, ct3d, s, small_train_args, stderr, stdout,
+    assert_clean_failure, assert_success, ct3d, s, small_train_args, stderr, stdout, synth_into,
 };
 
 /// Phantoms written by the CLI into `dir/data` (CT-0 and CT-23).
 fn synth(dir: &Path, normal: usize, abnormal: usize) -> PathBuf {
-    let data = dir.join("data");
-    let out = ct3d(&[
-        "synth",
-        "--out",
-        s(&data),
-        "--normal",
-        &normal.to_string(),
-        "--abnormal",
-        &abnormal.to_string(),
-        "--seed",
-        "11",
-        "--size-xy",
-        "64",
-        "--depth",
-        "40",
-    ]);
-    assert_success(&out);
-    data
+    synth_into(&dir.join("data"), normal, abnormal, 11, Some(40))
 }
 
 fn scans(folder: &Path) -> Vec<PathBuf> {

@@ -15,27 +15,12 @@ use ct3d::run::{RunDir, RunState};
 
 use crate::support::{
     assert_clean_failure, assert_success, ct3d, ct3d_in, s, small_train_args as train_args, stderr,
-    stdout,
+    stdout, synth_into,
 };
 
 /// Writes phantoms with the CLI itself into `dir/name` and returns the folder.
 fn synth(dir: &Path, name: &str, normal: usize, abnormal: usize, seed: u64) -> PathBuf {
-    let data = dir.join(name);
-    let out = ct3d(&[
-        "synth",
-        "--out",
-        s(&data),
-        "--normal",
-        &normal.to_string(),
-        "--abnormal",
-        &abnormal.to_string(),
-        "--seed",
-        &seed.to_string(),
-        "--size-xy",
-        "64",
-    ]);
-    assert_success(&out);
-    data
+    synth_into(&dir.join(name), normal, abnormal, seed, None)
 }
 
 fn train(data: &Path, run: &Path, extra: &[&str]) -> Output {

@@ -83,3 +83,34 @@ pub fn small_train_args<'a>(data: &'a Path, run: &'a Path, extra: &[&'a str]) ->
     args.extend_from_slice(extra);
     args
 }
+
+/// Phantoms written by `ct3d synth` into `out` (CT-0 and CT-23; 64×64 in-plane, `depth` slices or
+/// the default), `normal` + `abnormal` of them drawn from `seed`; returns `out`.
+pub fn synth_into(
+    out: &Path,
+    normal: usize,
+    abnormal: usize,
+    seed: u64,
+    depth: Option<usize>,
+) -> std::path::PathBuf {
+    let (normal, abnormal, seed) = (normal.to_string(), abnormal.to_string(), seed.to_string());
+    let depth = depth.map(|d| d.to_string());
+    let mut args = vec![
+        "synth",
+        "--out",
+        s(out),
+        "--normal",
+        &normal,
+        "--abnormal",
+        &abnormal,
+        "--seed",
+        &seed,
+        "--size-xy",
+        "64",
+    ];
+    if let Some(depth) = &depth {
+        args.extend(["--depth", depth.as_str()]);
+    }
+    assert_success(&ct3d(&args));
+    out.to_owned()
+}
