@@ -689,6 +689,15 @@ mod unnamed_tests {
             self.inner.is_trainable()
         }
         fn sync_moving_stats(&self) {}
+        fn layer_names(&self) -> Vec<String> {
+            self.inner.layer_names()
+        }
+        fn forward_to(&self, layer: usize, input: Tensor<5>) -> Tensor<5> {
+            self.inner.forward_to(layer, input)
+        }
+        fn forward_from(&self, layer: usize, activation: Tensor<5>) -> Tensor<2> {
+            self.inner.forward_from(layer, activation)
+        }
         fn is_head(module_path: &str) -> bool {
             Model::is_head(module_path)
         }
