@@ -85,6 +85,30 @@ impl GradExplainer {
         }
     }
 
+    /// The deepest block whose output keeps at least 4 voxels along every axis, or else the
+    /// block with the largest smallest axis: the block a picture's map should come from. (The
+    /// seed CNN's last block is 1 voxel across at the demo's 48³ input and 6×6×2 at 128×128×64,
+    /// too coarse to show a place.) Runs the blocks on a blank input.
+    pub fn informative_layer(&self) -> usize {
+        let size = self.network.input_size();
+        let device = network_device(&self.network);
+        let input = Tensor::<5>::zeros([1, 1, size[0], size[1], size[2]], &device);
+        let mut best = (0, 0);
+        let mut chosen = None;
+        // Each block from the input again: a few partial forward passes, once per picture set.
+        for layer in 0..self.layer_names().len() {
+            let [_, _, sx, sy, sz] = self.network.forward_to(layer, input.clone()).dims();
+            let smallest = sx.min(sy).min(sz);
+            if smallest >= 4 {
+                chosen = Some(layer);
+            }
+            if smallest > best.1 {
+                best = (layer, smallest);
+            }
+        }
+        chosen.unwrap_or(best.0)
+    }
+
     /// The names of the blocks a map can be computed on ([`Classifier::layer_names`]).
     pub fn layer_names(&self) -> Vec<String> {
         self.network.layer_names()
