@@ -3,7 +3,7 @@
 # phantom set (same folds, same seed, same preprocessing cache), then a table of validation
 # accuracy and ROC AUC (mean ± sample SD over the folds) and wall time per epoch.
 #
-#   bench/recipes.sh                              # the BENCHMARKS.md run (≈ 1 h on 2 cores)
+#   bench/recipes.sh                              # the BENCHMARKS.md run (≈ 40 min on 2 shared cores)
 #   PER_CLASS=10 EPOCHS=2 FOLDS=2 bench/recipes.sh   # a smoke run (minutes)
 #   RECIPES="seed resnet10_aug" OUT=/tmp/r bench/recipes.sh
 #

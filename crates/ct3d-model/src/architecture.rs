@@ -182,6 +182,11 @@ pub trait Classifier: Module + Sized {
     /// - output: `[batch, channels, sx, sy, sz]` of that block
     fn forward_to(&self, layer: usize, input: Tensor<5>) -> Tensor<5>;
 
+    /// Where output voxel `j` of block `layer` sits in the input, along every axis: input voxel
+    /// `stride · j + offset`, the centre of its receptive field, as `(stride, offset)` in input
+    /// voxels. Maps computed on a block are placed on the input with it.
+    fn layer_placement(&self, layer: usize) -> (f64, f64);
+
     /// Logits (no dropout) from the output of block `layer`: the rest of [`Self::forward`], so
     /// that `forward_from(l, forward_to(l, x)) == forward(x)`. Grad-CAM differentiates it with
     /// respect to `activation`. Panics when `layer` is out of range.
@@ -305,6 +310,13 @@ impl Classifier for Network {
         match self {
             Network::SeedCnn(model) => model.forward_to(layer, input),
             Network::ResNet(model) => model.forward_to(layer, input),
+        }
+    }
+
+    fn layer_placement(&self, layer: usize) -> (f64, f64) {
+        match self {
+            Network::SeedCnn(model) => model.layer_placement(layer),
+            Network::ResNet(model) => model.layer_placement(layer),
         }
     }
 

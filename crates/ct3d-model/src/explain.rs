@@ -23,7 +23,6 @@
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use ct3d_volume::Volume;
-use ct3d_volume::spline::zoom_linear;
 
 use crate::architecture::{Classifier, Network};
 use crate::input::{batch_tensor, copy_in_input_order};
@@ -158,8 +157,11 @@ impl GradExplainer {
         })
     }
 
-    /// [`Self::layer_map`] resized to the model's input grid by linear interpolation
-    /// (`scipy.ndimage.zoom(order=1)`'s corner-aligned grid, as preprocessing zooms).
+    /// [`Self::layer_map`] placed on the model's input grid: each input voxel takes the map's
+    /// linear interpolation at the block position whose receptive field is centred on it
+    /// ([`Classifier::layer_placement`]; clamped at the edges). A corner-aligned resize would
+    /// instead stretch the block's grid over the whole input and push every peak outwards (the
+    /// seed CNN's block 3 sees input voxels 10.5 … 34.5 of 48, not 0 … 47).
     pub fn input_map(
         &self,
         volume: &Volume,
@@ -169,9 +171,46 @@ impl GradExplainer {
     ) -> Result<(Volume, LayerMap), ModelError> {
         let layer_map = self.layer_map(volume, layer, method, target)?;
         let size = self.network.input_size();
-        let map = zoom_linear(&layer_map.map, size);
+        let (stride, offset) = self.network.layer_placement(layer);
+        let map = place_on_input(&layer_map.map, size, stride, offset);
         Ok((map, layer_map))
     }
+}
+
+/// `map` (a block's grid) on an input of `size` voxels where block voxel `j` sits at input voxel
+/// `stride · j + offset` on every axis: linear interpolation between the two nearest block
+/// voxels, clamped to the first and last.
+pub fn place_on_input(map: &Volume, size: [usize; 3], stride: f64, offset: f64) -> Volume {
+    let shape = map.shape();
+    // Per axis and input voxel: the two block voxels and the weight of the second.
+    let taps: Vec<Vec<(usize, usize, f64)>> = (0..3)
+        .map(|k| {
+            (0..size[k])
+                .map(|x| {
+                    let last = shape[k].saturating_sub(1);
+                    let u = ((x as f64 - offset) / stride).clamp(0.0, last as f64);
+                    let low = (u.floor() as usize).min(last);
+                    let high = (low + 1).min(last);
+                    (low, high, u - low as f64)
+                })
+                .collect()
+        })
+        .collect();
+    Volume::from_fn(size, |x, y, z| {
+        let (x0, x1, fx) = taps[0][x];
+        let (y0, y1, fy) = taps[1][y];
+        let (z0, z1, fz) = taps[2][z];
+        let v = |a, b, c| f64::from(map.get(a, b, c));
+        let lerp = |a: f64, b: f64, t: f64| a + (b - a) * t;
+        let plane = |c| {
+            lerp(
+                lerp(v(x0, y0, c), v(x1, y0, c), fx),
+                lerp(v(x0, y1, c), v(x1, y1, c), fx),
+                fy,
+            )
+        };
+        lerp(plane(z0), plane(z1), fz) as f32
+    })
 }
 
 /// The device a network's parameters live on.
@@ -413,6 +452,15 @@ mod tests {
             ..o
         };
         assert!(zero.check([10, 8, 4]).is_err());
+    }
+
+    #[test]
+    fn block_maps_land_on_their_receptive_field_centres() {
+        // Two block voxels at input 2.5 and 6.5 (stride 4, offset 2.5) on an 8-voxel axis.
+        let map = Volume::from_fn([2, 1, 1], |x, _, _| if x == 0 { 0.0 } else { 4.0 });
+        let placed = place_on_input(&map, [8, 1, 1], 4.0, 2.5);
+        let values: Vec<f32> = (0..8).map(|x| placed.get(x, 0, 0)).collect();
+        assert_eq!(values, [0.0, 0.0, 0.0, 0.5, 1.5, 2.5, 3.5, 4.0]);
     }
 
     #[test]

@@ -682,6 +682,16 @@ impl Classifier for ResNet {
         (0..=layer).fold(input, |x, stage| self.stage(stage, x))
     }
 
+    fn layer_placement(&self, layer: usize) -> (f64, f64) {
+        // "Same" padding keeps centres aligned (j → stride · j): conv1 and the max-pool halve
+        // twice, layer1 keeps the size, layer2 … layer4 halve once each.
+        let scale = match layer {
+            0 | 1 => 4.0,
+            k => f64::from(1u32 << (k + 1).min(31)),
+        };
+        (scale, 0.0)
+    }
+
     fn forward_from(&self, layer: usize, activation: Tensor<5>) -> Tensor<2> {
         assert!(layer < STAGES.len(), "ResNet stage {layer} out of range");
         let x = (layer + 1..STAGES.len()).fold(activation, |x, stage| self.stage(stage, x));

@@ -558,6 +558,13 @@ impl Classifier for Model {
         x
     }
 
+    fn layer_placement(&self, layer: usize) -> (f64, f64) {
+        // A block maps input centre c to 2c + 1.5 (valid 3³ convolution: +1; 2³ pooling of
+        // outputs 2j and 2j + 1: 2j + 0.5), so after k blocks j sits at 2ᵏ·j + 1.5·(2ᵏ − 1).
+        let scale = f64::from(1u32 << (layer + 1).min(31));
+        (scale, 1.5 * (scale - 1.0))
+    }
+
     fn forward_from(&self, layer: usize, activation: Tensor<5>) -> Tensor<2> {
         let mut x = activation;
         for block in &self.blocks[layer + 1..] {

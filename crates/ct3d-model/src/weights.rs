@@ -698,6 +698,9 @@ mod unnamed_tests {
         fn forward_from(&self, layer: usize, activation: Tensor<5>) -> Tensor<2> {
             self.inner.forward_from(layer, activation)
         }
+        fn layer_placement(&self, layer: usize) -> (f64, f64) {
+            self.inner.layer_placement(layer)
+        }
         fn is_head(module_path: &str) -> bool {
             Model::is_head(module_path)
         }

@@ -7,9 +7,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
+use ct3d_model::explain::{GradExplainer, GradMethod, Target};
 use ct3d_plot::Png;
 use ct3d_plot::charts::curves_png;
-use ct3d_model::explain::{GradExplainer, GradMethod, Target};
 use ct3d_plot::overlay::overlay_montage_png;
 use ct3d_plot::slices::{MontageLayout, montage_png};
 use ct3d_volume::atomic::write_bytes_atomic;
@@ -111,8 +111,9 @@ pub fn build_report(
         let layout = layout_for_depth(volume.shape()[2]);
         let png = montage_png(&volume, layout, options.montage_scale)?;
         // Where the model looked: Grad-CAM for the positive class on the same montage.
-        let (map, _) =
-            explainer.input_map(&volume, layer, GradMethod::GradCam, Target::Positive).map_err(TrainError::Model)?;
+        let (map, _) = explainer
+            .input_map(&volume, layer, GradMethod::GradCam, Target::Positive)
+            .map_err(TrainError::Model)?;
         let overlay = overlay_montage_png(&volume, &map, layout, options.montage_scale, 0.5)?;
         montages.push(Example {
             scan: scan.clone(),
