@@ -80,12 +80,9 @@ fn explain_writes_maps_on_each_scans_grid_and_reports_bad_input() {
         let max = map.data().iter().fold(0.0f32, |m, &v| m.max(v));
         assert_eq!(map.get(i, j, k), max, "peak_voxel holds the maximum");
         let mm = record["peak_mm"].as_array().unwrap();
-        for row in 0..3 {
-            let expected: f64 = (0..3)
-                .map(|c| scan.affine[row][c] * [i, j, k][c] as f64)
-                .sum::<f64>()
-                + scan.affine[row][3];
-            assert!((mm[row].as_f64().unwrap() - expected).abs() < 1e-3);
+        for (row, value) in scan.affine.iter().zip(mm) {
+            let expected: f64 = (0..3).map(|c| row[c] * [i, j, k][c] as f64).sum::<f64>() + row[3];
+            assert!((value.as_f64().unwrap() - expected).abs() < 1e-3);
         }
         let png = fs::read(record["png"].as_str().unwrap()).unwrap();
         assert_eq!(&png[1..4], b"PNG");

@@ -160,13 +160,13 @@ fn forward_from_after_forward_to_is_forward_for_every_architecture() {
             .into_data()
             .try_to_vec::<f32>()
             .unwrap();
-        for layer in 0..layers.len() {
+        for (layer, name) in layers.iter().enumerate() {
             let split = network
                 .forward_from(layer, network.forward_to(layer, input()))
                 .into_data()
                 .try_to_vec::<f32>()
                 .unwrap();
-            assert_eq!(split, whole, "{architecture} split at {}", layers[layer]);
+            assert_eq!(split, whole, "{architecture} split at {name}");
         }
         // Grad-CAM works behind the seam for every architecture.
         let volume = Volume::from_fn(config.input, |i, j, k| values[(i * y + j) * z + k]);

@@ -407,13 +407,13 @@ fn render(page: &Page<'_>) -> String {
 
     // Where the model looked.
     h.push_str("<section>\n<h2>Where the model looked</h2>\n");
-    let _ = write!(
+    let _ = writeln!(
         h,
         "<p>Grad-CAM for the class “{}” on <code>{}</code> (the deepest block that keeps at \
-         least 4 voxels per axis), resized to the model's input and drawn over the same slices: \
+         least 4 voxels per axis), placed on the model's input and drawn over the same slices: \
          red where the block's evidence for “{}” is strongest, nothing where there is none. \
          <code>ct3d explain --run RUN SCAN --out DIR</code> writes such maps on each scan's own \
-         grid as NIfTI, to overlay in a viewer.</p>\n",
+         grid as NIfTI, to overlay in a viewer.</p>",
         esc(&classes.positive_name),
         esc(page.explained_layer),
         esc(&classes.positive_name),
