@@ -26,6 +26,12 @@ fn explain_writes_maps_on_each_scans_grid_and_reports_bad_input() {
     let abnormal = data.join("CT-23/phantom_0000.nii.gz");
     let normal_folder = data.join("CT-0");
     let maps = dir.path().join("maps");
+    // `ct3d explain --run RUN <abnormal scan> --out maps` with `extra` flags.
+    let explain_abnormal = |extra: &[&str]| {
+        let mut args = vec!["explain", "--run", s(&run), s(&abnormal), "--out", s(&maps)];
+        args.extend_from_slice(extra);
+        ct3d(&args)
+    };
 
     let out = ct3d(&[
         "explain",
@@ -89,18 +95,7 @@ fn explain_writes_maps_on_each_scans_grid_and_reports_bad_input() {
     }
 
     // Occlusion and another block, into the same folder.
-    let out = ct3d(&[
-        "explain",
-        "--run",
-        s(&run),
-        s(&abnormal),
-        "--out",
-        s(&maps),
-        "--method",
-        "occlusion",
-        "--patch",
-        "24,24,24",
-    ]);
+    let out = explain_abnormal(&["--method", "occlusion", "--patch", "24,24,24"]);
     assert_success(&out);
     assert!(
         stderr(&out).contains("occlusion (9 forward passes per scan)"),
@@ -113,68 +108,22 @@ fn explain_writes_maps_on_each_scans_grid_and_reports_bad_input() {
     // In the first call two scans were called phantom_0000: each got its folder's name.
     assert!(maps.join("CT-23_phantom_0000_gradcam.nii.gz").is_file());
     assert!(maps.join("CT-0_phantom_0000_gradcam.png").is_file());
-    let out = ct3d(&[
-        "explain",
-        "--run",
-        s(&run),
-        s(&abnormal),
-        "--out",
-        s(&maps),
-        "--layer",
-        "block2",
-        "--method",
-        "gradcam++",
-    ]);
+    let out = explain_abnormal(&["--layer", "block2", "--method", "gradcam++"]);
     assert_success(&out);
     assert_eq!(lines(&stdout(&out))[0]["layer"], "block2");
     assert!(maps.join("phantom_0000_gradcampp.png").is_file());
 
     // Bad input: one line each, exit 1.
-    let out = ct3d(&[
-        "explain",
-        "--run",
-        s(&run),
-        s(&abnormal),
-        "--out",
-        s(&maps),
-        "--layer",
-        "conv9",
-    ]);
+    let out = explain_abnormal(&["--layer", "conv9"]);
     assert_clean_failure(
         &out,
         &["unknown layer \"conv9\"", "block1, block2, block3, block4"],
     );
-    let out = ct3d(&[
-        "explain",
-        "--run",
-        s(&run),
-        s(&abnormal),
-        "--out",
-        s(&maps),
-        "--patch",
-        "8,8,8",
-    ]);
+    let out = explain_abnormal(&["--patch", "8,8,8"]);
     assert_clean_failure(&out, &["--method occlusion"]);
-    let out = ct3d(&[
-        "explain",
-        "--run",
-        s(&run),
-        s(&abnormal),
-        "--out",
-        s(&maps),
-        "--method",
-        "occlusion",
-        "--patch",
-        "64,8,8",
-    ]);
+    let out = explain_abnormal(&["--method", "occlusion", "--patch", "64,8,8"]);
     assert_clean_failure(&out, &["occlusion patch"]);
-    let out = ct3d(&[
-        "explain",
-        "--run",
-        s(&run),
-        s(&abnormal),
-        "--out",
-        s(&maps),
+    let out = explain_abnormal(&[
         "--method",
         "occlusion",
         "--patch",

@@ -181,35 +181,9 @@ impl GradExplainer {
 /// `stride · j + offset` on every axis: linear interpolation between the two nearest block
 /// voxels, clamped to the first and last.
 pub fn place_on_input(map: &Volume, size: [usize; 3], stride: f64, offset: f64) -> Volume {
-    let shape = map.shape();
-    // Per axis and input voxel: the two block voxels and the weight of the second.
-    let taps: Vec<Vec<(usize, usize, f64)>> = (0..3)
-        .map(|k| {
-            (0..size[k])
-                .map(|x| {
-                    let last = shape[k].saturating_sub(1);
-                    let u = ((x as f64 - offset) / stride).clamp(0.0, last as f64);
-                    let low = (u.floor() as usize).min(last);
-                    let high = (low + 1).min(last);
-                    (low, high, u - low as f64)
-                })
-                .collect()
-        })
-        .collect();
+    let block = |x: usize| (x as f64 - offset) / stride;
     Volume::from_fn(size, |x, y, z| {
-        let (x0, x1, fx) = taps[0][x];
-        let (y0, y1, fy) = taps[1][y];
-        let (z0, z1, fz) = taps[2][z];
-        let v = |a, b, c| f64::from(map.get(a, b, c));
-        let lerp = |a: f64, b: f64, t: f64| a + (b - a) * t;
-        let plane = |c| {
-            lerp(
-                lerp(v(x0, y0, c), v(x1, y0, c), fx),
-                lerp(v(x0, y1, c), v(x1, y1, c), fx),
-                fy,
-            )
-        };
-        lerp(plane(z0), plane(z1), fz) as f32
+        map.sample_linear([block(x), block(y), block(z)])
     })
 }
 

@@ -834,35 +834,12 @@ pub fn to_scan_grid(map: &Volume, scan: &Volume) -> Volume {
             position((i as f64 - cx + cy) / steps[1], out_shape[1]),
             position(k as f64 / steps[2], out_shape[2]),
         ];
-        trilinear(map, o)
+        map.sample_linear(o)
     });
     out.spacing = scan.spacing;
     out.affine = scan.affine;
     out.provenance = scan.provenance.clone();
     out
-}
-
-/// `volume` at a position inside its grid (voxel units), interpolated linearly along each axis.
-fn trilinear(volume: &Volume, position: [f64; 3]) -> f32 {
-    let shape = volume.shape();
-    let mut corners = [(0usize, 0usize, 0.0f64); 3];
-    for k in 0..3 {
-        let p = position[k];
-        let low = (p.floor() as usize).min(shape[k] - 1);
-        let high = (low + 1).min(shape[k] - 1);
-        corners[k] = (low, high, p - low as f64);
-    }
-    let [(x0, x1, fx), (y0, y1, fy), (z0, z1, fz)] = corners;
-    let v = |x, y, z| f64::from(volume.get(x, y, z));
-    let lerp = |a: f64, b: f64, t: f64| a + (b - a) * t;
-    let plane = |z| {
-        lerp(
-            lerp(v(x0, y0, z), v(x1, y0, z), fx),
-            lerp(v(x0, y1, z), v(x1, y1, z), fx),
-            fy,
-        )
-    };
-    lerp(plane(z0), plane(z1), fz) as f32
 }
 
 #[cfg(test)]
