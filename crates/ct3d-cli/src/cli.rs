@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::{demo, fetch, model, pictures, train, volume};
+use crate::{demo, explain, fetch, model, pictures, train, volume};
 
 /// Train and run 3D convolutional networks on CT volumes.
 ///
@@ -90,6 +90,18 @@ pub(crate) enum Command {
     /// files they hold. A scan that fails is reported (with --json/--csv: as an entry with an
     /// error) and the exit code is 1 after the others are predicted.
     Predict(model::PredictArgs),
+    /// Show where the model looked: a heat map per scan, on the scan's own grid.
+    ///
+    /// Grad-CAM (default; or Grad-CAM++) weights a convolution block's channels by the gradient
+    /// of the class score (--layer picks the block, default the last); occlusion hides patches of
+    /// the scan and maps how much the probability drops. Each scan is preprocessed with the run's
+    /// parameters; the map is brought back through the resize and the 90° rotation onto the raw
+    /// scan's voxel grid and affine, written as float32 NIfTI (overlay it on the scan in 3D
+    /// Slicer, ITK-SNAP or niivue), drawn over the montage as PNG, and summarised in one JSON
+    /// line (probability, peak in voxels and scanner millimetres) per scan.
+    ///
+    /// Example: ct3d explain --run RUN scans/CT-23/ --out maps
+    Explain(explain::ExplainArgs),
     /// Draw one axial slice of a scan as a grayscale PNG (the example's `plt.imshow(image[:, :, 30])`).
     ///
     /// The scan is preprocessed as for training (HU window, rotation, resize) unless --raw is

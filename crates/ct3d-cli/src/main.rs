@@ -12,6 +12,7 @@ use cli::{Cli, Command};
 mod args;
 mod cli;
 mod demo;
+mod explain;
 mod fetch;
 mod flags;
 mod huge_pages;
@@ -41,6 +42,7 @@ fn main() -> ExitCode {
         Command::Cv(args) => args.run(),
         Command::Eval(args) => args.run(),
         Command::Predict(args) => args.run(),
+        Command::Explain(args) => args.run(),
         Command::Show(args) => args.run(),
         Command::Montage(args) => args.run(),
         Command::Plot(args) => args.run(),

@@ -9,6 +9,7 @@ mod support;
 mod cli_augment;
 mod cli_dataset;
 mod cli_dicom;
+mod cli_explain;
 mod cli_fetch;
 mod cli_model;
 mod cli_pictures;

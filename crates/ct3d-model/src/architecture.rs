@@ -169,6 +169,33 @@ pub trait Classifier: Module + Sized {
     /// The dropout layer a training step draws a mask for, if the network has one.
     fn dropout(&self) -> Option<Dropout>;
 
+    /// The convolution blocks an explanation can look at, input side first: their outputs are
+    /// what [`Self::forward_to`] returns (`block1` … `block4` for the seed CNN; `stem`, `layer1`
+    /// … `layer4` for a ResNet). The last one feeds the global pooling.
+    fn layer_names(&self) -> Vec<String>;
+
+    /// The output of block `layer` (an index into [`Self::layer_names`]), in the current mode.
+    /// Panics when `layer` is out of range (callers look names up first).
+    ///
+    /// # Shapes
+    /// - `input`: `[batch, 1, x, y, z]`
+    /// - output: `[batch, channels, sx, sy, sz]` of that block
+    fn forward_to(&self, layer: usize, input: Tensor<5>) -> Tensor<5>;
+
+    /// Where output voxel `j` of block `layer` sits in the input, along every axis: input voxel
+    /// `stride · j + offset`, the centre of its receptive field, as `(stride, offset)` in input
+    /// voxels. Maps computed on a block are placed on the input with it.
+    fn layer_placement(&self, layer: usize) -> (f64, f64);
+
+    /// Logits (no dropout) from the output of block `layer`: the rest of [`Self::forward`], so
+    /// that `forward_from(l, forward_to(l, x)) == forward(x)`. Grad-CAM differentiates it with
+    /// respect to `activation`. Panics when `layer` is out of range.
+    ///
+    /// # Shapes
+    /// - `activation`: `[batch, channels, sx, sy, sz]` as [`Self::forward_to`] returns it
+    /// - output: `[batch, 1]`
+    fn forward_from(&self, layer: usize, activation: Tensor<5>) -> Tensor<2>;
+
     /// Whether the parameters live on an autodiff device (required to train).
     fn is_trainable(&self) -> bool;
 
@@ -269,6 +296,34 @@ impl Classifier for Network {
         match self {
             Network::SeedCnn(model) => model.dropout(),
             Network::ResNet(model) => model.dropout(),
+        }
+    }
+
+    fn layer_names(&self) -> Vec<String> {
+        match self {
+            Network::SeedCnn(model) => model.layer_names(),
+            Network::ResNet(model) => model.layer_names(),
+        }
+    }
+
+    fn forward_to(&self, layer: usize, input: Tensor<5>) -> Tensor<5> {
+        match self {
+            Network::SeedCnn(model) => model.forward_to(layer, input),
+            Network::ResNet(model) => model.forward_to(layer, input),
+        }
+    }
+
+    fn layer_placement(&self, layer: usize) -> (f64, f64) {
+        match self {
+            Network::SeedCnn(model) => model.layer_placement(layer),
+            Network::ResNet(model) => model.layer_placement(layer),
+        }
+    }
+
+    fn forward_from(&self, layer: usize, activation: Tensor<5>) -> Tensor<2> {
+        match self {
+            Network::SeedCnn(model) => model.forward_from(layer, activation),
+            Network::ResNet(model) => model.forward_from(layer, activation),
         }
     }
 

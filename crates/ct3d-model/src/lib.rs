@@ -16,6 +16,7 @@
 //! - [`weights`]: safetensors files with each architecture's names, Keras's kernel layout;
 //! - [`summary`]: Keras's `model.summary()` table layout;
 //! - [`input`]: volumes (`x` fastest) to the `[batch, 1, x, y, z]` input tensor;
+//! - [`explain`]: Grad-CAM, Grad-CAM++ and occlusion sensitivity maps for any [`Classifier`];
 //! - [`mod@bench`]: step and inference timings for `ct3d bench`.
 //!
 //! burn 0.22 selects the backend through the [`Device`](burn::tensor::Device) value, so no type
@@ -26,6 +27,7 @@ pub mod architecture;
 pub mod bench;
 pub mod cpu_backend;
 pub mod device;
+pub mod explain;
 pub mod fused_conv;
 pub mod input;
 pub mod ops;

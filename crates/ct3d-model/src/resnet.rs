@@ -442,6 +442,9 @@ pub fn init(
     })
 }
 
+/// The stages an explanation can look at, as [`Classifier::layer_names`] lists them.
+const STAGES: [&str; 5] = ["stem", "layer1", "layer2", "layer3", "layer4"];
+
 /// A 3D ResNet (see the module docs). Build it through [`crate::Architecture::init`].
 #[derive(Module, Debug)]
 pub struct ResNet {
@@ -607,17 +610,27 @@ impl ResNet {
 
     /// Globally pooled features `[batch, widths[3] · expansion]` for input `[batch, 1, x, y, z]`.
     fn features(&self, input: Tensor<5>) -> Tensor<2> {
-        let x = relu(self.bn1.forward(self.conv1.forward(input))); // [b, w0, x/2, y/2, z/2]
-        let mut x = ops::max_pool3d_3_stride_2(x); // [b, w0, x/4, y/4, z/4]
-        for layer in [&self.layer1, &self.layer2, &self.layer3, &self.layer4] {
-            for block in layer {
-                x = block.forward(x); // … [b, features, x/32, y/32, z/32]
-            }
+        let mut x = input;
+        for stage in 0..STAGES.len() {
+            x = self.stage(stage, x); // … [b, features, x/32, y/32, z/32]
         }
-        let [batch, channels, sx, sy, sz] = x.dims();
-        x.reshape([batch, channels, sx * sy * sz])
-            .mean_dim(2)
-            .reshape([batch, channels])
+        crate::seed_cnn::global_average(x)
+    }
+
+    /// Stage `index` of [`STAGES`]: the stem (conv1, BN, ReLU, max-pool: `[b, 1, x, y, z]` →
+    /// `[b, w0, x/4, y/4, z/4]`) or the blocks of `layer1` … `layer4`.
+    fn stage(&self, index: usize, input: Tensor<5>) -> Tensor<5> {
+        let layer = match index {
+            0 => {
+                let x = relu(self.bn1.forward(self.conv1.forward(input))); // [b, w0, x/2, y/2, z/2]
+                return ops::max_pool3d_3_stride_2(x); // [b, w0, x/4, y/4, z/4]
+            }
+            1 => &self.layer1,
+            2 => &self.layer2,
+            3 => &self.layer3,
+            _ => &self.layer4,
+        };
+        layer.iter().fold(input, |x, block| block.forward(x))
     }
 
     fn head(&self, features: Tensor<2>) -> Tensor<2> {
@@ -658,6 +671,31 @@ impl Classifier for ResNet {
 
     fn dropout(&self) -> Option<Dropout> {
         None
+    }
+
+    fn layer_names(&self) -> Vec<String> {
+        STAGES.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn forward_to(&self, layer: usize, input: Tensor<5>) -> Tensor<5> {
+        assert!(layer < STAGES.len(), "ResNet stage {layer} out of range");
+        (0..=layer).fold(input, |x, stage| self.stage(stage, x))
+    }
+
+    fn layer_placement(&self, layer: usize) -> (f64, f64) {
+        // "Same" padding keeps centres aligned (j → stride · j): conv1 and the max-pool halve
+        // twice, layer1 keeps the size, layer2 … layer4 halve once each.
+        let scale = match layer {
+            0 | 1 => 4.0,
+            k => f64::from(1u32 << (k + 1).min(31)),
+        };
+        (scale, 0.0)
+    }
+
+    fn forward_from(&self, layer: usize, activation: Tensor<5>) -> Tensor<2> {
+        assert!(layer < STAGES.len(), "ResNet stage {layer} out of range");
+        let x = (layer + 1..STAGES.len()).fold(activation, |x, stage| self.stage(stage, x));
+        self.head(crate::seed_cnn::global_average(x))
     }
 
     fn is_trainable(&self) -> bool {

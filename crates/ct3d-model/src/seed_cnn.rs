@@ -199,6 +199,10 @@ pub enum ModelError {
         "the model is not on an autodiff device; build it on `device.autodiff()` (or call `.train()`) to train"
     )]
     NotTrainable,
+    /// Explanation settings that do not fit the network (an occlusion patch larger than the
+    /// input, a block index out of range).
+    #[error("{0}")]
+    Explain(String),
 }
 
 /// Parameter counts as Keras's `model.summary()` reports them.
@@ -401,6 +405,14 @@ impl ConvBlock {
     }
 }
 
+/// Global average pooling: `[batch, channels, sx, sy, sz]` → `[batch, channels]`
+/// (`[batch, 256, 6, 6, 2]` → `[batch, 256]` for the seed).
+pub(crate) fn global_average(x: Tensor<5>) -> Tensor<2> {
+    let [batch, channels, sx, sy, sz] = x.dims();
+    let voxels = x.reshape([batch, channels, sx * sy * sz]); // [batch, 256, 72]
+    voxels.mean_dim(2).reshape([batch, channels]) // [batch, 256]
+}
+
 /// Keras `glorot_uniform`: U(−l, l) with `l = sqrt(6 / (fan_in + fan_out))`.
 fn glorot_limit(fan_in: usize, fan_out: usize) -> f32 {
     (6.0 / (fan_in + fan_out) as f64).sqrt() as f32
@@ -465,9 +477,7 @@ impl Model {
         for block in &self.blocks {
             x = block.forward(x); // [batch, 64, 63, 63, 31] … [batch, 256, 6, 6, 2]
         }
-        let [batch, channels, sx, sy, sz] = x.dims();
-        let voxels = x.reshape([batch, channels, sx * sy * sz]); // [batch, 256, 72]
-        voxels.mean_dim(2).reshape([batch, channels]) // [batch, 256]
+        global_average(x)
     }
 
     fn head(&self, features: Tensor<2>, keep_mask: Option<Tensor<2>>) -> Tensor<2> {
@@ -532,6 +542,35 @@ impl Classifier for Model {
             units: self.config.dense,
             rate: self.config.dropout,
         })
+    }
+
+    fn layer_names(&self) -> Vec<String> {
+        (1..=self.blocks.len())
+            .map(|i| format!("block{i}"))
+            .collect()
+    }
+
+    fn forward_to(&self, layer: usize, input: Tensor<5>) -> Tensor<5> {
+        let mut x = input;
+        for block in &self.blocks[..=layer] {
+            x = block.forward(x);
+        }
+        x
+    }
+
+    fn layer_placement(&self, layer: usize) -> (f64, f64) {
+        // A block maps input centre c to 2c + 1.5 (valid 3³ convolution: +1; 2³ pooling of
+        // outputs 2j and 2j + 1: 2j + 0.5), so after k blocks j sits at 2ᵏ·j + 1.5·(2ᵏ − 1).
+        let scale = f64::from(1u32 << (layer + 1).min(31));
+        (scale, 1.5 * (scale - 1.0))
+    }
+
+    fn forward_from(&self, layer: usize, activation: Tensor<5>) -> Tensor<2> {
+        let mut x = activation;
+        for block in &self.blocks[layer + 1..] {
+            x = block.forward(x);
+        }
+        self.head(global_average(x), None)
     }
 
     fn is_trainable(&self) -> bool {

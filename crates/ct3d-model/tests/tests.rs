@@ -6,6 +6,7 @@
 
 mod common;
 
+mod explain;
 mod fused_cpu;
 mod maxpool_and_conv;
 mod model;

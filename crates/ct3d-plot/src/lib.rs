@@ -7,12 +7,14 @@
 //! - [`slices`]: one axial slice in grayscale (the seed's `plt.imshow(image[:, :, 30])`) and the
 //!   seed's `plot_slices` montage, in exactly the seed figure's orientation;
 //! - [`charts`]: accuracy/loss curves per epoch (train vs validation, the seed's two-panel
-//!   figure), the ROC curve with its AUC, and a 2×2 confusion matrix.
+//!   figure), the ROC curve with its AUC, and a 2×2 confusion matrix;
+//! - [`overlay`]: a heat map (Grad-CAM, occlusion) blended in colour over the montage.
 //!
 //! Every function returns a [`Png`] in memory; the caller decides where it goes (a file written
 //! atomically, or inline in an HTML report).
 
 pub mod charts;
+pub mod overlay;
 pub mod slices;
 
 mod font;

@@ -145,7 +145,7 @@ fn grid_png(tiles: &[Tile], rows: usize, cols: usize, scale: usize) -> Result<Pn
 }
 
 /// `imshow`'s default normalisation: minimum → 0, maximum → 255 (all 0 when flat); NaN → 0.
-fn to_gray(values: &[f32]) -> Vec<u8> {
+pub(crate) fn to_gray(values: &[f32]) -> Vec<u8> {
     let (lo, hi) = values
         .iter()
         .filter(|v| v.is_finite())

@@ -770,7 +770,20 @@ impl ReducedPlanes {
 
 /// Spacing and voxel-to-world affine of the preprocessed volume (see [`process_volume`]).
 fn output_geometry(volume: &Volume, out_shape: [usize; 3]) -> ([f64; 3], Affine) {
-    let [nx, ny, nz] = volume.shape();
+    let steps = zoom_steps(volume.shape(), out_shape);
+    let s = volume.spacing;
+    let spacing = [s[1] * steps[0], s[0] * steps[1], s[2] * steps[2]];
+    let sampling = sampling_matrix(volume.shape(), out_shape);
+    let a = &volume.affine;
+    let affine = std::array::from_fn(|r| {
+        std::array::from_fn(|c| (0..4).map(|k| a[r][k] * sampling[k][c]).sum())
+    });
+    (spacing, affine)
+}
+
+/// Rotated-grid voxels per output voxel along each axis (the zoom's corner-aligned step). The
+/// quarter turn keeps the shape (`reshape=False`), so axis `k` zooms from `shape[k]` voxels.
+fn zoom_steps([nx, ny, nz]: [usize; 3], out_shape: [usize; 3]) -> [f64; 3] {
     let step = |n_in: usize, n_out: usize| {
         if n_in > 1 && n_out > 1 {
             (n_in - 1) as f64 / (n_out - 1) as f64
@@ -778,27 +791,55 @@ fn output_geometry(volume: &Volume, out_shape: [usize; 3]) -> ([f64; 3], Affine)
             n_in as f64 / n_out as f64
         }
     };
-    let steps = [
+    [
         step(nx, out_shape[0]),
         step(ny, out_shape[1]),
         step(nz, out_shape[2]),
-    ];
-    let s = volume.spacing;
-    let spacing = [s[1] * steps[0], s[0] * steps[1], s[2] * steps[2]];
-    // Input voxel = sampling · output voxel: the zoom scales, the quarter turn sends rotated
-    // (r0, r1) to input (r1 + cx − cy, cx + cy − r0).
-    let (cx, cy) = ((nx as f64 - 1.0) / 2.0, (ny as f64 - 1.0) / 2.0);
-    let sampling: Affine = [
+    ]
+}
+
+/// The matrix taking an output voxel `(o0, o1, o2, 1)` to the input voxel preprocessing sampled
+/// it from: the zoom scales, the quarter turn sends rotated `(r0, r1)` to input
+/// `(r1 + cx − cy, cx + cy − r0)`.
+fn sampling_matrix(shape: [usize; 3], out_shape: [usize; 3]) -> Affine {
+    let steps = zoom_steps(shape, out_shape);
+    let (cx, cy) = ((shape[0] as f64 - 1.0) / 2.0, (shape[1] as f64 - 1.0) / 2.0);
+    [
         [0.0, steps[1], 0.0, cx - cy],
         [-steps[0], 0.0, 0.0, cx + cy],
         [0.0, 0.0, steps[2], 0.0],
         [0.0, 0.0, 0.0, 1.0],
-    ];
-    let a = &volume.affine;
-    let affine = std::array::from_fn(|r| {
-        std::array::from_fn(|c| (0..4).map(|k| a[r][k] * sampling[k][c]).sum())
+    ]
+}
+
+/// Places a map computed on the preprocessed grid back on the grid of the raw scan it came from,
+/// undoing the zoom and the quarter turn: scan voxel `v` takes the map's trilinear interpolation
+/// at the output position that preprocessing sampled from `v` (the inverse of the sampling
+/// [`process_volume`] documents), clamped to the map's edge.
+///
+/// `map` is `[x, y, z]` voxels of the preprocessed grid (any values, e.g. a heat map); `scan` is
+/// the raw volume (only its shape, spacing and affine are used). The result has the scan's shape,
+/// spacing and affine, so it overlays the original in any viewer.
+pub fn to_scan_grid(map: &Volume, scan: &Volume) -> Volume {
+    let shape = scan.shape();
+    let out_shape = map.shape();
+    let steps = zoom_steps(shape, out_shape);
+    let (cx, cy) = ((shape[0] as f64 - 1.0) / 2.0, (shape[1] as f64 - 1.0) / 2.0);
+    // Inverse of `sampling_matrix`: input (i, j, k) came from output
+    // ((cx + cy − j) / s0, (i − cx + cy) / s1, k / s2).
+    let position = |value: f64, n: usize| value.clamp(0.0, (n.max(1) - 1) as f64);
+    let mut out = Volume::from_fn(shape, |i, j, k| {
+        let o = [
+            position((cx + cy - j as f64) / steps[0], out_shape[0]),
+            position((i as f64 - cx + cy) / steps[1], out_shape[1]),
+            position(k as f64 / steps[2], out_shape[2]),
+        ];
+        map.sample_linear(o)
     });
-    (spacing, affine)
+    out.spacing = scan.spacing;
+    out.affine = scan.affine;
+    out.provenance = scan.provenance.clone();
+    out
 }
 
 #[cfg(test)]
@@ -812,6 +853,52 @@ mod tests {
             let v = (x * 37 + y * 101 + z * 53) % 2900;
             v as f32 - 1400.0 + if (x + y) % 7 == 0 { 0.25 } else { 0.0 }
         })
+    }
+
+    #[test]
+    fn a_map_goes_back_to_the_scan_grid_where_preprocessing_took_it_from() {
+        // A map holding each output voxel's world position: placed back on the scan grid, every
+        // voxel must read its own world position (up to interpolation between grid points, which
+        // is exact for an affine function), for square and non-square planes.
+        for shape in [[20, 20, 9], [20, 14, 9], [13, 20, 5]] {
+            let mut scan = phantom(shape);
+            scan.spacing = [0.7, 0.8, 5.0];
+            scan.affine = [
+                [-0.7, 0.0, 0.0, 90.0],
+                [0.0, 0.8, 0.0, -120.0],
+                [0.0, 0.0, 5.0, -30.0],
+                [0.0, 0.0, 0.0, 1.0],
+            ];
+            let config = PreprocessConfig::sized([8, 8, 4]).unwrap();
+            let processed = process_volume(&scan, &config).unwrap();
+            let world = |a: &Affine, v: [f64; 3], row: usize| {
+                (0..3).map(|c| a[row][c] * v[c]).sum::<f64>() + a[row][3]
+            };
+            for row in 0..3 {
+                let map = Volume::from_fn(processed.shape(), |x, y, z| {
+                    world(&processed.affine, [x as f64, y as f64, z as f64], row) as f32
+                });
+                let back = to_scan_grid(&map, &scan);
+                assert_eq!(back.shape(), shape);
+                assert_eq!(back.affine, scan.affine);
+                // Square planes turn onto themselves; in others the corners were cut off by the
+                // quarter turn (`reshape=False`) and only the middle was ever seen.
+                let (n0, n1, n2) = (shape[0] - 1, shape[1] - 1, shape[2] - 1);
+                let voxels = if shape[0] == shape[1] {
+                    vec![(0, 0, 0), (5, 7, 3), (n0, n1, n2), (n0, 0, 1)]
+                } else {
+                    vec![(n0 / 2, n1 / 2, n2 / 2), (n0 / 2 + 2, n1 / 2 - 1, 0)]
+                };
+                for (i, j, k) in voxels {
+                    let expected = world(&scan.affine, [i as f64, j as f64, k as f64], row);
+                    let got = f64::from(back.get(i, j, k));
+                    assert!(
+                        (got - expected).abs() < 1e-3,
+                        "{shape:?} row {row} voxel ({i},{j},{k}): {got} vs {expected}"
+                    );
+                }
+            }
+        }
     }
 
     fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {

@@ -150,6 +150,29 @@ impl Volume {
         self.data[self.index(x, y, z)]
     }
 
+    /// The value at `position` (voxel coordinates `[x, y, z]`, each clamped into the grid),
+    /// interpolated linearly along each axis between the two nearest voxels.
+    pub fn sample_linear(&self, position: [f64; 3]) -> f32 {
+        let mut taps = [(0usize, 0usize, 0.0f64); 3];
+        for (k, tap) in taps.iter_mut().enumerate() {
+            let last = self.shape[k].saturating_sub(1);
+            let p = position[k].clamp(0.0, last as f64);
+            let low = (p.floor() as usize).min(last);
+            *tap = (low, (low + 1).min(last), p - low as f64);
+        }
+        let [(x0, x1, fx), (y0, y1, fy), (z0, z1, fz)] = taps;
+        let v = |x, y, z| f64::from(self.get(x, y, z));
+        let lerp = |a: f64, b: f64, t: f64| a + (b - a) * t;
+        let plane = |z| {
+            lerp(
+                lerp(v(x0, y0, z), v(x1, y0, z), fx),
+                lerp(v(x0, y1, z), v(x1, y1, z), fx),
+                fy,
+            )
+        };
+        lerp(plane(z0), plane(z1), fz) as f32
+    }
+
     /// Minimum, maximum and mean of the finite values, or `None` if there are none.
     pub fn stats(&self) -> Option<VolumeStats> {
         let mut min = f32::INFINITY;

@@ -20,7 +20,8 @@
 //!    [`data::source`] (where the scans are listed) and [`data::folds`] (k-fold assignment).
 //! 4. [`inference`] (a trained model applied to scans), [`request`] (what a caller asks for) and
 //!    [`data::prepare`] (the dataset prepared into the cache).
-//! 5. [`training`] (the training loop), [`pictures`] and the resource checks ([`resources`]).
+//! 5. [`training`] (the training loop), [`pictures`], [`explain`] (where the model looked) and
+//!    the resource checks ([`resources`]).
 //! 6. On top: cross-validation ([`cv`]) and the HTML report ([`report`]).
 //!
 //! The modules `train`, `evaluate`, `folds`, `split` and `loader` are the old paths of what
@@ -32,6 +33,7 @@ pub mod cv;
 pub mod data;
 pub mod demo;
 pub mod error;
+pub mod explain;
 pub mod history;
 pub mod inference;
 pub(crate) mod json_f64;

@@ -7,8 +7,10 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
+use ct3d_model::explain::{GradExplainer, GradMethod, Target};
 use ct3d_plot::Png;
 use ct3d_plot::charts::curves_png;
+use ct3d_plot::overlay::overlay_montage_png;
 use ct3d_plot::slices::{MontageLayout, montage_png};
 use ct3d_volume::atomic::write_bytes_atomic;
 use ct3d_volume::preprocess::process_file;
@@ -99,17 +101,26 @@ pub fn build_report(
     let classes = &run.config.train.classes;
     let eval_pictures = evaluation_pictures(&evaluation, classes)?;
     let examples = pick_examples(&evaluation.scans, options);
+    let explainer = GradExplainer::new(&run.model);
+    let layer = explainer.informative_layer();
+    let layer_name = explainer.layer_names()[layer].clone();
     let mut montages = Vec::with_capacity(examples.len());
     for (scan, correct) in examples {
         let volume = process_file(&scan.path, &run.config.train.preprocess)
             .map_err(TrainError::Preprocess)?;
         let layout = layout_for_depth(volume.shape()[2]);
         let png = montage_png(&volume, layout, options.montage_scale)?;
+        // Where the model looked: Grad-CAM for the positive class on the same montage.
+        let (map, _) = explainer
+            .input_map(&volume, layer, GradMethod::GradCam, Target::Positive)
+            .map_err(TrainError::Model)?;
+        let overlay = overlay_montage_png(&volume, &map, layout, options.montage_scale, 0.5)?;
         montages.push(Example {
             scan: scan.clone(),
             correct,
             layout,
             png,
+            overlay,
         });
     }
     let html = render(&Page {
@@ -122,6 +133,7 @@ pub fn build_report(
         roc: &eval_pictures.roc,
         confusion: &eval_pictures.confusion,
         examples: &montages,
+        explained_layer: &layer_name,
     });
     Ok(Report { html, evaluation })
 }
@@ -185,6 +197,8 @@ struct Example {
     correct: bool,
     layout: MontageLayout,
     png: Png,
+    /// The montage with the Grad-CAM map overlaid.
+    overlay: Png,
 }
 
 struct Page<'a> {
@@ -197,6 +211,8 @@ struct Page<'a> {
     roc: &'a Png,
     confusion: &'a Png,
     examples: &'a [Example],
+    /// The block the Grad-CAM overlays come from.
+    explained_layer: &'a str,
 }
 
 const STYLE: &str = r#"
@@ -383,6 +399,37 @@ fn render(page: &Page<'_>) -> String {
             &mut h,
             &example.png,
             &format!("montage of {}", display_name(&s.path)),
+            &caption,
+            "montage",
+        );
+    }
+    h.push_str("</section>\n");
+
+    // Where the model looked.
+    h.push_str("<section>\n<h2>Where the model looked</h2>\n");
+    let _ = writeln!(
+        h,
+        "<p>Grad-CAM for the class “{}” on <code>{}</code> (the deepest block that keeps at \
+         least 4 voxels per axis), placed on the model's input and drawn over the same slices: \
+         red where the block's evidence for “{}” is strongest, nothing where there is none. \
+         <code>ct3d explain --run RUN SCAN --out DIR</code> writes such maps on each scan's own \
+         grid as NIfTI, to overlay in a viewer.</p>",
+        esc(&classes.positive_name),
+        esc(page.explained_layer),
+        esc(&classes.positive_name),
+    );
+    for example in page.examples {
+        let s = &example.scan;
+        let caption = format!(
+            "<code>{}</code>: P({}) = {:.3}.",
+            esc(&display_name(&s.path)),
+            esc(&classes.positive_name),
+            s.probability,
+        );
+        figure_html(
+            &mut h,
+            &example.overlay,
+            &format!("Grad-CAM overlay of {}", display_name(&s.path)),
             &caption,
             "montage",
         );
