@@ -11,6 +11,11 @@
 //! or removed. A recorded scan that is gone or whose bytes changed is refused
 //! ([`RecordedDataError`]) unless the caller asks to evaluate what is there. Other data
 //! (`--data`/`--manifest`) is a different question, and the result says so ([`Evaluation::data`]).
+//!
+//! A run calibrated by [`calibrate`] (its `calibration.json`, see [`crate::calibration`]) gives
+//! temperature-scaled probabilities and its recorded decision threshold, as long as the record
+//! was fitted for the weights in use ([`CalibrationStatus`]); [`LoadedRun::use_raw_probabilities`]
+//! asks for the network's own probabilities and 0.5, exactly as before calibration existed.
 
 use std::path::{Path, PathBuf};
 
@@ -23,14 +28,19 @@ use ct3d_volume::dataset::{Dataset, DatasetItem};
 use ct3d_volume::preprocess::{PreprocessError, description_mismatch};
 use serde::Serialize;
 
+use crate::calibration::{
+    CALIBRATION_BINS, Calibration, CalibrationError, RecordedThreshold, TemperatureFit,
+    fit_temperature, read_calibration, reliability_curve, write_calibration, youden_threshold,
+};
 use crate::config::{Classes, DataFile, RunConfig, SplitPart, TrainConfig};
 use crate::data::folds::run_split;
 use crate::data::loader;
 use crate::data::source::{DataSource, prepared_patients};
 use crate::data::split::Split;
 use crate::error::{RecordedDataError, TrainError};
-use crate::metrics::binary_metrics;
-use crate::run::RunDir;
+use crate::intervals::{BootstrapOptions, evaluation_metrics};
+use crate::metrics::{BinaryMetrics, binary_metrics};
+use crate::run::{FolderLock, RunDir};
 
 /// Batches assembled ahead of the model, like the example's `prefetch(2)`.
 pub(crate) const PREFETCH: usize = 2;
@@ -55,6 +65,28 @@ pub enum EvalSplit {
     All,
 }
 
+/// What a run's `calibration.json` means for the weights loaded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CalibrationStatus {
+    /// No calibration (none recorded, or raw probabilities asked for): the network's
+    /// probabilities and the threshold 0.5.
+    Uncalibrated,
+    /// Fitted for these weights: applied.
+    Applied(Calibration),
+    /// Fitted for other weights (the other file, or the run trained on since): not applied.
+    OtherWeights(Calibration),
+}
+
+impl CalibrationStatus {
+    /// The calibration applied, if any.
+    pub fn applied(&self) -> Option<&Calibration> {
+        match self {
+            Self::Applied(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
 /// A run's configuration and model, ready for inference.
 pub struct LoadedRun {
     /// The run folder.
@@ -65,6 +97,57 @@ pub struct LoadedRun {
     pub model: Network,
     /// The device it runs on.
     pub device: burn::tensor::Device,
+    /// Which weights were loaded.
+    pub weights: WeightsChoice,
+    /// Whether its probabilities are calibrated.
+    pub calibration: CalibrationStatus,
+    /// How evaluations compute their confidence intervals.
+    pub bootstrap: BootstrapOptions,
+}
+
+impl LoadedRun {
+    /// Ignores the run's calibration: raw probabilities and the threshold 0.5.
+    pub fn use_raw_probabilities(&mut self) {
+        self.calibration = CalibrationStatus::Uncalibrated;
+    }
+
+    /// The probability shown for the network's `p` (calibrated when a calibration applies).
+    pub fn shown_probability(&self, p: f32) -> f32 {
+        self.calibration.applied().map_or(p, |c| c.apply(p))
+    }
+
+    /// The decision threshold on shown probabilities.
+    pub fn decision_threshold(&self) -> f64 {
+        self.calibration
+            .applied()
+            .map_or(0.5, Calibration::decision_threshold)
+    }
+
+    /// Which probabilities are shown: `raw` or `calibrated (T = 1.37)`.
+    pub fn probabilities_description(&self) -> String {
+        self.calibration
+            .applied()
+            .map_or_else(|| "raw".to_owned(), Calibration::describe)
+    }
+}
+
+impl WeightsChoice {
+    /// `best` or `last`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Best => "best",
+            Self::Last => "last",
+        }
+    }
+}
+
+/// The SHA-256 of a weights file, as hex.
+fn weights_sha256(path: &Path) -> Result<String, TrainError> {
+    let hash = cache::hash_file(path).map_err(|source| CalibrationError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(hash.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Loads `run`'s configuration and `weights` onto `device`.
@@ -83,11 +166,21 @@ pub fn load_run(
         WeightsChoice::Last => dir.last_weights(),
     };
     let model = load_weights(model, &path)?;
+    let calibration = match read_calibration(dir.root())? {
+        None => CalibrationStatus::Uncalibrated,
+        Some(c) if c.weights == weights.name() && c.weights_sha256 == weights_sha256(&path)? => {
+            CalibrationStatus::Applied(c)
+        }
+        Some(c) => CalibrationStatus::OtherWeights(c),
+    };
     Ok(LoadedRun {
         dir,
         config,
         model,
         device,
+        weights,
+        calibration,
+        bootstrap: BootstrapOptions::default(),
     })
 }
 
@@ -274,7 +367,9 @@ fn score(
     data: String,
 ) -> Result<Evaluation, TrainError> {
     let train = &run.config.train;
-    let (probabilities, labels) = predict_items(&run.model, items, indices, train, &run.device)?;
+    let (raw, labels) = predict_items(&run.model, items, indices, train, &run.device)?;
+    let probabilities: Vec<f32> = raw.iter().map(|&p| run.shown_probability(p)).collect();
+    let threshold = run.decision_threshold();
     let scans = indices
         .iter()
         .zip(probabilities.iter().zip(&labels))
@@ -293,7 +388,9 @@ fn score(
         .to_owned(),
         missing: Vec::new(),
         changed: Vec::new(),
-        metrics: binary_metrics(&probabilities, &labels),
+        metrics: evaluation_metrics(&probabilities, &labels, threshold, run.bootstrap),
+        reliability: reliability_curve(&probabilities, &labels, CALIBRATION_BINS),
+        probabilities: run.probabilities_description(),
         scans,
     })
 }
@@ -345,9 +442,11 @@ pub fn predict_items(
 pub struct Prediction {
     /// The scan file.
     pub path: PathBuf,
-    /// Probability of the positive class.
+    /// Probability of the positive class (calibrated when the run is, see
+    /// [`LoadedRun::probabilities_description`]).
     pub probability: f32,
-    /// The predicted class name (at 0.5).
+    /// The predicted class name (above the run's decision threshold, 0.5 unless calibrated with
+    /// another).
     pub class: String,
 }
 
@@ -459,8 +558,8 @@ pub fn check_model_ready(
 fn predict_volume(run: &LoadedRun, scan: &Path, volume: &Volume) -> Result<Prediction, TrainError> {
     let train = &run.config.train;
     let input = batch_from_volumes(&[volume], train.preprocess.size, &run.device)?;
-    let probability = predict_proba(&run.model, input)?[0];
-    let class = if probability > 0.5 {
+    let probability = run.shown_probability(predict_proba(&run.model, input)?[0]);
+    let class = if f64::from(probability) > run.decision_threshold() {
         &train.classes.positive_name
     } else {
         &train.classes.negative_name
@@ -487,6 +586,96 @@ pub fn prediction_sentences(p: f32, negative_name: &str, positive_name: &str) ->
             100.0 * p
         ),
     ]
+}
+
+/// How `ct3d calibrate` sets the decision threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ThresholdChoice {
+    /// 0.5 (nothing recorded).
+    #[default]
+    Half,
+    /// Youden's J on the validation scans' calibrated probabilities.
+    Youden,
+}
+
+/// What [`calibrate`] fitted, with the validation metrics before and after.
+#[derive(Debug, Clone)]
+pub struct CalibrationOutcome {
+    /// The record written to `calibration.json`.
+    pub calibration: Calibration,
+    /// The temperature fit.
+    pub fit: TemperatureFit,
+    /// The validation metrics of the raw probabilities at 0.5.
+    pub before: BinaryMetrics,
+    /// The validation metrics of the calibrated probabilities at the recorded threshold.
+    pub after: BinaryMetrics,
+    /// Recorded validation scans that were left out or scored as changed (only when allowed).
+    pub missing: Vec<PathBuf>,
+    /// Recorded validation scans scored as they are now although they changed.
+    pub changed: Vec<PathBuf>,
+}
+
+/// Fits temperature scaling (and, with [`ThresholdChoice::Youden`], a decision threshold) on the
+/// run's recorded validation scans with the loaded weights, and records it in the run folder
+/// (`calibration.json`, atomically, holding the folder's lock so that a training run in it is not
+/// disturbed). Needs validation scans of both classes.
+///
+/// The numbers before and after come from the same scans the temperature was fitted on, so they
+/// show what the fit did, not how it will do on new scans.
+pub fn calibrate(
+    run: &mut LoadedRun,
+    threshold: ThresholdChoice,
+    allow_changed_data: bool,
+) -> Result<CalibrationOutcome, TrainError> {
+    run.use_raw_probabilities();
+    let raw = evaluate_recorded(run, EvalSplit::Val, allow_changed_data)?;
+    let probabilities: Vec<f32> = raw.scans.iter().map(|s| s.probability).collect();
+    let labels: Vec<u8> = raw.scans.iter().map(|s| s.label).collect();
+    let fit = fit_temperature(&probabilities, &labels)?;
+    let calibrated: Vec<f32> = probabilities
+        .iter()
+        .map(|&p| crate::calibration::apply_temperature(p, fit.temperature))
+        .collect();
+    let threshold = match threshold {
+        ThresholdChoice::Half => None,
+        ThresholdChoice::Youden => Some(RecordedThreshold {
+            value: youden_threshold(&calibrated, &labels)
+                .ok_or(CalibrationError::NoYoudenThreshold)?,
+            method: "youden".to_owned(),
+        }),
+    };
+    let decision = threshold.as_ref().map_or(0.5, |t| t.value);
+    let after = evaluation_metrics(&calibrated, &labels, decision, run.bootstrap);
+    let before = raw.metrics;
+    let path = match run.weights {
+        WeightsChoice::Best => run.dir.best_weights(),
+        WeightsChoice::Last => run.dir.last_weights(),
+    };
+    let pair = |a: Option<f64>, b: Option<f64>| [a.unwrap_or(f64::NAN), b.unwrap_or(f64::NAN)];
+    let calibration = Calibration {
+        temperature: fit.temperature,
+        threshold,
+        weights: run.weights.name().to_owned(),
+        weights_sha256: weights_sha256(&path)?,
+        split: "val".to_owned(),
+        scans: labels.len(),
+        nll: [fit.nll_before, fit.nll_after],
+        ece: pair(before.ece, after.ece),
+        brier: pair(before.brier, after.brier),
+        ct3d_version: env!("CARGO_PKG_VERSION").to_owned(),
+    };
+    let lock = FolderLock::acquire(run.dir.root())?;
+    write_calibration(run.dir.root(), &calibration)?;
+    drop(lock);
+    run.calibration = CalibrationStatus::Applied(calibration.clone());
+    Ok(CalibrationOutcome {
+        calibration,
+        fit,
+        before,
+        after,
+        missing: raw.missing,
+        changed: raw.changed,
+    })
 }
 
 #[cfg(test)]

@@ -5,4 +5,5 @@
 //!
 //! Run one area with `cargo test -p ct3d --test tests train::`.
 
+mod calibration;
 mod train;
