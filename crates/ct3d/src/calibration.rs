@@ -360,7 +360,7 @@ pub fn read_calibration(run: &Path) -> Result<Option<Calibration>, CalibrationEr
         .threshold
         .as_ref()
         .is_none_or(|t| t.value.is_finite() && (0.0..=1.0).contains(&t.value));
-    if !(t.is_finite() && t > 0.0) || !threshold_ok {
+    if !(t.is_finite() && t > 0.0 && threshold_ok) {
         return Err(CalibrationError::Corrupt {
             path,
             reason: "the temperature must be a positive number and the threshold within [0, 1]"
