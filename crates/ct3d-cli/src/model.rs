@@ -59,6 +59,14 @@ pub struct EvalArgs {
     /// intervals).
     #[arg(long, value_name = "S", default_value_t = ct3d::intervals::DEFAULT_BOOTSTRAP_SEED)]
     bootstrap_seed: u64,
+    /// Test-time augmentation: score N copies of each scan, each randomly flipped left-right and
+    /// rotated by the training's small angles, and evaluate their mean probabilities (the JSON
+    /// gives each scan's spread).
+    #[arg(long, value_name = "N", value_parser = at_least_one())]
+    tta: Option<usize>,
+    /// Seed of the --tta draws (the same seed gives the same copies).
+    #[arg(long, value_name = "S", default_value_t = 0, requires = "tta")]
+    tta_seed: u64,
     #[command(flatten)]
     device: DeviceArgs,
 }
@@ -72,6 +80,11 @@ impl EvalArgs {
         let mut loaded = evaluate::load_run(run, weights, self.device.device)?;
         loaded.bootstrap.seed = self.bootstrap_seed;
         calibration_choice(&mut loaded, self.raw);
+        loaded.tta = self.tta.map(|count| evaluate::TtaOptions {
+            count,
+            seed: self.tta_seed,
+            recipe: evaluate::tta_recipe(),
+        });
         // Other data than the run's own is evaluated whole by default: it has no training part.
         let split = self
             .split
@@ -176,6 +189,20 @@ pub fn print_evaluation(
         rate(m.specificity),
         ci(intervals.and_then(|i| i.specificity))
     );
+    let spreads: Vec<&ct3d::evaluate::TtaSpread> = evaluation
+        .scans
+        .iter()
+        .filter_map(|s| s.tta.as_ref())
+        .collect();
+    if let Some(first) = spreads.first() {
+        let mean_sd = spreads.iter().map(|t| t.sd).sum::<f64>() / spreads.len() as f64;
+        let widest = spreads.iter().map(|t| t.sd).fold(0.0, f64::max);
+        println!(
+            "  (test-time augmentation: each probability is the mean of {} augmented copies; \
+             per-scan SD {mean_sd:.4} on average, {widest:.4} at most)",
+            first.count
+        );
+    }
     println!("  Brier score  {}", rate(m.brier));
     println!("  ECE          {}  (15 equal-width bins)", rate(m.ece));
     if let Some(i) = intervals {
@@ -307,6 +334,9 @@ struct PredictRow {
     class: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// With --tta: the spread of the augmented copies' probabilities.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tta: Option<ct3d::evaluate::TtaSpread>,
 }
 
 /// The flags of `ct3d predict` (its help text is on [`crate::cli::Command`]).
@@ -338,6 +368,13 @@ pub struct PredictArgs {
     /// threshold that `ct3d calibrate` recorded in the run.
     #[arg(long)]
     raw: bool,
+    /// Test-time augmentation: predict N copies of each scan, each randomly flipped left-right
+    /// and rotated by the training's small angles, and report their mean probability and spread.
+    #[arg(long, value_name = "N", value_parser = at_least_one())]
+    tta: Option<usize>,
+    /// Seed of the --tta draws (the same seed gives the same copies).
+    #[arg(long, value_name = "S", default_value_t = 0, requires = "tta")]
+    tta_seed: u64,
     #[command(flatten)]
     device: DeviceArgs,
 }
@@ -359,6 +396,11 @@ impl PredictArgs {
             (self.weights.into(), self.device.device, self.preprocessed);
         let mut loaded = evaluate::load_run(run, weights, device)?;
         calibration_choice(&mut loaded, self.raw);
+        loaded.tta = self.tta.map(|count| evaluate::TtaOptions {
+            count,
+            seed: self.tta_seed,
+            recipe: evaluate::tta_recipe(),
+        });
         let scans = evaluate::expand_inputs(inputs);
         if scans.is_empty() {
             bail!("{}", no_scans_message(run, inputs));
@@ -392,12 +434,20 @@ impl PredictArgs {
                             println!("{}:", scan.display());
                         }
                         print_sentences(classes, p.probability);
+                        if let Some(t) = &p.tta {
+                            println!(
+                                "(mean of {} test-time augmented copies: SD {:.4}, from {:.4} to \
+                                 {:.4})",
+                                t.count, t.sd, t.min, t.max
+                            );
+                        }
                     }
                     rows.push(PredictRow {
                         path: p.path,
                         probability: Some(p.probability),
                         class: Some(p.class),
                         error: None,
+                        tta: p.tta,
                     });
                 }
                 // A single scan in sentences mode: its error is the command's one error line.
@@ -414,6 +464,7 @@ impl PredictArgs {
                         probability: None,
                         class: None,
                         error: Some(message.clone()),
+                        tta: None,
                     });
                     failures.push(message);
                 }
@@ -700,6 +751,7 @@ mod tests {
             probability,
             class: probability.map(|_| "normal".to_owned()),
             error: error.map(str::to_owned),
+            tta: None,
         };
         let text = predict_csv(&[
             row("a/b.nii", Some(0.25), None),

@@ -1713,6 +1713,49 @@ fn calibrate_records_a_temperature_that_eval_and_predict_apply() {
         stderr(&out)
     );
 
+    // Item 5: --tta N averages N seeded augmented copies and reports their spread.
+    let tta = |seed: &str| {
+        json(&ct3d(&[
+            "predict",
+            "--run",
+            s(&run),
+            "--json",
+            "--tta",
+            "4",
+            "--tta-seed",
+            seed,
+            s(scan),
+        ]))[0]
+            .clone()
+    };
+    let first = tta("1");
+    assert_eq!(first["tta"]["count"], 4, "{first}");
+    let (p, low, high) = (
+        first["probability"].as_f64().unwrap(),
+        first["tta"]["min"].as_f64().unwrap(),
+        first["tta"]["max"].as_f64().unwrap(),
+    );
+    assert!(
+        low <= p && p <= high && first["tta"]["sd"].as_f64().unwrap() >= 0.0,
+        "{first}"
+    );
+    assert_eq!(tta("1"), first, "seeded");
+    let out = ct3d(&["predict", "--run", s(&run), "--tta", "0", s(scan)]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let evaluated = eval(&["--tta", "3"]);
+    let scans = evaluated["scans"].as_array().unwrap();
+    assert_eq!(scans.len(), 4);
+    for scan in scans {
+        assert_eq!(scan["tta"]["count"], 3, "{scan}");
+        let p = scan["probability"].as_f64().unwrap();
+        let (low, high) = (
+            scan["tta"]["min"].as_f64().unwrap(),
+            scan["tta"]["max"].as_f64().unwrap(),
+        );
+        assert!(low <= p + 1e-7 && p <= high + 1e-7, "{scan}");
+    }
+    assert_eq!(eval(&["--tta", "3"]), evaluated, "seeded");
+
     fs::write(run.join("calibration.json"), "{ \"temperature\": 1.").unwrap();
     for command in ["eval", "predict"] {
         let mut args = vec![command, "--run", s(&run)];

@@ -23,6 +23,7 @@ use ct3d_model::input::{batch_from_volumes, batch_tensor};
 use ct3d_model::weights::load_weights;
 use ct3d_model::{DeviceChoice, Network, predict_proba};
 use ct3d_volume::Volume;
+use ct3d_volume::augment::{Augmentation, Augmentations, RandomFlip, RandomRotation};
 use ct3d_volume::cache::{self, PrepareOptions, PreparedItem};
 use ct3d_volume::dataset::{Dataset, DatasetItem};
 use ct3d_volume::preprocess::{PreprocessError, description_mismatch};
@@ -103,6 +104,31 @@ pub struct LoadedRun {
     pub calibration: CalibrationStatus,
     /// How evaluations compute their confidence intervals.
     pub bootstrap: BootstrapOptions,
+    /// Test-time augmentation of predictions and evaluations; `None`: each scan is predicted
+    /// once, as it is.
+    pub tta: Option<TtaOptions>,
+}
+
+/// Test-time augmentation: a scan is predicted `count` times, each time through the recipe
+/// drawn with its own seeded stream, and the (shown) probabilities are averaged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TtaOptions {
+    /// Augmented copies to average (at least 1).
+    pub count: usize,
+    /// Seed of the draws: copy `k` uses the stream of sample 0 in "epoch" `k` of this seed.
+    pub seed: u64,
+    /// The transforms ([`tta_recipe`] by default).
+    pub recipe: Augmentations,
+}
+
+/// The default test-time recipe: a left-right flip with probability ½ and the Keras example's
+/// small in-plane rotations (±5, 10 or 20 degrees), transforms under which a chest CT keeps its
+/// label.
+pub fn tta_recipe() -> Augmentations {
+    Augmentations::new(vec![
+        Augmentation::RandomFlip(RandomFlip::default()),
+        Augmentation::RandomRotation(RandomRotation::seed()),
+    ])
 }
 
 impl LoadedRun {
@@ -181,12 +207,13 @@ pub fn load_run(
         weights,
         calibration,
         bootstrap: BootstrapOptions::default(),
+        tta: None,
     })
 }
 
 // What an evaluation produces lives with the metrics, so that pictures of it need not sit
 // above the inference that computes it.
-pub use crate::metrics::{Evaluation, ScanScore};
+pub use crate::metrics::{Evaluation, ScanScore, TtaSpread};
 
 /// Evaluates `run` on another data folder `data`, or (`None`) on its recorded scans (refusing
 /// missing or changed ones), on the validation part or on every scan.
@@ -367,16 +394,50 @@ fn score(
     data: String,
 ) -> Result<Evaluation, TrainError> {
     let train = &run.config.train;
-    let (raw, labels) = predict_items(&run.model, items, indices, train, &run.device)?;
-    let probabilities: Vec<f32> = raw.iter().map(|&p| run.shown_probability(p)).collect();
+    let (probabilities, labels, spreads) = match &run.tta {
+        None => {
+            let (raw, labels) = predict_items(&run.model, items, indices, train, &run.device)?;
+            let shown: Vec<f32> = raw.iter().map(|&p| run.shown_probability(p)).collect();
+            (shown, labels, vec![None; indices.len()])
+        }
+        Some(options) => {
+            let count = options.count.max(1);
+            let mut copies: Vec<Vec<f32>> = vec![Vec::with_capacity(count); indices.len()];
+            let mut labels = Vec::new();
+            for k in 0..count {
+                let augmentation = loader::Augmentation {
+                    list: &options.recipe,
+                    seed: options.seed,
+                    epoch: k as u64,
+                };
+                let (raw, these) = predict_items_with(
+                    &run.model,
+                    items,
+                    indices,
+                    train,
+                    &run.device,
+                    Some(augmentation),
+                )?;
+                for (scan, p) in copies.iter_mut().zip(raw) {
+                    scan.push(run.shown_probability(p));
+                }
+                labels = these;
+            }
+            let (means, spreads): (Vec<f32>, Vec<TtaSpread>) =
+                copies.iter().map(|c| tta_mean(c)).unzip();
+            (means, labels, spreads.into_iter().map(Some).collect())
+        }
+    };
     let threshold = run.decision_threshold();
     let scans = indices
         .iter()
         .zip(probabilities.iter().zip(&labels))
-        .map(|(&i, (&probability, &label))| ScanScore {
+        .zip(spreads)
+        .map(|((&i, (&probability, &label)), tta)| ScanScore {
             path: items[i].source.clone(),
             label,
             probability,
+            tta,
         })
         .collect();
     Ok(Evaluation {
@@ -416,6 +477,39 @@ pub fn predict_items(
     config: &TrainConfig,
     device: &burn::tensor::Device,
 ) -> Result<(Vec<f32>, Vec<u8>), TrainError> {
+    predict_items_with(model, items, indices, config, device, None)
+}
+
+/// The mean of one scan's test-time-augmented probabilities, and their spread.
+fn tta_mean(copies: &[f32]) -> (f32, TtaSpread) {
+    let count = copies.len().max(1);
+    let values: Vec<f64> = copies.iter().map(|&p| f64::from(p)).collect();
+    let mean = values.iter().sum::<f64>() / count as f64;
+    let sd = if count > 1 {
+        let ss: f64 = values.iter().map(|v| (v - mean).powi(2)).sum();
+        (ss / (count - 1) as f64).sqrt()
+    } else {
+        0.0
+    };
+    let spread = TtaSpread {
+        count,
+        sd,
+        min: copies.iter().copied().fold(f32::INFINITY, f32::min),
+        max: copies.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+    };
+    (mean as f32, spread)
+}
+
+/// [`predict_items`] with the volumes passed through `augmentation` first (test-time
+/// augmentation; each scan's stream is keyed by its item index and the augmentation's epoch).
+fn predict_items_with(
+    model: &Network,
+    items: &[PreparedItem],
+    indices: &[usize],
+    config: &TrainConfig,
+    device: &burn::tensor::Device,
+    augmentation: Option<loader::Augmentation<'_>>,
+) -> Result<(Vec<f32>, Vec<u8>), TrainError> {
     let size = config.preprocess.size;
     let mut probabilities = Vec::with_capacity(indices.len());
     let mut labels = Vec::with_capacity(indices.len());
@@ -424,7 +518,7 @@ pub fn predict_items(
         indices,
         config.batch_size,
         size,
-        None,
+        augmentation,
         PREFETCH,
         |batch| -> Result<(), TrainError> {
             let n = batch.labels.len();
@@ -448,6 +542,10 @@ pub struct Prediction {
     /// The predicted class name (above the run's decision threshold, 0.5 unless calibrated with
     /// another).
     pub class: String,
+    /// With test-time augmentation: how much the augmented copies disagree (`probability` is
+    /// their mean).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tta: Option<TtaSpread>,
 }
 
 /// Expands directories into the scans they hold (sorted, as [`ct3d_volume::format::list_scans`]
@@ -557,8 +655,28 @@ pub fn check_model_ready(
 /// The model's prediction for the preprocessed `volume` of `scan`.
 fn predict_volume(run: &LoadedRun, scan: &Path, volume: &Volume) -> Result<Prediction, TrainError> {
     let train = &run.config.train;
-    let input = batch_from_volumes(&[volume], train.preprocess.size, &run.device)?;
-    let probability = run.shown_probability(predict_proba(&run.model, input)?[0]);
+    let (probability, tta) = match &run.tta {
+        None => {
+            let input = batch_from_volumes(&[volume], train.preprocess.size, &run.device)?;
+            (
+                run.shown_probability(predict_proba(&run.model, input)?[0]),
+                None,
+            )
+        }
+        Some(options) => {
+            let count = options.count.max(1);
+            let mut copies = Vec::with_capacity(count);
+            for k in 0..count {
+                let augmented = options
+                    .recipe
+                    .apply(volume.clone(), options.seed, k as u64, 0);
+                let input = batch_from_volumes(&[&augmented], train.preprocess.size, &run.device)?;
+                copies.push(run.shown_probability(predict_proba(&run.model, input)?[0]));
+            }
+            let (mean, spread) = tta_mean(&copies);
+            (mean, Some(spread))
+        }
+    };
     let class = if f64::from(probability) > run.decision_threshold() {
         &train.classes.positive_name
     } else {
@@ -568,6 +686,7 @@ fn predict_volume(run: &LoadedRun, scan: &Path, volume: &Volume) -> Result<Predi
         path: scan.to_owned(),
         probability,
         class: class.clone(),
+        tta,
     })
 }
 

@@ -19,8 +19,25 @@ pub struct ScanScore {
     pub path: std::path::PathBuf,
     /// Its true label (0 or 1).
     pub label: u8,
-    /// The model's probability of label 1.
+    /// The model's probability of label 1 (with test-time augmentation: the mean over the
+    /// augmented copies).
     pub probability: f32,
+    /// With test-time augmentation: how much the augmented copies disagree.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tta: Option<TtaSpread>,
+}
+
+/// The spread of one scan's test-time-augmented probabilities.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct TtaSpread {
+    /// Augmented copies averaged.
+    pub count: usize,
+    /// Sample standard deviation (n − 1) of their probabilities (0 for one copy).
+    pub sd: f64,
+    /// The lowest probability.
+    pub min: f32,
+    /// The highest probability.
+    pub max: f32,
 }
 
 /// The result of `ct3d eval`.

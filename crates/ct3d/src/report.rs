@@ -735,6 +735,7 @@ mod tests {
             path: PathBuf::from(format!("{p}-{label}")),
             label,
             probability: p,
+            tta: None,
         };
         let scans = vec![
             scan(0.9, 1),
