@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::{demo, explain, fetch, model, pictures, train, volume};
+use crate::{calibrate, demo, explain, fetch, model, pictures, train, volume};
 
 /// Train and run 3D convolutional networks on CT volumes.
 ///
@@ -83,6 +83,12 @@ pub(crate) enum Command {
     /// DIR/cv.csv. Rerunning skips finished folds and resumes an interrupted one.
     Cv(train::CvArgs),
     /// Evaluate a trained run: loss, accuracy, ROC AUC, sensitivity, specificity, confusion matrix.
+    ///
+    /// Accuracy, sensitivity, specificity and AUC carry 95 % confidence intervals (stratified
+    /// bootstrap, 2,000 seeded resamples; DeLong's interval for the AUC), and the Brier score and
+    /// expected calibration error (15 bins) say how far the probabilities can be trusted. A run
+    /// calibrated with `ct3d calibrate` is evaluated with its calibrated probabilities and
+    /// threshold (--raw: without).
     Eval(model::EvalArgs),
     /// Predict raw scans with a trained run, printing the example's two sentences per scan.
     ///
@@ -102,6 +108,14 @@ pub(crate) enum Command {
     ///
     /// Example: ct3d explain --run RUN scans/CT-23/ --out maps
     Explain(explain::ExplainArgs),
+    /// Calibrate a trained run's probabilities: temperature scaling fitted on its validation scans.
+    ///
+    /// Finds the temperature T that minimises the validation scans' negative log-likelihood of
+    /// sigmoid(logit / T), records it in RUN/calibration.json (with a decision threshold, if
+    /// --threshold youden), and prints NLL, expected calibration error and Brier score before and
+    /// after. `eval` and `predict` then give calibrated probabilities (and use the threshold),
+    /// and say so; --raw gives the network's own. Runs without calibration.json are unchanged.
+    Calibrate(calibrate::CalibrateArgs),
     /// Draw one axial slice of a scan as a grayscale PNG (the example's `plt.imshow(image[:, :, 30])`).
     ///
     /// The scan is preprocessed as for training (HU window, rotation, resize) unless --raw is

@@ -102,6 +102,7 @@ fn wrapped<'a>(error: &'a (dyn Error + 'static)) -> Option<&'a (dyn Error + 'sta
             TrainError::Split(e) => Some(e),
             TrainError::RecordedData(e) => Some(e),
             TrainError::Run(e) => Some(e),
+            TrainError::Calibration(e) => Some(e),
             TrainError::Device(e) => Some(e),
             TrainError::Model(e) => Some(e),
             TrainError::Weights(e) => Some(e),

@@ -10,6 +10,7 @@ use clap::{CommandFactory, FromArgMatches};
 use cli::{Cli, Command};
 
 mod args;
+mod calibrate;
 mod cli;
 mod demo;
 mod explain;
@@ -43,6 +44,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => args.run(),
         Command::Predict(args) => args.run(),
         Command::Explain(args) => args.run(),
+        Command::Calibrate(args) => args.run(),
         Command::Show(args) => args.run(),
         Command::Montage(args) => args.run(),
         Command::Plot(args) => args.run(),

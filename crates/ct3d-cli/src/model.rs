@@ -46,10 +46,27 @@ pub struct EvalArgs {
     /// Print JSON (metrics and per-scan probabilities) instead of a table.
     #[arg(long)]
     json: bool,
-    /// Also write roc.png (ROC curve with AUC) and confusion.png into this folder (the line
-    /// naming them goes to stdout, or to stderr with --json so that stdout stays pure JSON).
+    /// Also write roc.png (ROC curve with AUC), confusion.png and reliability.png (predicted vs
+    /// observed fraction of positives in 15 bins) into this folder (the line naming them goes to
+    /// stdout, or to stderr with --json so that stdout stays pure JSON).
     #[arg(long, value_name = "DIR")]
     plots: Option<PathBuf>,
+    /// Use the network's own probabilities and the threshold 0.5, ignoring the temperature and
+    /// threshold that `ct3d calibrate` recorded in the run.
+    #[arg(long)]
+    raw: bool,
+    /// Seed of the bootstrap behind the 95 % confidence intervals (the same seed gives the same
+    /// intervals).
+    #[arg(long, value_name = "S", default_value_t = ct3d::intervals::DEFAULT_BOOTSTRAP_SEED)]
+    bootstrap_seed: u64,
+    /// Test-time augmentation: score N copies of each scan, each randomly flipped left-right and
+    /// rotated by the training's small angles, and evaluate their mean probabilities (the JSON
+    /// gives each scan's spread).
+    #[arg(long, value_name = "N", value_parser = at_least_one())]
+    tta: Option<usize>,
+    /// Seed of the --tta draws (the same seed gives the same copies).
+    #[arg(long, value_name = "S", default_value_t = 0, requires = "tta")]
+    tta_seed: u64,
     #[command(flatten)]
     device: DeviceArgs,
 }
@@ -60,7 +77,14 @@ impl EvalArgs {
         let (run, weights, json) = (&self.run, WeightsChoice::from(self.weights), self.json);
         let data = self.data.source();
         let folders = [self.negative, self.positive];
-        let loaded = evaluate::load_run(run, weights, self.device.device)?;
+        let mut loaded = evaluate::load_run(run, weights, self.device.device)?;
+        loaded.bootstrap.seed = self.bootstrap_seed;
+        calibration_choice(&mut loaded, self.raw);
+        loaded.tta = self.tta.map(|count| evaluate::TtaOptions {
+            count,
+            seed: self.tta_seed,
+            recipe: evaluate::tta_recipe(),
+        });
         // Other data than the run's own is evaluated whole by default: it has no training part.
         let split = self
             .split
@@ -82,9 +106,15 @@ impl EvalArgs {
                 &loaded.config.train.classes,
                 dir,
             )?;
+            let reliability = ct3d::pictures::write_reliability_picture(&evaluation, dir)?;
             // Like every command, the "wrote" line goes to stdout, except with --json: stdout then
             // holds nothing but the JSON document.
-            let wrote = format!("wrote {} and {}", roc.display(), confusion.display());
+            let wrote = format!(
+                "wrote {}, {} and {}",
+                roc.display(),
+                confusion.display(),
+                reliability.display()
+            );
             if json {
                 eprintln!("{wrote}");
             } else {
@@ -110,6 +140,12 @@ pub fn print_evaluation(
     let m = &evaluation.metrics;
     let classes = &loaded.config.train.classes;
     let rate = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format!("{v:.4}"));
+    let intervals = m.intervals.as_ref();
+    let ci = |i: Option<ct3d::metrics::Interval>| {
+        i.map_or(String::new(), |i| {
+            format!("  (95% CI {:.4}–{:.4})", i.lower, i.upper)
+        })
+    };
     let which = match (evaluation.data.strip_prefix("other: "), split) {
         (Some(other), _) => format!(
             "of other data ({other}), not the run's recorded validation scans ({} split)",
@@ -126,11 +162,61 @@ pub fn print_evaluation(
             WeightsChoice::Last => "last",
         }
     );
+    println!(
+        "  probabilities {}, threshold {}",
+        evaluation.probabilities,
+        threshold_words(loaded)
+    );
     println!("  loss         {:.4}", m.loss);
-    println!("  accuracy     {:.4}", m.accuracy);
-    println!("  ROC AUC      {}", rate(m.auc));
-    println!("  sensitivity  {}", rate(m.sensitivity));
-    println!("  specificity  {}", rate(m.specificity));
+    println!(
+        "  accuracy     {:.4}{}",
+        m.accuracy,
+        ci(intervals.and_then(|i| i.accuracy))
+    );
+    let delong = intervals
+        .and_then(|i| i.auc_delong)
+        .map_or(String::new(), |d| {
+            format!("  (95% CI {:.4}–{:.4}, DeLong)", d.lower, d.upper)
+        });
+    println!("  ROC AUC      {}{delong}", rate(m.auc));
+    println!(
+        "  sensitivity  {}{}",
+        rate(m.sensitivity),
+        ci(intervals.and_then(|i| i.sensitivity))
+    );
+    println!(
+        "  specificity  {}{}",
+        rate(m.specificity),
+        ci(intervals.and_then(|i| i.specificity))
+    );
+    let spreads: Vec<&ct3d::evaluate::TtaSpread> = evaluation
+        .scans
+        .iter()
+        .filter_map(|s| s.tta.as_ref())
+        .collect();
+    if let Some(first) = spreads.first() {
+        let mean_sd = spreads.iter().map(|t| t.sd).sum::<f64>() / spreads.len() as f64;
+        let widest = spreads.iter().map(|t| t.sd).fold(0.0, f64::max);
+        println!(
+            "  (test-time augmentation: each probability is the mean of {} augmented copies; \
+             per-scan SD {mean_sd:.4} on average, {widest:.4} at most)",
+            first.count
+        );
+    }
+    println!("  Brier score  {}", rate(m.brier));
+    println!("  ECE          {}  (15 equal-width bins)", rate(m.ece));
+    if let Some(i) = intervals {
+        println!(
+            "  (accuracy, sensitivity, specificity: stratified bootstrap, {} resamples, seed {}; \
+             bootstrap AUC interval {})",
+            i.resamples,
+            i.seed,
+            i.auc.map_or("n/a".to_owned(), |a| format!(
+                "{:.4}–{:.4}",
+                a.lower, a.upper
+            ))
+        );
+    }
     let c = &m.confusion;
     let width = classes
         .negative_name
@@ -152,6 +238,38 @@ pub fn print_evaluation(
     );
 }
 
+/// Applies `--raw` (the network's own probabilities), and warns when the run's calibration was
+/// fitted for other weights and is therefore not applied.
+pub fn calibration_choice(loaded: &mut LoadedRun, raw: bool) {
+    if raw {
+        loaded.use_raw_probabilities();
+    }
+    if let ct3d::evaluate::CalibrationStatus::OtherWeights(c) = &loaded.calibration {
+        eprintln!(
+            "warning: {} was fitted for other weights ({} weights, since replaced or not the \
+             ones loaded): probabilities are uncalibrated; run `ct3d calibrate` again",
+            ct3d::calibration::calibration_path(loaded.dir.root()).display(),
+            c.weights
+        );
+    }
+}
+
+/// The decision threshold in words: `0.5` or `0.4321 (Youden's J, recorded by ct3d calibrate)`.
+pub fn threshold_words(loaded: &LoadedRun) -> String {
+    match loaded
+        .calibration
+        .applied()
+        .and_then(|c| c.threshold.as_ref())
+    {
+        Some(t) if t.method == "youden" => format!(
+            "{:.4} (Youden's J on the validation scans, recorded by ct3d calibrate)",
+            t.value
+        ),
+        Some(t) => format!("{:.4} ({}, recorded by ct3d calibrate)", t.value, t.method),
+        None => "0.5".to_owned(),
+    }
+}
+
 /// The one-line refusal of a run whose recorded scans are missing or changed, naming the flag
 /// that evaluates what is there; other errors as they are.
 pub fn name_data_override(error: TrainError) -> anyhow::Error {
@@ -169,14 +287,19 @@ pub fn name_data_override(error: TrainError) -> anyhow::Error {
 
 /// Warns on stderr about recorded scans that an evaluation left out or scored as changed.
 pub fn warn_changed_data(evaluation: &ct3d::evaluate::Evaluation) {
+    warn_changed_data_paths(&evaluation.missing, &evaluation.changed);
+}
+
+/// Warns on stderr about recorded scans left out (`missing`) or scored as changed (`changed`).
+pub fn warn_changed_data_paths(missing: &[PathBuf], changed: &[PathBuf]) {
     for (paths, one, many) in [
         (
-            &evaluation.missing,
+            missing,
             "recorded scan is missing, left out of the evaluation",
             "recorded scans are missing, left out of the evaluation",
         ),
         (
-            &evaluation.changed,
+            changed,
             "recorded scan changed since training, evaluated as it is now",
             "recorded scans changed since training, evaluated as they are now",
         ),
@@ -211,6 +334,9 @@ struct PredictRow {
     class: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// With --tta: the spread of the augmented copies' probabilities.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tta: Option<ct3d::evaluate::TtaSpread>,
 }
 
 /// The flags of `ct3d predict` (its help text is on [`crate::cli::Command`]).
@@ -238,6 +364,17 @@ pub struct PredictArgs {
     /// volumes are refused, since predicting them as raw scans gives meaningless answers.
     #[arg(long)]
     preprocessed: bool,
+    /// Use the network's own probabilities and the threshold 0.5, ignoring the temperature and
+    /// threshold that `ct3d calibrate` recorded in the run.
+    #[arg(long)]
+    raw: bool,
+    /// Test-time augmentation: predict N copies of each scan, each randomly flipped left-right
+    /// and rotated by the training's small angles, and report their mean probability and spread.
+    #[arg(long, value_name = "N", value_parser = at_least_one())]
+    tta: Option<usize>,
+    /// Seed of the --tta draws (the same seed gives the same copies).
+    #[arg(long, value_name = "S", default_value_t = 0, requires = "tta")]
+    tta_seed: u64,
     #[command(flatten)]
     device: DeviceArgs,
 }
@@ -257,10 +394,29 @@ impl PredictArgs {
         let (run, inputs, series) = (&self.run, &self.scans, self.series.uid.as_deref());
         let (weights, device, preprocessed) =
             (self.weights.into(), self.device.device, self.preprocessed);
-        let loaded = evaluate::load_run(run, weights, device)?;
+        let mut loaded = evaluate::load_run(run, weights, device)?;
+        calibration_choice(&mut loaded, self.raw);
+        loaded.tta = self.tta.map(|count| evaluate::TtaOptions {
+            count,
+            seed: self.tta_seed,
+            recipe: evaluate::tta_recipe(),
+        });
         let scans = evaluate::expand_inputs(inputs);
         if scans.is_empty() {
             bail!("{}", no_scans_message(run, inputs));
+        }
+        if loaded.calibration.applied().is_some() {
+            // Said once, before the answers; on stderr where stdout is JSON or CSV.
+            let note = format!(
+                "probabilities {}, threshold {} (--raw for the network's own)",
+                loaded.probabilities_description(),
+                threshold_words(&loaded)
+            );
+            if format == PredictFormat::Sentences {
+                println!("{note}");
+            } else {
+                eprintln!("{note}");
+            }
         }
         let classes = &loaded.config.train.classes;
         let mut rows = Vec::new();
@@ -278,12 +434,20 @@ impl PredictArgs {
                             println!("{}:", scan.display());
                         }
                         print_sentences(classes, p.probability);
+                        if let Some(t) = &p.tta {
+                            println!(
+                                "(mean of {} test-time augmented copies: SD {:.4}, from {:.4} to \
+                                 {:.4})",
+                                t.count, t.sd, t.min, t.max
+                            );
+                        }
                     }
                     rows.push(PredictRow {
                         path: p.path,
                         probability: Some(p.probability),
                         class: Some(p.class),
                         error: None,
+                        tta: p.tta,
                     });
                 }
                 // A single scan in sentences mode: its error is the command's one error line.
@@ -300,6 +464,7 @@ impl PredictArgs {
                         probability: None,
                         class: None,
                         error: Some(message.clone()),
+                        tta: None,
                     });
                     failures.push(message);
                 }
@@ -586,6 +751,7 @@ mod tests {
             probability,
             class: probability.map(|_| "normal".to_owned()),
             error: error.map(str::to_owned),
+            tta: None,
         };
         let text = predict_csv(&[
             row("a/b.nii", Some(0.25), None),

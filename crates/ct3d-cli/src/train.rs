@@ -831,6 +831,52 @@ fn cv_table(summary: &ct3d::cv::CvSummary) -> String {
     ] {
         let _ = writeln!(t, "  {name:<12} {}", cell(value));
     }
+    if let Some(p) = &summary.pooled {
+        let ci = |i: Option<ct3d::metrics::Interval>| {
+            i.map_or(String::new(), |i| {
+                format!("  (95% CI {:.4}–{:.4})", i.lower, i.upper)
+            })
+        };
+        let intervals = p.intervals.as_ref();
+        let _ = writeln!(
+            t,
+            "pooled out-of-fold predictions ({} scans, each scored by the fold that did not train \
+             on it):",
+            p.count
+        );
+        let _ = writeln!(
+            t,
+            "  {:<12} {:.4}{}",
+            "accuracy",
+            p.accuracy,
+            ci(intervals.and_then(|i| i.accuracy))
+        );
+        let delong = intervals
+            .and_then(|i| i.auc_delong)
+            .map(|d| ct3d::metrics::Interval {
+                lower: d.lower,
+                upper: d.upper,
+            });
+        for (name, value, interval) in [
+            ("AUC", p.auc, delong),
+            (
+                "sensitivity",
+                p.sensitivity,
+                intervals.and_then(|i| i.sensitivity),
+            ),
+            (
+                "specificity",
+                p.specificity,
+                intervals.and_then(|i| i.specificity),
+            ),
+        ] {
+            let _ = writeln!(t, "  {name:<12} {}{}", opt(value), ci(interval));
+        }
+        let _ = writeln!(
+            t,
+            "  (stratified bootstrap, 2000 resamples; AUC: DeLong's interval)"
+        );
+    }
     t.trim_end().to_owned()
 }
 

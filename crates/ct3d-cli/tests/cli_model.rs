@@ -1596,3 +1596,184 @@ fn a_tiny_resnet_trains_from_pytorch_weights_and_predicts() {
     ]);
     assert_clean_failure(&out, &[s(&pth), "layer1.1.conv1.weight"]);
 }
+
+/// Issue 14: `calibrate` records a temperature (and a Youden threshold) in the run; `eval` and
+/// `predict` then apply it and say so, `--raw` gives exactly the uncalibrated answers, intervals
+/// and calibration numbers are in the JSON, `--plots` draws the reliability diagram, and a
+/// damaged calibration.json is one clean error naming it.
+#[test]
+fn calibrate_records_a_temperature_that_eval_and_predict_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth(dir.path(), "data", 6, 6, 3);
+    let run = dir.path().join("run");
+    // Seed 2 ranks the four validation scans well enough for a Youden threshold (see the end).
+    assert_success(&train(&data, &run, &["--epochs", "2", "--seed", "2"]));
+    let scan = &scans_in(&data.join("CT-23"))[0];
+    let predict = |extra: &[&str]| {
+        let mut args = vec!["predict", "--run", s(&run), "--json"];
+        args.extend_from_slice(extra);
+        args.push(s(scan));
+        json(&ct3d(&args))[0]["probability"].as_f64().unwrap()
+    };
+    let eval = |extra: &[&str]| {
+        let mut args = vec!["eval", "--run", s(&run), "--json"];
+        args.extend_from_slice(extra);
+        json(&ct3d(&args))
+    };
+    let before = eval(&[]);
+    let raw_probability = predict(&[]);
+    assert_eq!(before["probabilities"], "raw");
+    let metrics = &before["metrics"];
+    assert_eq!(metrics["threshold"], 0.5);
+    for key in ["brier", "ece"] {
+        assert!(metrics[key].as_f64().is_some(), "{key}: {before}");
+    }
+    let intervals = &metrics["intervals"];
+    assert_eq!(intervals["resamples"], 2000, "{before}");
+    for key in ["accuracy", "sensitivity", "specificity", "auc"] {
+        let (lower, upper) = (
+            intervals[key]["lower"].as_f64().unwrap(),
+            intervals[key]["upper"].as_f64().unwrap(),
+        );
+        let value = metrics[key].as_f64().unwrap();
+        assert!(
+            lower <= value && value <= upper,
+            "{key}: {value} in [{lower}, {upper}]"
+        );
+    }
+    // Seeded: the same intervals again; another seed may differ but keeps the point values.
+    assert_eq!(eval(&[]), before);
+    let reseeded = eval(&["--bootstrap-seed", "9"]);
+    assert_eq!(reseeded["metrics"]["accuracy"], metrics["accuracy"]);
+    assert_eq!(reseeded["metrics"]["intervals"]["seed"], 9);
+
+    let out = ct3d(&["calibrate", "--run", s(&run), "--threshold", "youden"]);
+    assert_success(&out);
+    let text = stdout(&out);
+    for needle in [
+        "temperature T = ",
+        "NLL",
+        "ECE (15 bins)",
+        "Brier score",
+        "threshold 0.",
+    ] {
+        assert!(text.contains(needle), "{needle}: {text}");
+    }
+    let record: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(run.join("calibration.json")).unwrap()).unwrap();
+    let temperature = record["temperature"].as_f64().unwrap();
+    let threshold = record["threshold"]["value"].as_f64().unwrap();
+    assert!(temperature > 0.0 && record["weights"] == "best", "{record}");
+
+    // Calibrated by default, and said so; --raw is exactly the run before calibration.
+    let after = eval(&[]);
+    assert_eq!(
+        after["probabilities"],
+        format!("calibrated (T = {temperature:.2})")
+    );
+    assert_eq!(after["metrics"]["threshold"], threshold);
+    assert_eq!(eval(&["--raw"]), before);
+    let calibrated = predict(&[]);
+    let expected =
+        1.0 / (1.0 + (-ct3d::calibration::logit(raw_probability as f32) / temperature).exp());
+    assert!(
+        (calibrated - expected).abs() < 1e-6,
+        "{calibrated} vs {expected}"
+    );
+    assert_eq!(predict(&["--raw"]), raw_probability);
+    let out = ct3d(&["predict", "--run", s(&run), s(scan)]);
+    assert_success(&out);
+    let first = stdout(&out).lines().next().unwrap_or_default().to_owned();
+    assert!(
+        first.starts_with(&format!(
+            "probabilities calibrated (T = {temperature:.2}), threshold {threshold:.4}"
+        )),
+        "{first}"
+    );
+    let out = ct3d(&["eval", "--run", s(&run)]);
+    assert_success(&out);
+    let table = stdout(&out);
+    assert!(
+        table.contains("calibrated (T = ") && table.contains("95% CI"),
+        "{table}"
+    );
+
+    let plots = dir.path().join("plots");
+    let out = ct3d(&["eval", "--run", s(&run), "--plots", s(&plots)]);
+    assert_success(&out);
+    let png = fs::read(plots.join("reliability.png")).unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "reliability.png is a PNG");
+
+    // Other weights than the calibrated ones: uncalibrated, with a warning.
+    let out = ct3d(&["eval", "--run", s(&run), "--weights", "last", "--json"]);
+    assert_success(&out);
+    assert!(
+        stderr(&out).contains("calibration.json was fitted for other weights"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Item 5: --tta N averages N seeded augmented copies and reports their spread.
+    let tta = |seed: &str| {
+        json(&ct3d(&[
+            "predict",
+            "--run",
+            s(&run),
+            "--json",
+            "--tta",
+            "4",
+            "--tta-seed",
+            seed,
+            s(scan),
+        ]))[0]
+            .clone()
+    };
+    let first = tta("1");
+    assert_eq!(first["tta"]["count"], 4, "{first}");
+    let (p, low, high) = (
+        first["probability"].as_f64().unwrap(),
+        first["tta"]["min"].as_f64().unwrap(),
+        first["tta"]["max"].as_f64().unwrap(),
+    );
+    assert!(
+        low <= p && p <= high && first["tta"]["sd"].as_f64().unwrap() >= 0.0,
+        "{first}"
+    );
+    assert_eq!(tta("1"), first, "seeded");
+    let out = ct3d(&["predict", "--run", s(&run), "--tta", "0", s(scan)]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let evaluated = eval(&["--tta", "3"]);
+    let scans = evaluated["scans"].as_array().unwrap();
+    assert_eq!(scans.len(), 4);
+    for scan in scans {
+        assert_eq!(scan["tta"]["count"], 3, "{scan}");
+        let p = scan["probability"].as_f64().unwrap();
+        let (low, high) = (
+            scan["tta"]["min"].as_f64().unwrap(),
+            scan["tta"]["max"].as_f64().unwrap(),
+        );
+        assert!(low <= p + 1e-7 && p <= high + 1e-7, "{scan}");
+    }
+    assert_eq!(eval(&["--tta", "3"]), evaluated, "seeded");
+
+    fs::write(run.join("calibration.json"), "{ \"temperature\": 1.").unwrap();
+    for command in ["eval", "predict"] {
+        let mut args = vec![command, "--run", s(&run)];
+        if command == "predict" {
+            args.push(s(scan));
+        }
+        assert_clean_failure(
+            &ct3d(&args),
+            &["calibration.json", "not a valid calibration record"],
+        );
+    }
+
+    // Seed 5 ranks the validation scans backwards: no Youden threshold, one line, nothing written.
+    let backwards = dir.path().join("backwards");
+    assert_success(&train(&data, &backwards, &["--epochs", "2", "--seed", "5"]));
+    assert_clean_failure(
+        &ct3d(&["calibrate", "--run", s(&backwards), "--threshold", "youden"]),
+        &["no threshold separates the classes better than chance"],
+    );
+    assert!(!backwards.join("calibration.json").exists());
+}

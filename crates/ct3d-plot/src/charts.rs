@@ -1,4 +1,5 @@
-//! Charts of a training run and an evaluation: accuracy/loss curves, ROC curve, confusion matrix.
+//! Charts of a training run and an evaluation: accuracy/loss curves, ROC curve, confusion matrix,
+//! reliability diagram.
 //!
 //! Colours are matplotlib's first two (`C0` blue for training, `C1` orange for validation), so the
 //! curves read like the seed's figure.
@@ -183,6 +184,72 @@ pub fn roc_png(points: &[(f64, f64)], auc: Option<f64>, side: usize) -> Result<P
                 points.iter().copied(),
                 TRAIN_COLOR.stroke_width(3),
             ))
+            .map_err(draw_error)?;
+        Ok(())
+    })
+}
+
+/// One point of a reliability diagram: a probability bin's mean predicted probability and
+/// observed fraction of positives, both in `[0, 1]`, and how many scans it holds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ReliabilityPoint {
+    /// Mean predicted probability of the bin's scans.
+    pub predicted: f64,
+    /// Fraction of them that are positive.
+    pub observed: f64,
+    /// Scans in the bin.
+    pub count: usize,
+}
+
+/// A reliability diagram (mean predicted probability → observed fraction of positives, one
+/// marker per non-empty bin, joined in order) with the diagonal of perfect calibration, in the
+/// ROC curve's style; `title` goes on top (say which probabilities and the ECE). A square PNG of
+/// `side` pixels.
+pub fn reliability_png(
+    points: &[ReliabilityPoint],
+    title: &str,
+    side: usize,
+) -> Result<Png, PlotError> {
+    draw_rgb(side, side, |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, (FAMILY, 18))
+            .margin(14)
+            .x_label_area_size(42)
+            .y_label_area_size(52)
+            .build_cartesian_2d(-0.01..1.01, -0.01..1.01)
+            .map_err(draw_error)?;
+        chart
+            .configure_mesh()
+            .x_desc("mean predicted probability")
+            .y_desc("observed fraction of positives")
+            .x_labels(6)
+            .y_labels(6)
+            .label_style((FAMILY, 13))
+            .axis_desc_style((FAMILY, 15))
+            .light_line_style(WHITE.mix(0.0))
+            .draw()
+            .map_err(draw_error)?;
+        chart
+            .draw_series(DashedLineSeries::new(
+                [(0.0, 0.0), (1.0, 1.0)],
+                6,
+                4,
+                BLACK.mix(0.35).stroke_width(1),
+            ))
+            .map_err(draw_error)?;
+        let xy: Vec<(f64, f64)> = points
+            .iter()
+            .filter(|p| p.predicted.is_finite() && p.observed.is_finite())
+            .map(|p| (p.predicted, p.observed))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(xy.clone(), TRAIN_COLOR.stroke_width(2)))
+            .map_err(draw_error)?;
+        chart
+            .draw_series(
+                xy.into_iter()
+                    .map(|p| Circle::new(p, 5, TRAIN_COLOR.filled())),
+            )
             .map_err(draw_error)?;
         Ok(())
     })

@@ -5,7 +5,10 @@
 //! `OUT/fold-i`, validating on fold `i` and training on the others. Each fold's best weights are
 //! then evaluated on its validation fold, and the per-fold loss, accuracy, ROC AUC, sensitivity
 //! and specificity are summarised as mean ± sample standard deviation (n − 1) in `OUT/cv.json`
-//! and `OUT/cv.csv` (both written atomically).
+//! and `OUT/cv.csv` (both written atomically). Every scan is validated exactly once, by the fold
+//! model that did not train on it: those out-of-fold predictions are also pooled into one
+//! evaluation ([`CvSummary::pooled`]) whose accuracy, sensitivity, specificity and AUC carry 95 %
+//! confidence intervals ([`crate::intervals`]), as each fold's metrics do.
 //!
 //! Resumable: rerunning the same command skips folds that finished, resumes a fold that was
 //! interrupted, and refuses a fold folder trained with other settings (unless `force`, which
@@ -21,6 +24,7 @@ use crate::data::source::DataSource;
 use crate::error::{RunError, TrainError};
 use crate::history::csv_display;
 use crate::inference::{EvalSplit, WeightsChoice, evaluate_source, load_run};
+use crate::intervals::evaluation_metrics;
 use crate::metrics::BinaryMetrics;
 use crate::run::{FolderLock, LOCK_FILE, RunDir};
 use crate::training::train;
@@ -92,6 +96,11 @@ pub struct CvSummary {
     pub per_fold: Vec<FoldResult>,
     /// Mean ± sample SD over the folds.
     pub mean: CvMeans,
+    /// The metrics of every fold's validation scans pooled (each scan scored by the fold model
+    /// that did not train on it), with 95 % confidence intervals; absent in summaries written
+    /// before ct3d computed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooled: Option<BinaryMetrics>,
 }
 
 /// Why a cross-validation failed. One line.
@@ -186,6 +195,8 @@ fn cross_validate(
     observer: &dyn CvObserver,
 ) -> Result<CvSummary, CvError> {
     let mut per_fold = Vec::with_capacity(request.folds);
+    let (mut pooled_probabilities, mut pooled_labels) = (Vec::new(), Vec::new());
+    let mut bootstrap = None;
     for fold in 1..=request.folds {
         let dir = fold_dir(&request.out, fold);
         let config = TrainParams {
@@ -241,6 +252,9 @@ fn cross_validate(
         let count = |part| recorded.files.iter().filter(|f| f.split == part).count();
         let loaded = load_run(&dir, WeightsChoice::Best, request.device)?;
         let evaluation = evaluate_source(&loaded, None, EvalSplit::Val)?;
+        pooled_probabilities.extend(evaluation.scans.iter().map(|s| s.probability));
+        pooled_labels.extend(evaluation.scans.iter().map(|s| s.label));
+        bootstrap = Some(loaded.bootstrap);
         let result = FoldResult {
             fold,
             run: outcome.run.clone(),
@@ -263,6 +277,8 @@ fn cross_validate(
         weights: "best".to_owned(),
         mean: means(&per_fold),
         per_fold,
+        pooled: bootstrap
+            .map(|options| evaluation_metrics(&pooled_probabilities, &pooled_labels, 0.5, options)),
     };
     write_summary(&request.out, &summary)?;
     Ok(summary)
@@ -454,6 +470,10 @@ mod tests {
             sensitivity: Some(1.0),
             specificity: Some(0.5),
             confusion: Default::default(),
+            threshold: 0.5,
+            brier: None,
+            ece: None,
+            intervals: None,
         };
         let fold = |fold: usize, metrics: BinaryMetrics| FoldResult {
             fold,
@@ -477,6 +497,7 @@ mod tests {
             weights: "best".to_owned(),
             mean: means(&per_fold),
             per_fold,
+            pooled: None,
         };
         let text = summary_csv(&summary);
         assert_eq!(text, old_summary_csv(&summary));

@@ -56,6 +56,9 @@ pub enum TrainError {
     /// The run folder.
     #[error(transparent)]
     Run(#[from] RunError),
+    /// Calibrating, or the run's calibration record.
+    #[error(transparent)]
+    Calibration(#[from] crate::calibration::CalibrationError),
     /// The device could not be used.
     #[error(transparent)]
     Device(#[from] ct3d_model::DeviceSelectionError),

@@ -11,6 +11,11 @@
 //! or removed. A recorded scan that is gone or whose bytes changed is refused
 //! ([`RecordedDataError`]) unless the caller asks to evaluate what is there. Other data
 //! (`--data`/`--manifest`) is a different question, and the result says so ([`Evaluation::data`]).
+//!
+//! A run calibrated by [`calibrate`] (its `calibration.json`, see [`crate::calibration`]) gives
+//! temperature-scaled probabilities and its recorded decision threshold, as long as the record
+//! was fitted for the weights in use ([`CalibrationStatus`]); [`LoadedRun::use_raw_probabilities`]
+//! asks for the network's own probabilities and 0.5, exactly as before calibration existed.
 
 use std::path::{Path, PathBuf};
 
@@ -18,19 +23,25 @@ use ct3d_model::input::{batch_from_volumes, batch_tensor};
 use ct3d_model::weights::load_weights;
 use ct3d_model::{DeviceChoice, Network, predict_proba};
 use ct3d_volume::Volume;
+use ct3d_volume::augment::{Augmentation, Augmentations, RandomFlip, RandomRotation};
 use ct3d_volume::cache::{self, PrepareOptions, PreparedItem};
 use ct3d_volume::dataset::{Dataset, DatasetItem};
 use ct3d_volume::preprocess::{PreprocessError, description_mismatch};
 use serde::Serialize;
 
+use crate::calibration::{
+    CALIBRATION_BINS, Calibration, CalibrationError, RecordedThreshold, TemperatureFit,
+    fit_temperature, read_calibration, reliability_curve, write_calibration, youden_threshold,
+};
 use crate::config::{Classes, DataFile, RunConfig, SplitPart, TrainConfig};
 use crate::data::folds::run_split;
 use crate::data::loader;
 use crate::data::source::{DataSource, prepared_patients};
 use crate::data::split::Split;
 use crate::error::{RecordedDataError, TrainError};
-use crate::metrics::binary_metrics;
-use crate::run::RunDir;
+use crate::intervals::{BootstrapOptions, evaluation_metrics};
+use crate::metrics::{BinaryMetrics, binary_metrics};
+use crate::run::{FolderLock, RunDir};
 
 /// Batches assembled ahead of the model, like the example's `prefetch(2)`.
 pub(crate) const PREFETCH: usize = 2;
@@ -55,6 +66,28 @@ pub enum EvalSplit {
     All,
 }
 
+/// What a run's `calibration.json` means for the weights loaded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CalibrationStatus {
+    /// No calibration (none recorded, or raw probabilities asked for): the network's
+    /// probabilities and the threshold 0.5.
+    Uncalibrated,
+    /// Fitted for these weights: applied.
+    Applied(Calibration),
+    /// Fitted for other weights (the other file, or the run trained on since): not applied.
+    OtherWeights(Calibration),
+}
+
+impl CalibrationStatus {
+    /// The calibration applied, if any.
+    pub fn applied(&self) -> Option<&Calibration> {
+        match self {
+            Self::Applied(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
 /// A run's configuration and model, ready for inference.
 pub struct LoadedRun {
     /// The run folder.
@@ -65,6 +98,82 @@ pub struct LoadedRun {
     pub model: Network,
     /// The device it runs on.
     pub device: burn::tensor::Device,
+    /// Which weights were loaded.
+    pub weights: WeightsChoice,
+    /// Whether its probabilities are calibrated.
+    pub calibration: CalibrationStatus,
+    /// How evaluations compute their confidence intervals.
+    pub bootstrap: BootstrapOptions,
+    /// Test-time augmentation of predictions and evaluations; `None`: each scan is predicted
+    /// once, as it is.
+    pub tta: Option<TtaOptions>,
+}
+
+/// Test-time augmentation: a scan is predicted `count` times, each time through the recipe
+/// drawn with its own seeded stream, and the (shown) probabilities are averaged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TtaOptions {
+    /// Augmented copies to average (at least 1).
+    pub count: usize,
+    /// Seed of the draws: copy `k` uses the stream of sample 0 in "epoch" `k` of this seed.
+    pub seed: u64,
+    /// The transforms ([`tta_recipe`] by default).
+    pub recipe: Augmentations,
+}
+
+/// The default test-time recipe: a left-right flip with probability ½ and the Keras example's
+/// small in-plane rotations (±5, 10 or 20 degrees), transforms under which a chest CT keeps its
+/// label.
+pub fn tta_recipe() -> Augmentations {
+    Augmentations::new(vec![
+        Augmentation::RandomFlip(RandomFlip::default()),
+        Augmentation::RandomRotation(RandomRotation::seed()),
+    ])
+}
+
+impl LoadedRun {
+    /// Ignores the run's calibration: raw probabilities and the threshold 0.5.
+    pub fn use_raw_probabilities(&mut self) {
+        self.calibration = CalibrationStatus::Uncalibrated;
+    }
+
+    /// The probability shown for the network's `p` (calibrated when a calibration applies).
+    pub fn shown_probability(&self, p: f32) -> f32 {
+        self.calibration.applied().map_or(p, |c| c.apply(p))
+    }
+
+    /// The decision threshold on shown probabilities.
+    pub fn decision_threshold(&self) -> f64 {
+        self.calibration
+            .applied()
+            .map_or(0.5, Calibration::decision_threshold)
+    }
+
+    /// Which probabilities are shown: `raw` or `calibrated (T = 1.37)`.
+    pub fn probabilities_description(&self) -> String {
+        self.calibration
+            .applied()
+            .map_or_else(|| "raw".to_owned(), Calibration::describe)
+    }
+}
+
+impl WeightsChoice {
+    /// `best` or `last`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Best => "best",
+            Self::Last => "last",
+        }
+    }
+}
+
+/// The SHA-256 of a weights file, as hex.
+fn weights_sha256(path: &Path) -> Result<String, TrainError> {
+    let hash = cache::hash_file(path).map_err(|source| CalibrationError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(hash.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Loads `run`'s configuration and `weights` onto `device`.
@@ -83,17 +192,28 @@ pub fn load_run(
         WeightsChoice::Last => dir.last_weights(),
     };
     let model = load_weights(model, &path)?;
+    let calibration = match read_calibration(dir.root())? {
+        None => CalibrationStatus::Uncalibrated,
+        Some(c) if c.weights == weights.name() && c.weights_sha256 == weights_sha256(&path)? => {
+            CalibrationStatus::Applied(c)
+        }
+        Some(c) => CalibrationStatus::OtherWeights(c),
+    };
     Ok(LoadedRun {
         dir,
         config,
         model,
         device,
+        weights,
+        calibration,
+        bootstrap: BootstrapOptions::default(),
+        tta: None,
     })
 }
 
 // What an evaluation produces lives with the metrics, so that pictures of it need not sit
 // above the inference that computes it.
-pub use crate::metrics::{Evaluation, ScanScore};
+pub use crate::metrics::{Evaluation, ScanScore, TtaSpread};
 
 /// Evaluates `run` on another data folder `data`, or (`None`) on its recorded scans (refusing
 /// missing or changed ones), on the validation part or on every scan.
@@ -274,14 +394,50 @@ fn score(
     data: String,
 ) -> Result<Evaluation, TrainError> {
     let train = &run.config.train;
-    let (probabilities, labels) = predict_items(&run.model, items, indices, train, &run.device)?;
+    let (probabilities, labels, spreads) = match &run.tta {
+        None => {
+            let (raw, labels) = predict_items(&run.model, items, indices, train, &run.device)?;
+            let shown: Vec<f32> = raw.iter().map(|&p| run.shown_probability(p)).collect();
+            (shown, labels, vec![None; indices.len()])
+        }
+        Some(options) => {
+            let count = options.count.max(1);
+            let mut copies: Vec<Vec<f32>> = vec![Vec::with_capacity(count); indices.len()];
+            let mut labels = Vec::new();
+            for k in 0..count {
+                let augmentation = loader::Augmentation {
+                    list: &options.recipe,
+                    seed: options.seed,
+                    epoch: k as u64,
+                };
+                let (raw, these) = predict_items_with(
+                    &run.model,
+                    items,
+                    indices,
+                    train,
+                    &run.device,
+                    Some(augmentation),
+                )?;
+                for (scan, p) in copies.iter_mut().zip(raw) {
+                    scan.push(run.shown_probability(p));
+                }
+                labels = these;
+            }
+            let (means, spreads): (Vec<f32>, Vec<TtaSpread>) =
+                copies.iter().map(|c| tta_mean(c)).unzip();
+            (means, labels, spreads.into_iter().map(Some).collect())
+        }
+    };
+    let threshold = run.decision_threshold();
     let scans = indices
         .iter()
         .zip(probabilities.iter().zip(&labels))
-        .map(|(&i, (&probability, &label))| ScanScore {
+        .zip(spreads)
+        .map(|((&i, (&probability, &label)), tta)| ScanScore {
             path: items[i].source.clone(),
             label,
             probability,
+            tta,
         })
         .collect();
     Ok(Evaluation {
@@ -293,7 +449,9 @@ fn score(
         .to_owned(),
         missing: Vec::new(),
         changed: Vec::new(),
-        metrics: binary_metrics(&probabilities, &labels),
+        metrics: evaluation_metrics(&probabilities, &labels, threshold, run.bootstrap),
+        reliability: reliability_curve(&probabilities, &labels, CALIBRATION_BINS),
+        probabilities: run.probabilities_description(),
         scans,
     })
 }
@@ -319,6 +477,39 @@ pub fn predict_items(
     config: &TrainConfig,
     device: &burn::tensor::Device,
 ) -> Result<(Vec<f32>, Vec<u8>), TrainError> {
+    predict_items_with(model, items, indices, config, device, None)
+}
+
+/// The mean of one scan's test-time-augmented probabilities, and their spread.
+fn tta_mean(copies: &[f32]) -> (f32, TtaSpread) {
+    let count = copies.len().max(1);
+    let values: Vec<f64> = copies.iter().map(|&p| f64::from(p)).collect();
+    let mean = values.iter().sum::<f64>() / count as f64;
+    let sd = if count > 1 {
+        let ss: f64 = values.iter().map(|v| (v - mean).powi(2)).sum();
+        (ss / (count - 1) as f64).sqrt()
+    } else {
+        0.0
+    };
+    let spread = TtaSpread {
+        count,
+        sd,
+        min: copies.iter().copied().fold(f32::INFINITY, f32::min),
+        max: copies.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+    };
+    (mean as f32, spread)
+}
+
+/// [`predict_items`] with the volumes passed through `augmentation` first (test-time
+/// augmentation; each scan's stream is keyed by its item index and the augmentation's epoch).
+fn predict_items_with(
+    model: &Network,
+    items: &[PreparedItem],
+    indices: &[usize],
+    config: &TrainConfig,
+    device: &burn::tensor::Device,
+    augmentation: Option<loader::Augmentation<'_>>,
+) -> Result<(Vec<f32>, Vec<u8>), TrainError> {
     let size = config.preprocess.size;
     let mut probabilities = Vec::with_capacity(indices.len());
     let mut labels = Vec::with_capacity(indices.len());
@@ -327,7 +518,7 @@ pub fn predict_items(
         indices,
         config.batch_size,
         size,
-        None,
+        augmentation,
         PREFETCH,
         |batch| -> Result<(), TrainError> {
             let n = batch.labels.len();
@@ -345,10 +536,16 @@ pub fn predict_items(
 pub struct Prediction {
     /// The scan file.
     pub path: PathBuf,
-    /// Probability of the positive class.
+    /// Probability of the positive class (calibrated when the run is, see
+    /// [`LoadedRun::probabilities_description`]).
     pub probability: f32,
-    /// The predicted class name (at 0.5).
+    /// The predicted class name (above the run's decision threshold, 0.5 unless calibrated with
+    /// another).
     pub class: String,
+    /// With test-time augmentation: how much the augmented copies disagree (`probability` is
+    /// their mean).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tta: Option<TtaSpread>,
 }
 
 /// Expands directories into the scans they hold (sorted, as [`ct3d_volume::format::list_scans`]
@@ -458,9 +655,29 @@ pub fn check_model_ready(
 /// The model's prediction for the preprocessed `volume` of `scan`.
 fn predict_volume(run: &LoadedRun, scan: &Path, volume: &Volume) -> Result<Prediction, TrainError> {
     let train = &run.config.train;
-    let input = batch_from_volumes(&[volume], train.preprocess.size, &run.device)?;
-    let probability = predict_proba(&run.model, input)?[0];
-    let class = if probability > 0.5 {
+    let (probability, tta) = match &run.tta {
+        None => {
+            let input = batch_from_volumes(&[volume], train.preprocess.size, &run.device)?;
+            (
+                run.shown_probability(predict_proba(&run.model, input)?[0]),
+                None,
+            )
+        }
+        Some(options) => {
+            let count = options.count.max(1);
+            let mut copies = Vec::with_capacity(count);
+            for k in 0..count {
+                let augmented = options
+                    .recipe
+                    .apply(volume.clone(), options.seed, k as u64, 0);
+                let input = batch_from_volumes(&[&augmented], train.preprocess.size, &run.device)?;
+                copies.push(run.shown_probability(predict_proba(&run.model, input)?[0]));
+            }
+            let (mean, spread) = tta_mean(&copies);
+            (mean, Some(spread))
+        }
+    };
+    let class = if f64::from(probability) > run.decision_threshold() {
         &train.classes.positive_name
     } else {
         &train.classes.negative_name
@@ -469,6 +686,7 @@ fn predict_volume(run: &LoadedRun, scan: &Path, volume: &Volume) -> Result<Predi
         path: scan.to_owned(),
         probability,
         class: class.clone(),
+        tta,
     })
 }
 
@@ -487,6 +705,96 @@ pub fn prediction_sentences(p: f32, negative_name: &str, positive_name: &str) ->
             100.0 * p
         ),
     ]
+}
+
+/// How `ct3d calibrate` sets the decision threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ThresholdChoice {
+    /// 0.5 (nothing recorded).
+    #[default]
+    Half,
+    /// Youden's J on the validation scans' calibrated probabilities.
+    Youden,
+}
+
+/// What [`calibrate`] fitted, with the validation metrics before and after.
+#[derive(Debug, Clone)]
+pub struct CalibrationOutcome {
+    /// The record written to `calibration.json`.
+    pub calibration: Calibration,
+    /// The temperature fit.
+    pub fit: TemperatureFit,
+    /// The validation metrics of the raw probabilities at 0.5.
+    pub before: BinaryMetrics,
+    /// The validation metrics of the calibrated probabilities at the recorded threshold.
+    pub after: BinaryMetrics,
+    /// Recorded validation scans that were left out or scored as changed (only when allowed).
+    pub missing: Vec<PathBuf>,
+    /// Recorded validation scans scored as they are now although they changed.
+    pub changed: Vec<PathBuf>,
+}
+
+/// Fits temperature scaling (and, with [`ThresholdChoice::Youden`], a decision threshold) on the
+/// run's recorded validation scans with the loaded weights, and records it in the run folder
+/// (`calibration.json`, atomically, holding the folder's lock so that a training run in it is not
+/// disturbed). Needs validation scans of both classes.
+///
+/// The numbers before and after come from the same scans the temperature was fitted on, so they
+/// show what the fit did, not how it will do on new scans.
+pub fn calibrate(
+    run: &mut LoadedRun,
+    threshold: ThresholdChoice,
+    allow_changed_data: bool,
+) -> Result<CalibrationOutcome, TrainError> {
+    run.use_raw_probabilities();
+    let raw = evaluate_recorded(run, EvalSplit::Val, allow_changed_data)?;
+    let probabilities: Vec<f32> = raw.scans.iter().map(|s| s.probability).collect();
+    let labels: Vec<u8> = raw.scans.iter().map(|s| s.label).collect();
+    let fit = fit_temperature(&probabilities, &labels)?;
+    let calibrated: Vec<f32> = probabilities
+        .iter()
+        .map(|&p| crate::calibration::apply_temperature(p, fit.temperature))
+        .collect();
+    let threshold = match threshold {
+        ThresholdChoice::Half => None,
+        ThresholdChoice::Youden => Some(RecordedThreshold {
+            value: youden_threshold(&calibrated, &labels)
+                .ok_or(CalibrationError::NoYoudenThreshold)?,
+            method: "youden".to_owned(),
+        }),
+    };
+    let decision = threshold.as_ref().map_or(0.5, |t| t.value);
+    let after = evaluation_metrics(&calibrated, &labels, decision, run.bootstrap);
+    let before = raw.metrics;
+    let path = match run.weights {
+        WeightsChoice::Best => run.dir.best_weights(),
+        WeightsChoice::Last => run.dir.last_weights(),
+    };
+    let pair = |a: Option<f64>, b: Option<f64>| [a.unwrap_or(f64::NAN), b.unwrap_or(f64::NAN)];
+    let calibration = Calibration {
+        temperature: fit.temperature,
+        threshold,
+        weights: run.weights.name().to_owned(),
+        weights_sha256: weights_sha256(&path)?,
+        split: "val".to_owned(),
+        scans: labels.len(),
+        nll: [fit.nll_before, fit.nll_after],
+        ece: pair(before.ece, after.ece),
+        brier: pair(before.brier, after.brier),
+        ct3d_version: env!("CARGO_PKG_VERSION").to_owned(),
+    };
+    let lock = FolderLock::acquire(run.dir.root())?;
+    write_calibration(run.dir.root(), &calibration)?;
+    drop(lock);
+    run.calibration = CalibrationStatus::Applied(calibration.clone());
+    Ok(CalibrationOutcome {
+        calibration,
+        fit,
+        before,
+        after,
+        missing: raw.missing,
+        changed: raw.changed,
+    })
 }
 
 #[cfg(test)]

@@ -13,9 +13,11 @@
 //! 1. The ground: [`config`] (what a run is asked to be, and what `config.json` records: the
 //!    user's [`config::TrainParams`] are checked once into the [`config::TrainConfig`] that
 //!    every function below takes and none re-validates),
-//!    [`metrics`], [`data::split`] (the train / validation split), [`data::loader`] (batches).
+//!    [`metrics`], [`calibration`] (Brier score, ECE, temperature scaling, `calibration.json`),
+//!    [`data::split`] (the train / validation split), [`data::loader`] (batches).
 //! 2. [`history`] and [`callbacks`] (what each epoch records and decides), and [`error`], the
-//!    library's one error type [`error::TrainError`].
+//!    library's one error type [`error::TrainError`]; [`intervals`] (bootstrap and DeLong
+//!    confidence intervals).
 //! 3. [`run`] (the run folder and its commit protocol), [`observe`] (progress hooks),
 //!    [`data::source`] (where the scans are listed) and [`data::folds`] (k-fold assignment).
 //! 4. [`inference`] (a trained model applied to scans), [`request`] (what a caller asks for) and
@@ -27,6 +29,7 @@
 //! The modules `train`, `evaluate`, `folds`, `split` and `loader` are the old paths of what
 //! moved, kept so that callers keep compiling.
 
+pub mod calibration;
 pub mod callbacks;
 pub mod config;
 pub mod cv;
@@ -36,6 +39,7 @@ pub mod error;
 pub mod explain;
 pub mod history;
 pub mod inference;
+pub mod intervals;
 pub(crate) mod json_f64;
 pub mod metrics;
 pub mod observe;

@@ -1,9 +1,16 @@
 //! Binary-classification metrics as the report and `ct3d eval` present them.
 //!
 //! Everything is computed from per-scan probabilities of the positive class and 0/1 labels. The
-//! decision threshold is 0.5, as in the Keras example's `acc` metric.
+//! decision threshold is 0.5, as in the Keras example's `acc` metric, unless a run records
+//! another one (`ct3d calibrate --threshold youden`): a scan is called positive when its
+//! probability exceeds the threshold.
+//!
+//! How well the probabilities are calibrated ([`BinaryMetrics::brier`], [`BinaryMetrics::ece`]) is
+//! computed in [`crate::calibration`]; the 95 % intervals ([`Intervals`]) in [`crate::intervals`].
 
 use serde::{Deserialize, Serialize};
+
+pub use crate::calibration::ReliabilityBin;
 
 /// One scan's score.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -12,8 +19,25 @@ pub struct ScanScore {
     pub path: std::path::PathBuf,
     /// Its true label (0 or 1).
     pub label: u8,
-    /// The model's probability of label 1.
+    /// The model's probability of label 1 (with test-time augmentation: the mean over the
+    /// augmented copies).
     pub probability: f32,
+    /// With test-time augmentation: how much the augmented copies disagree.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tta: Option<TtaSpread>,
+}
+
+/// The spread of one scan's test-time-augmented probabilities.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct TtaSpread {
+    /// Augmented copies averaged.
+    pub count: usize,
+    /// Sample standard deviation (n − 1) of their probabilities (0 for one copy).
+    pub sd: f64,
+    /// The lowest probability.
+    pub min: f32,
+    /// The highest probability.
+    pub max: f32,
 }
 
 /// The result of `ct3d eval`.
@@ -35,9 +59,16 @@ pub struct Evaluation {
     pub metrics: BinaryMetrics,
     /// Per-scan probabilities.
     pub scans: Vec<ScanScore>,
+    /// Which probabilities these are: `raw` (the network's) or `calibrated (T = 1.37)`
+    /// (temperature-scaled, [`crate::calibration`]).
+    pub probabilities: String,
+    /// The reliability curve of the probabilities: 15 equal-width bins of `[0, 1]`, empty bins
+    /// left out (as scikit-learn's `calibration_curve` does).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reliability: Vec<ReliabilityBin>,
 }
 
-/// Counts of the four outcomes at threshold 0.5.
+/// Counts of the four outcomes at the decision threshold (0.5 unless the run records another).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Confusion {
     /// Negatives predicted negative.
@@ -67,14 +98,83 @@ pub struct BinaryMetrics {
     pub specificity: Option<f64>,
     /// The confusion matrix.
     pub confusion: Confusion,
+    /// The decision threshold: a scan is called positive when its probability exceeds it
+    /// (0.5 in metrics recorded before ct3d wrote it).
+    #[serde(default = "half")]
+    pub threshold: f64,
+    /// Brier score, the mean of (probability − label)²: 0 is perfect, 0.25 is a constant 0.5;
+    /// `None` without scans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brier: Option<f64>,
+    /// Expected calibration error over 15 equal-width bins, Σ (n_b / N) · |observed_b −
+    /// predicted_b|, in probability units; `None` without scans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ece: Option<f64>,
+    /// 95 % confidence intervals of accuracy, sensitivity, specificity and AUC (only where an
+    /// evaluation asked for them: not in the per-epoch validation of training).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intervals: Option<Intervals>,
+}
+
+fn half() -> f64 {
+    0.5
+}
+
+/// A two-sided confidence interval, in the metric's units.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Interval {
+    /// Lower end.
+    pub lower: f64,
+    /// Upper end.
+    pub upper: f64,
+}
+
+/// DeLong's interval of the ROC AUC, with the variance it comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DelongInterval {
+    /// Lower end.
+    pub lower: f64,
+    /// Upper end.
+    pub upper: f64,
+    /// DeLong's estimate of the AUC's variance (fast midrank algorithm, Sun & Xu 2014).
+    pub variance: f64,
+}
+
+/// 95 % confidence intervals of an evaluation's summary numbers (see [`crate::intervals`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Intervals {
+    /// The confidence level (0.95).
+    pub level: f64,
+    /// Bootstrap resamples (stratified: drawn with replacement within each class).
+    pub resamples: usize,
+    /// The seed of the resampling: the same seed gives the same intervals.
+    pub seed: u64,
+    /// Accuracy, percentile bootstrap.
+    pub accuracy: Option<Interval>,
+    /// Sensitivity, percentile bootstrap; `None` without positives.
+    pub sensitivity: Option<Interval>,
+    /// Specificity, percentile bootstrap; `None` without negatives.
+    pub specificity: Option<Interval>,
+    /// ROC AUC, percentile bootstrap; `None` unless both classes are present.
+    pub auc: Option<Interval>,
+    /// ROC AUC, DeLong's interval on the logit scale; `None` unless each class has at least two
+    /// scans.
+    pub auc_delong: Option<DelongInterval>,
 }
 
 /// Keras clips probabilities to [ε, 1 − ε] before taking logs; we do the same so losses compare.
 const KERAS_EPSILON: f64 = 1e-7;
 
-/// Computes all metrics from probabilities in [0, 1] and labels in {0, 1}. Panics if the slices
-/// differ in length (a programming error, not input data).
+/// Computes all metrics from probabilities in [0, 1] and labels in {0, 1} at threshold 0.5,
+/// without intervals. Panics if the slices differ in length (a programming error, not input
+/// data).
 pub fn binary_metrics(probabilities: &[f32], labels: &[u8]) -> BinaryMetrics {
+    binary_metrics_at(probabilities, labels, 0.5)
+}
+
+/// [`binary_metrics`] at another decision threshold: a scan is positive when its probability
+/// exceeds `threshold`.
+pub fn binary_metrics_at(probabilities: &[f32], labels: &[u8], threshold: f64) -> BinaryMetrics {
     assert_eq!(
         probabilities.len(),
         labels.len(),
@@ -90,7 +190,7 @@ pub fn binary_metrics(probabilities: &[f32], labels: &[u8]) -> BinaryMetrics {
         } else {
             (1.0 - p).ln()
         };
-        match (positive_label, p > 0.5) {
+        match (positive_label, p > threshold) {
             (false, false) => confusion.true_negative += 1,
             (false, true) => confusion.false_positive += 1,
             (true, false) => confusion.false_negative += 1,
@@ -113,6 +213,10 @@ pub fn binary_metrics(probabilities: &[f32], labels: &[u8]) -> BinaryMetrics {
             confusion.true_negative + confusion.false_positive,
         ),
         confusion,
+        threshold,
+        brier: crate::calibration::brier_score(probabilities, labels),
+        ece: crate::calibration::expected_calibration_error(probabilities, labels),
+        intervals: None,
     }
 }
 

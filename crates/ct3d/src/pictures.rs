@@ -2,7 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use ct3d_plot::charts::{Curves, confusion_png, curves_png, roc_png};
+use ct3d_plot::charts::{
+    Curves, ReliabilityPoint, confusion_png, curves_png, reliability_png, roc_png,
+};
 use ct3d_plot::{PlotError, Png};
 use ct3d_volume::atomic::write_bytes_atomic;
 
@@ -130,6 +132,44 @@ pub fn write_evaluation_pictures(
     save_png(&pictures.roc, &roc)?;
     save_png(&pictures.confusion, &confusion)?;
     Ok([roc, confusion])
+}
+
+/// An evaluation's reliability diagram: the reliability curve of its probabilities (15 bins)
+/// against the diagonal, titled with which probabilities they are and their ECE.
+pub fn reliability_picture(evaluation: &Evaluation) -> Result<Png, PlotError> {
+    let points: Vec<ReliabilityPoint> = evaluation
+        .reliability
+        .iter()
+        .map(|b| ReliabilityPoint {
+            predicted: b.mean_predicted,
+            observed: b.observed,
+            count: b.count,
+        })
+        .collect();
+    let ece = evaluation
+        .metrics
+        .ece
+        .map_or("n/a".to_owned(), |e| format!("{e:.3}"));
+    let title = format!(
+        "Reliability, {} probabilities (ECE = {ece})",
+        evaluation.probabilities
+    );
+    reliability_png(&points, &title, SQUARE_SIDE)
+}
+
+/// Writes an evaluation's `reliability.png` into `dir` (created if missing), atomically.
+pub fn write_reliability_picture(
+    evaluation: &Evaluation,
+    dir: &Path,
+) -> Result<PathBuf, PictureError> {
+    let png = reliability_picture(evaluation)?;
+    std::fs::create_dir_all(dir).map_err(|source| PictureError::Write {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let path = dir.join("reliability.png");
+    save_png(&png, &path)?;
+    Ok(path)
 }
 
 /// The file format a picture output gets, from its extension.

@@ -1,5 +1,6 @@
 //! `ct3d report`: one self-contained HTML file describing a run — configuration, data, curves,
-//! best epoch, validation metrics, ROC curve, confusion matrix, and montages of validation scans
+//! best epoch, validation metrics with 95 % confidence intervals, ROC curve, confusion matrix,
+//! reliability diagram, and montages of validation scans
 //! with their predictions. Pictures are inline PNGs (`data:` URLs); the page loads nothing from
 //! the network, so it can be mailed, archived or printed as it is.
 
@@ -21,8 +22,10 @@ use crate::history::EpochRecord;
 use crate::inference::{
     EvalSplit, Evaluation, LoadedRun, ScanScore, WeightsChoice, evaluate_recorded,
 };
+use crate::metrics::Interval;
 use crate::pictures::{
     CURVES_SIZE, PictureError, curves_from_history, evaluation_pictures, read_history,
+    reliability_picture,
 };
 use crate::run::RunState;
 
@@ -100,6 +103,7 @@ pub fn build_report(
     let curves = curves_png(&curves_from_history(&history), width, height)?;
     let classes = &run.config.train.classes;
     let eval_pictures = evaluation_pictures(&evaluation, classes)?;
+    let reliability = reliability_picture(&evaluation)?;
     let examples = pick_examples(&evaluation.scans, options);
     let explainer = GradExplainer::new(&run.model);
     let layer = explainer.informative_layer();
@@ -132,6 +136,7 @@ pub fn build_report(
         curves: &curves,
         roc: &eval_pictures.roc,
         confusion: &eval_pictures.confusion,
+        reliability: &reliability,
         examples: &montages,
         explained_layer: &layer_name,
     });
@@ -210,6 +215,7 @@ struct Page<'a> {
     curves: &'a Png,
     roc: &'a Png,
     confusion: &'a Png,
+    reliability: &'a Png,
     examples: &'a [Example],
     /// The block the Grad-CAM overlays come from.
     explained_layer: &'a str,
@@ -256,6 +262,12 @@ fn render(page: &Page<'_>) -> String {
     let train = &config.train;
     let classes = &train.classes;
     let metrics = &page.evaluation.metrics;
+    let intervals = metrics.intervals.as_ref();
+    let ci = |pick: fn(&crate::metrics::Intervals) -> Option<Interval>| intervals.and_then(pick);
+    let delong = intervals.and_then(|i| i.auc_delong).map(|d| Interval {
+        lower: d.lower,
+        upper: d.upper,
+    });
     let run_name = run.dir.root().file_name().map_or_else(
         || run.dir.root().display().to_string(),
         |n| n.to_string_lossy().into_owned(),
@@ -295,10 +307,19 @@ fn render(page: &Page<'_>) -> String {
     let best_epoch = best.map_or("–".to_owned(), |r| r.epoch.to_string());
     for (key, value) in [
         ("best epoch", best_epoch),
-        ("validation accuracy", fmt_rate(Some(metrics.accuracy))),
-        ("ROC AUC", fmt_rate(metrics.auc)),
-        ("sensitivity", fmt_rate(metrics.sensitivity)),
-        ("specificity", fmt_rate(metrics.specificity)),
+        (
+            "validation accuracy",
+            fmt_rate_ci(Some(metrics.accuracy), ci(|i| i.accuracy)),
+        ),
+        ("ROC AUC", fmt_rate_ci(metrics.auc, delong)),
+        (
+            "sensitivity",
+            fmt_rate_ci(metrics.sensitivity, ci(|i| i.sensitivity)),
+        ),
+        (
+            "specificity",
+            fmt_rate_ci(metrics.specificity, ci(|i| i.specificity)),
+        ),
         ("validation scans", metrics.count.to_string()),
     ] {
         let _ = writeln!(
@@ -337,17 +358,21 @@ fn render(page: &Page<'_>) -> String {
          <tr><th>sensitivity (TP / (TP + FN))</th><td class=\"num\">{}</td><th>specificity (TN / (TN + FP))</th><td class=\"num\">{}</td></tr>\n\
          <tr><th>true {neg} → predicted {neg} / {pos}</th><td class=\"num\">{} / {}</td>\
          <th>true {pos} → predicted {neg} / {pos}</th><td class=\"num\">{} / {}</td></tr>\n\
-         </table>\n<div class=\"pair\">\n",
+         <tr><th>Brier score</th><td class=\"num\">{}</td><th>expected calibration error (15 bins)</th><td class=\"num\">{}</td></tr>\n\
+         </table>\n<p class=\"sub\">{}</p>\n<div class=\"pair\">\n",
         metrics.count,
         metrics.loss,
-        fmt_rate(Some(metrics.accuracy)),
-        fmt_rate(metrics.auc),
-        fmt_rate(metrics.sensitivity),
-        fmt_rate(metrics.specificity),
+        fmt_rate_ci(Some(metrics.accuracy), ci(|i| i.accuracy)),
+        fmt_rate_ci(metrics.auc, delong),
+        fmt_rate_ci(metrics.sensitivity, ci(|i| i.sensitivity)),
+        fmt_rate_ci(metrics.specificity, ci(|i| i.specificity)),
         c.true_negative,
         c.false_positive,
         c.false_negative,
         c.true_positive,
+        fmt_rate(metrics.brier),
+        fmt_rate(metrics.ece),
+        esc(&interval_note(page.evaluation, metrics.threshold)),
         neg = esc(&classes.negative_name),
         pos = esc(&classes.positive_name),
     );
@@ -362,7 +387,21 @@ fn render(page: &Page<'_>) -> String {
         &mut h,
         page.confusion,
         "confusion matrix",
-        "Rows: true class; columns: predicted class at probability 0.5.",
+        &format!(
+            "Rows: true class; columns: predicted class at probability {}.",
+            metrics.threshold
+        ),
+        "",
+    );
+    figure(
+        &mut h,
+        page.reliability,
+        "reliability diagram",
+        &format!(
+            "Mean predicted probability against the observed fraction of {} scans, in 15 \
+             equal-width bins (empty bins left out); the dashed diagonal is perfect calibration.",
+            classes.positive_name
+        ),
         "",
     );
     h.push_str("</div>\n</section>\n");
@@ -639,6 +678,31 @@ fn fmt_rate(value: Option<f64>) -> String {
     value.map_or_else(|| "–".to_owned(), |v| format!("{v:.3}"))
 }
 
+/// A rate with its 95 % interval: `0.750 (0.500–1.000)`.
+fn fmt_rate_ci(value: Option<f64>, interval: Option<Interval>) -> String {
+    match (value, interval) {
+        (Some(_), Some(i)) => format!("{} ({:.3}–{:.3})", fmt_rate(value), i.lower, i.upper),
+        _ => fmt_rate(value),
+    }
+}
+
+/// What the intervals are and which probabilities were scored, under the metrics table.
+fn interval_note(evaluation: &Evaluation, threshold: f64) -> String {
+    let probabilities = format!(
+        "Probabilities: {}; decision threshold {threshold}.",
+        evaluation.probabilities
+    );
+    match &evaluation.metrics.intervals {
+        Some(i) => format!(
+            "{probabilities} In parentheses: 95 % confidence intervals; accuracy, sensitivity and \
+             specificity by stratified bootstrap ({} resamples, seed {}), the ROC AUC by \
+             DeLong's method (logit scale).",
+            i.resamples, i.seed
+        ),
+        None => probabilities,
+    }
+}
+
 fn thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::new();
@@ -681,6 +745,15 @@ mod tests {
         assert_eq!(thousands(999), "999");
         assert_eq!(fmt_rate(None), "–");
         assert_eq!(fmt_rate(Some(0.91234)), "0.912");
+        let interval = Interval {
+            lower: 0.5,
+            upper: 0.96666,
+        };
+        assert_eq!(
+            fmt_rate_ci(Some(0.75), Some(interval)),
+            "0.750 (0.500–0.967)"
+        );
+        assert_eq!(fmt_rate_ci(None, Some(interval)), "–");
         assert_eq!(
             display_name(Path::new("/data/CT-23/phantom_0001.nii.gz")),
             "CT-23/phantom_0001.nii.gz"
@@ -709,6 +782,7 @@ mod tests {
             path: PathBuf::from(format!("{p}-{label}")),
             label,
             probability: p,
+            tta: None,
         };
         let scans = vec![
             scan(0.9, 1),

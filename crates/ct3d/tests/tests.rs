@@ -6,4 +6,5 @@
 //! Run one area with `cargo test -p ct3d --test tests train::`.
 
 mod explain;
+mod calibration;
 mod train;
