@@ -5,6 +5,6 @@
 //!
 //! Run one area with `cargo test -p ct3d --test tests train::`.
 
-mod explain;
 mod calibration;
+mod explain;
 mod train;
