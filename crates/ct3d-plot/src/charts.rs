@@ -153,32 +153,12 @@ pub fn roc_png(points: &[(f64, f64)], auc: Option<f64>, side: usize) -> Result<P
             Some(auc) if auc.is_finite() => format!("ROC curve (AUC = {auc:.3})"),
             _ => "ROC curve (AUC undefined: one class only)".to_owned(),
         };
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, (FAMILY, 20))
-            .margin(14)
-            .x_label_area_size(42)
-            .y_label_area_size(52)
-            .build_cartesian_2d(-0.01..1.01, -0.01..1.01)
-            .map_err(draw_error)?;
-        chart
-            .configure_mesh()
-            .x_desc("false positive rate (1 − specificity)")
-            .y_desc("true positive rate (sensitivity)")
-            .x_labels(6)
-            .y_labels(6)
-            .label_style((FAMILY, 13))
-            .axis_desc_style((FAMILY, 15))
-            .light_line_style(WHITE.mix(0.0))
-            .draw()
-            .map_err(draw_error)?;
-        chart
-            .draw_series(DashedLineSeries::new(
-                [(0.0, 0.0), (1.0, 1.0)],
-                6,
-                4,
-                BLACK.mix(0.35).stroke_width(1),
-            ))
-            .map_err(draw_error)?;
+        let mut chart = unit_square_chart(
+            root,
+            (&title, 20),
+            "false positive rate (1 − specificity)",
+            "true positive rate (sensitivity)",
+        )?;
         chart
             .draw_series(LineSeries::new(
                 points.iter().copied(),
@@ -211,32 +191,12 @@ pub fn reliability_png(
     side: usize,
 ) -> Result<Png, PlotError> {
     draw_rgb(side, side, |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, (FAMILY, 18))
-            .margin(14)
-            .x_label_area_size(42)
-            .y_label_area_size(52)
-            .build_cartesian_2d(-0.01..1.01, -0.01..1.01)
-            .map_err(draw_error)?;
-        chart
-            .configure_mesh()
-            .x_desc("mean predicted probability")
-            .y_desc("observed fraction of positives")
-            .x_labels(6)
-            .y_labels(6)
-            .label_style((FAMILY, 13))
-            .axis_desc_style((FAMILY, 15))
-            .light_line_style(WHITE.mix(0.0))
-            .draw()
-            .map_err(draw_error)?;
-        chart
-            .draw_series(DashedLineSeries::new(
-                [(0.0, 0.0), (1.0, 1.0)],
-                6,
-                4,
-                BLACK.mix(0.35).stroke_width(1),
-            ))
-            .map_err(draw_error)?;
+        let mut chart = unit_square_chart(
+            root,
+            (title, 18),
+            "mean predicted probability",
+            "observed fraction of positives",
+        )?;
         let xy: Vec<(f64, f64)> = points
             .iter()
             .filter(|p| p.predicted.is_finite() && p.observed.is_finite())
@@ -357,6 +317,51 @@ fn blues(t: f64) -> RGBColor {
 }
 
 /// Draws on a white `width × height` RGB canvas and encodes it.
+/// The axes the ROC curve and the reliability diagram share: both run from 0 to 1, with a light
+/// mesh and the dashed diagonal (chance for ROC, perfect calibration for reliability).
+/// `caption` is the title and its font size.
+fn unit_square_chart<'a, 'b>(
+    root: &'a DrawingArea<BitMapBackend<'b>, Shift>,
+    (title, size): (&str, u32),
+    x_desc: &str,
+    y_desc: &str,
+) -> Result<
+    ChartContext<
+        'a,
+        BitMapBackend<'b>,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+    >,
+    PlotError,
+> {
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, (FAMILY, size))
+        .margin(14)
+        .x_label_area_size(42)
+        .y_label_area_size(52)
+        .build_cartesian_2d(-0.01..1.01, -0.01..1.01)
+        .map_err(draw_error)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .x_labels(6)
+        .y_labels(6)
+        .label_style((FAMILY, 13))
+        .axis_desc_style((FAMILY, 15))
+        .light_line_style(WHITE.mix(0.0))
+        .draw()
+        .map_err(draw_error)?;
+    chart
+        .draw_series(DashedLineSeries::new(
+            [(0.0, 0.0), (1.0, 1.0)],
+            6,
+            4,
+            BLACK.mix(0.35).stroke_width(1),
+        ))
+        .map_err(draw_error)?;
+    Ok(chart)
+}
+
 fn draw_rgb(
     width: usize,
     height: usize,
