@@ -144,13 +144,17 @@ impl ExplainArgs {
         let jsonl = self.out.join("explanations.jsonl");
         let mut lines = Vec::new();
         let mut failures = 0;
-        let bar = crate::progress::bar(scans.len() as u64, "explain");
+        // One step per forward pass: a scan is one step for a gradient map and one per occluded
+        // volume (plus the unoccluded one) for occlusion, so a long occlusion moves the bar.
+        let passes = explainer.forward_passes() as u64;
+        let bar = crate::progress::bar(scans.len() as u64 * passes, "explain");
         let stems = output_stems(&scans);
-        for (scan, stem) in scans.iter().zip(&stems) {
+        for (index, (scan, stem)) in scans.iter().zip(&stems).enumerate() {
             bar.set_message(scan.display().to_string());
             let target = explainer.settings().target;
+            let start = index as u64 * passes;
             let result = explainer
-                .explain(scan, &mut |_, _| {})
+                .explain(scan, &mut |done, _| bar.set_position(start + done as u64))
                 .and_then(|e| write_explanation(&self.out, stem, &e, &loaded, target));
             match result {
                 Ok(record) => {
@@ -163,7 +167,7 @@ impl ExplainArgs {
                     bar.suspend(|| eprintln!("error: {}", crate::flags::line(&e)));
                 }
             }
-            bar.inc(1);
+            bar.set_position(start + passes);
         }
         bar.finish_and_clear();
         let mut text = Vec::new();
