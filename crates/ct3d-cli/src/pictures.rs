@@ -227,6 +227,10 @@ pub struct ReportArgs {
     /// refusing.
     #[arg(long)]
     allow_changed_data: bool,
+    /// Also evaluate the validation scans with test-time augmentation (N copies each: left-right
+    /// flip, small rotations) and show accuracy and AUC with and without it (N× the inference).
+    #[arg(long, value_name = "N")]
+    tta: Option<usize>,
     #[command(flatten)]
     device: DeviceArgs,
 }
@@ -238,6 +242,7 @@ impl ReportArgs {
             correct_examples: self.examples,
             wrong_examples: self.examples,
             allow_changed_data: self.allow_changed_data,
+            tta: self.tta,
             ..Default::default()
         };
         report(

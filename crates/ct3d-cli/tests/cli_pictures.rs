@@ -219,9 +219,20 @@ fn plot_eval_plots_and_a_report_that_a_browser_renders() {
     assert!(!stderr(&out).contains("wrote"), "{}", stderr(&out));
 
     let report = dir.path().join("report.html");
-    let out = ct3d(&["report", s(&run), "-o", s(&report), "--examples", "1"]);
+    let out = ct3d(&[
+        "report",
+        s(&run),
+        "-o",
+        s(&report),
+        "--examples",
+        "1",
+        "--tta",
+        "2",
+    ]);
     assert_success(&out);
     let html = std::fs::read_to_string(&report).unwrap();
+    assert!(html.contains("Test-time augmentation") && html.contains("mean of 2 augmented copies"));
+    assert!(html.contains("Where the model looked"));
     for needle in [
         "Training curves",
         "Validation metrics",

@@ -310,7 +310,13 @@ pub fn run_demo(
     let curves = plots.join("curves.png");
     pictures::save_png(&pictures::run_curves_png(&run)?, &curves)?;
     observer.wrote(&curves);
-    let built = report::build_report(&loaded, WeightsChoice::Best, &ReportOptions::default())?;
+    // The demo's report also shows what test-time augmentation changes (8 copies: cheap at the
+    // demo's size).
+    let report_options = ReportOptions {
+        tta: Some(8),
+        ..ReportOptions::default()
+    };
+    let built = report::build_report(&loaded, WeightsChoice::Best, &report_options)?;
     let report = out.join("report.html");
     report::write_report(&built.html, &report)?;
     observer.reported(&report, built.html.len());

@@ -89,6 +89,7 @@ impl CalibrationStatus {
 }
 
 /// A run's configuration and model, ready for inference.
+#[derive(Clone)]
 pub struct LoadedRun {
     /// The run folder.
     pub dir: RunDir,

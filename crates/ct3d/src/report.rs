@@ -20,9 +20,10 @@ use crate::config::{ClassWeight, Sampler, SplitPart};
 use crate::error::TrainError;
 use crate::history::EpochRecord;
 use crate::inference::{
-    EvalSplit, Evaluation, LoadedRun, ScanScore, WeightsChoice, evaluate_recorded,
+    EvalSplit, Evaluation, LoadedRun, ScanScore, TtaOptions, WeightsChoice, evaluate_recorded,
+    tta_recipe,
 };
-use crate::metrics::Interval;
+use crate::metrics::{BinaryMetrics, Interval};
 use crate::pictures::{
     CURVES_SIZE, PictureError, curves_from_history, evaluation_pictures, read_history,
     reliability_picture,
@@ -41,6 +42,10 @@ pub struct ReportOptions {
     /// Evaluate the recorded validation scans that are there, as they are now, instead of
     /// refusing a run whose recorded scans are missing or changed (the page lists them).
     pub allow_changed_data: bool,
+    /// Also evaluate the validation scans with test-time augmentation of this many copies
+    /// ([`crate::inference::tta_recipe`], seed 0) and show accuracy and AUC with and without it.
+    /// `None`: no comparison (it costs this many inferences per scan).
+    pub tta: Option<usize>,
 }
 
 impl Default for ReportOptions {
@@ -50,6 +55,7 @@ impl Default for ReportOptions {
             wrong_examples: 2,
             montage_scale: 1,
             allow_changed_data: false,
+            tta: None,
         }
     }
 }
@@ -99,6 +105,20 @@ pub fn build_report(
     let history = read_history(root)?;
     let state = run.dir.read_state().map_err(TrainError::from)?;
     let evaluation = evaluate_recorded(run, EvalSplit::Val, options.allow_changed_data)?;
+    // The comparison is only meaningful against predictions without it.
+    let tta = match options.tta {
+        Some(count) if count > 0 && run.tta.is_none() => {
+            let mut augmented = run.clone();
+            augmented.tta = Some(TtaOptions {
+                count,
+                seed: 0,
+                recipe: tta_recipe(),
+            });
+            let with = evaluate_recorded(&augmented, EvalSplit::Val, options.allow_changed_data)?;
+            Some((count, with.metrics))
+        }
+        _ => None,
+    };
     let [width, height] = CURVES_SIZE;
     let curves = curves_png(&curves_from_history(&history), width, height)?;
     let classes = &run.config.train.classes;
@@ -139,6 +159,7 @@ pub fn build_report(
         reliability: &reliability,
         examples: &montages,
         explained_layer: &layer_name,
+        tta: tta.as_ref(),
     });
     Ok(Report { html, evaluation })
 }
@@ -219,6 +240,8 @@ struct Page<'a> {
     examples: &'a [Example],
     /// The block the Grad-CAM overlays come from.
     explained_layer: &'a str,
+    /// Copies and metrics of the test-time augmented evaluation, when asked for.
+    tta: Option<&'a (usize, BinaryMetrics)>,
 }
 
 const STYLE: &str = r#"
@@ -255,6 +278,24 @@ code { font-size: 13px; word-break: break-all; }
   h2 { break-after: avoid; }
 }
 "#;
+
+/// The with/without test-time augmentation rows, or nothing.
+fn tta_table(tta: Option<&(usize, BinaryMetrics)>, without: &BinaryMetrics) -> String {
+    let Some((count, with)) = tta else {
+        return String::new();
+    };
+    format!(
+        "<h3>Test-time augmentation</h3>\n<table>\n<tr><th></th><th class=\"num\">accuracy</th>\
+         <th class=\"num\">ROC AUC</th></tr>\n\
+         <tr><th>each scan once</th><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>\n\
+         <tr><th>mean of {count} augmented copies (left-right flip, small rotations)</th>\
+         <td class=\"num\">{}</td><td class=\"num\">{}</td></tr>\n</table>\n",
+        fmt_rate(Some(without.accuracy)),
+        fmt_rate(without.auc),
+        fmt_rate(Some(with.accuracy)),
+        fmt_rate(with.auc),
+    )
+}
 
 fn render(page: &Page<'_>) -> String {
     let run = page.run;
@@ -359,7 +400,7 @@ fn render(page: &Page<'_>) -> String {
          <tr><th>true {neg} → predicted {neg} / {pos}</th><td class=\"num\">{} / {}</td>\
          <th>true {pos} → predicted {neg} / {pos}</th><td class=\"num\">{} / {}</td></tr>\n\
          <tr><th>Brier score</th><td class=\"num\">{}</td><th>expected calibration error (15 bins)</th><td class=\"num\">{}</td></tr>\n\
-         </table>\n<p class=\"sub\">{}</p>\n<div class=\"pair\">\n",
+         </table>\n{}<p class=\"sub\">{}</p>\n<div class=\"pair\">\n",
         metrics.count,
         metrics.loss,
         fmt_rate_ci(Some(metrics.accuracy), ci(|i| i.accuracy)),
@@ -372,6 +413,7 @@ fn render(page: &Page<'_>) -> String {
         c.true_positive,
         fmt_rate(metrics.brier),
         fmt_rate(metrics.ece),
+        tta_table(page.tta, metrics),
         esc(&interval_note(page.evaluation, metrics.threshold)),
         neg = esc(&classes.negative_name),
         pos = esc(&classes.positive_name),
