@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use burn::module::{ModuleMapper, Param};
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::Tensor;
 use burn_store::pytorch::PytorchReader;
 use burn_store::pytorch_reader::{DType, Tensor as FileTensor};
 
@@ -322,12 +322,7 @@ impl<C: Classifier> ModuleMapper for Loader<'_, C> {
         let module_path = self.path.join(".");
         let shape = param.lazy_shape().dims::<D>();
         match self.values(&module_path, &shape) {
-            Ok(Some(values)) => {
-                let (id, old, mapper) = param.consume();
-                let loaded = Tensor::<D>::from_data(TensorData::new(values, shape), &old.device())
-                    .set_require_grad(old.is_require_grad());
-                Param::from_mapped_value(id, loaded, mapper)
-            }
+            Ok(Some(values)) => crate::weights::with_values(param, values, shape),
             Ok(None) => param,
             Err(error) => {
                 self.error = Some(error);

@@ -399,6 +399,19 @@ fn collect<C: Classifier>(model: &C, file: &Path) -> Result<Vec<Entry>, WeightsE
     }
 }
 
+/// `param` with its values replaced by `values` (`shape`), on the same device, keeping its id
+/// and whether it requires a gradient: how a file's tensor goes into a network.
+pub(crate) fn with_values<const D: usize>(
+    param: Param<Tensor<D>>,
+    values: Vec<f32>,
+    shape: [usize; D],
+) -> Param<Tensor<D>> {
+    let (id, old, mapper) = param.consume();
+    let loaded = Tensor::<D>::from_data(TensorData::new(values, shape), &old.device())
+        .set_require_grad(old.is_require_grad());
+    Param::from_mapped_value(id, loaded, mapper)
+}
+
 struct Loader<'a> {
     name: fn(&str) -> Option<ParamName>,
     path: Vec<String>,
@@ -429,11 +442,8 @@ impl ModuleMapper for Loader<'_> {
         let shape = param.lazy_shape().dims::<D>();
         match read_tensor(self.file_path, self.file, &name, &shape, layout) {
             Ok(values) => {
-                let (id, old, mapper) = param.consume();
-                let loaded = Tensor::<D>::from_data(TensorData::new(values, shape), &old.device())
-                    .set_require_grad(old.is_require_grad());
                 self.used.insert(name);
-                Param::from_mapped_value(id, loaded, mapper)
+                with_values(param, values, shape)
             }
             Err(error) => {
                 self.error = Some(error);

@@ -35,6 +35,11 @@ fn case(name: &str) -> (Architecture, [usize; 4], Shortcut) {
 }
 
 fn build(name: &str, device: &Device) -> Network {
+    build_on(name, device, 7)
+}
+
+/// The generator's case `name` at [`INPUT`], weights drawn from `seed` on `device`.
+fn build_on(name: &str, device: &Device, seed: u64) -> Network {
     let (architecture, widths, shortcut) = case(name);
     let config = ModelParams {
         resnet: Some(ResNetParams {
@@ -45,7 +50,7 @@ fn build(name: &str, device: &Device) -> Network {
         ..ModelParams::default()
     }
     .at(INPUT);
-    architecture.init(&config, device, 7).unwrap()
+    architecture.init(&config, device, seed).unwrap()
 }
 
 fn f32s(view: &safetensors::tensor::TensorView<'_>) -> Vec<f32> {
@@ -251,17 +256,7 @@ fn weights_files_round_trip_in_pytorch_layout() {
 }
 
 fn build_seeded(name: &str, seed: u64) -> Network {
-    let (architecture, widths, shortcut) = case(name);
-    let config = ModelParams {
-        resnet: Some(ResNetParams {
-            widths,
-            shortcut,
-            downsample_bias: false,
-        }),
-        ..ModelParams::default()
-    }
-    .at(INPUT);
-    architecture.init(&config, &Device::flex(), seed).unwrap()
+    build_on(name, &Device::flex(), seed)
 }
 
 /// The tensors of `model`'s weights file, by name.
