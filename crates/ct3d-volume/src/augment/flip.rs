@@ -77,6 +77,11 @@ impl Augment for RandomFlip {
     fn apply(&self, volume: &Volume, rng: &mut SplitMix64) -> Volume {
         flip_axes(volume, self.draw(rng))
     }
+
+    fn apply_owned(&self, mut volume: Volume, rng: &mut SplitMix64) -> Volume {
+        flip_in_place(&mut volume, self.draw(rng));
+        volume
+    }
 }
 
 /// `random flip (x 50%, y 10%)`: the axes that may flip.
@@ -122,6 +127,34 @@ pub fn flip_axes(volume: &Volume, axes: [bool; 3]) -> Volume {
         .expect("output has the input's shape")
 }
 
+/// [`flip_axes`] in place: rows reversed, then rows and planes swapped end for end.
+pub fn flip_in_place(volume: &mut Volume, axes: [bool; 3]) {
+    let [nx, ny, nz] = volume.shape();
+    if volume.is_empty() {
+        return;
+    }
+    let plane = nx * ny;
+    let data = volume.data_mut();
+    if axes[0] {
+        data.chunks_exact_mut(nx).for_each(<[f32]>::reverse);
+    }
+    // Swaps the `i`-th and the mirrored run of `len` elements of `runs`, for the first half.
+    let swap_ends = |runs: &mut [f32], len: usize, count: usize| {
+        for i in 0..count / 2 {
+            let (low, high) = runs.split_at_mut((count - 1 - i) * len);
+            low[i * len..(i + 1) * len].swap_with_slice(&mut high[..len]);
+        }
+    };
+    if axes[1] {
+        for rows in data.chunks_exact_mut(plane) {
+            swap_ends(rows, nx, ny);
+        }
+    }
+    if axes[2] {
+        swap_ends(data, plane, nz);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +173,20 @@ mod tests {
         assert_eq!(flip_axes(&v, [false; 3]), v);
         let y = flip_axes(&v, [false, true, false]);
         assert_eq!(y.get(1, 0, 1), v.get(1, 2, 1));
+    }
+
+    #[test]
+    fn flipping_in_place_equals_flipping_a_copy() {
+        let v = Volume::from_fn([5, 4, 3], |x, y, z| (x + 10 * y + 100 * z) as f32);
+        for bits in 0..8 {
+            let axes = [bits & 1 != 0, bits & 2 != 0, bits & 4 != 0];
+            let mut w = v.clone();
+            flip_in_place(&mut w, axes);
+            assert_eq!(w, flip_axes(&v, axes), "{axes:?}");
+        }
+        let mut empty = Volume::filled([0, 3, 2], 0.0);
+        flip_in_place(&mut empty, [true; 3]);
+        assert!(empty.is_empty());
     }
 
     #[test]

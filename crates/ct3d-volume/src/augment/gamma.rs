@@ -96,6 +96,13 @@ impl Augment for RandomGamma {
             None => volume.clone(),
         }
     }
+
+    fn apply_owned(&self, mut volume: Volume, rng: &mut SplitMix64) -> Volume {
+        if let Some(gamma) = self.draw(rng) {
+            adjust_gamma_in_place(&mut volume, gamma);
+        }
+        volume
+    }
 }
 
 /// `random gamma (γ e^±0.3, p 1)`.
@@ -114,23 +121,28 @@ impl fmt::Display for RandomGamma {
 /// the range is kept, `gamma < 1` brightens, `> 1` darkens. A constant volume (or one without
 /// finite values) is returned unchanged; NaN stays NaN.
 pub fn adjust_gamma(volume: &Volume, gamma: f64) -> Volume {
+    let mut out = volume.clone();
+    adjust_gamma_in_place(&mut out, gamma);
+    out
+}
+
+/// [`adjust_gamma`] in place.
+pub fn adjust_gamma_in_place(volume: &mut Volume, gamma: f64) {
     let Some(stats) = volume.stats() else {
-        return volume.clone();
+        return;
     };
     let (lo, hi) = (f64::from(stats.min), f64::from(stats.max));
     let range = hi - lo;
     if range <= 0.0 {
-        return volume.clone();
+        return;
     }
-    let mut out = volume.clone();
-    for v in out.data_mut() {
+    for v in volume.data_mut() {
         // Clamp guards the curve against an infinite value (outside [min, max] by definition).
         let unit = ((f64::from(*v) - lo) / range).clamp(0.0, 1.0);
         if v.is_finite() {
             *v = (lo + range * unit.powf(gamma)) as f32;
         }
     }
-    out
 }
 
 #[cfg(test)]

@@ -111,6 +111,13 @@ impl Augment for RandomIntensity {
             None => volume.clone(),
         }
     }
+
+    fn apply_owned(&self, mut volume: Volume, rng: &mut SplitMix64) -> Volume {
+        if let Some((factor, offset)) = self.draw(rng) {
+            scale_shift_in_place(&mut volume, factor, offset);
+        }
+        volume
+    }
 }
 
 /// `random intensity (scale ±10%, shift ±0.1, p 1)`.
@@ -130,10 +137,15 @@ impl fmt::Display for RandomIntensity {
 /// `volume * np.float32(factor) + np.float32(offset)` on a float32 array, bit for bit).
 pub fn scale_shift(volume: &Volume, factor: f32, offset: f32) -> Volume {
     let mut out = volume.clone();
-    for v in out.data_mut() {
+    scale_shift_in_place(&mut out, factor, offset);
+    out
+}
+
+/// [`scale_shift`] in place.
+pub fn scale_shift_in_place(volume: &mut Volume, factor: f32, offset: f32) {
+    for v in volume.data_mut() {
         *v = *v * factor + offset;
     }
-    out
 }
 
 #[cfg(test)]
