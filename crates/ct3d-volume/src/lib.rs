@@ -31,6 +31,8 @@ pub mod cache_admin;
 pub mod dataset;
 pub mod dicom;
 pub mod format;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod manifest;
 pub mod nifti;
 pub mod preprocess;

@@ -913,3 +913,31 @@ fn real_single_slice_reads_as_a_one_slice_series() {
     let err = read_scan(&file, None).unwrap_err();
     assert!(matches!(err, ScanError::DicomFile { .. }), "{err}");
 }
+
+/// Writes the DICOM seeds of the `dicom_series` fuzz target (`fuzz/corpus/dicom_series/`): a
+/// three-slice series joined with the harness's file marker, and one lone slice. Run by hand
+/// when the writer changes: `cargo test -p ct3d-volume --test tests write_dicom_fuzz_seeds --
+/// --ignored`.
+#[test]
+#[ignore = "writes fuzz seeds into fuzz/corpus; run by hand"]
+fn write_dicom_fuzz_seeds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("series");
+    axial_series(&dir, 3, 10.0, 2.5);
+    let mut names: Vec<_> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    let mut joined = Vec::new();
+    for (i, path) in names.iter().enumerate() {
+        if i > 0 {
+            joined.extend_from_slice(&[0xFF, 0x00, 0xFF, 0x00]);
+        }
+        joined.extend(fs::read(path).unwrap());
+    }
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/dicom_series");
+    fs::create_dir_all(&out).unwrap();
+    fs::write(out.join("seed_series_3"), &joined).unwrap();
+    fs::write(out.join("seed_slice_1"), fs::read(&names[0]).unwrap()).unwrap();
+}

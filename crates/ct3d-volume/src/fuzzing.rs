@@ -1,0 +1,137 @@
+//! The bodies of the coverage-guided fuzz targets (`fuzz/`, run with `cargo +nightly fuzz run
+//! TARGET`), kept here so that plain `cargo test` on stable replays the committed corpus through
+//! exactly the same code (`tests/fuzz_corpus.rs`).
+//!
+//! Each function takes arbitrary bytes, turns them into the files a user could hand to ct3d, and
+//! reads them through the public entry points. A returned error is fine (that is the reader
+//! refusing bad input); a panic, an abort, a hang or an allocation beyond the documented limits
+//! is a finding. The readers take paths, so the bytes are written to a private temporary folder
+//! (on `/dev/shm` where it exists, so that a fuzzer's millions of writes stay in memory).
+//!
+//! Not part of the stable API: the input encodings may change with the harnesses.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::dataset::Dataset;
+use crate::format::read_scan;
+use crate::nifti::read_header;
+
+/// The file names [`scan_file`] gives its bytes, chosen by the input's first byte (modulo the
+/// count), so that every format recognised by its name is reached.
+pub const SCAN_NAMES: &[&str] = &["scan.nii", "scan.nii.gz", "scan.hdr"];
+
+/// A folder for one harness call: `/dev/shm` when it exists (tmpfs), else the system's temporary
+/// folder. Removed when dropped.
+fn scratch() -> Option<tempfile::TempDir> {
+    let shm = Path::new("/dev/shm");
+    let builder = tempfile::Builder::new()
+        .prefix("ct3d-fuzz-")
+        .tempdir_in(shm);
+    builder.or_else(|_| tempfile::tempdir()).ok()
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Option<()> {
+    let mut file = fs::File::create(path).ok()?;
+    file.write_all(bytes).ok()
+}
+
+/// One scan file: byte 0 picks the name from [`SCAN_NAMES`]; for the `.hdr` name the rest is
+/// split at the first `0xFF 0x00 0xFF 0x00` marker into the header and its `.img` (no marker:
+/// no `.img`). Reads the header summary and the whole volume through the format seam.
+pub fn scan_file(data: &[u8]) {
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    let Some(dir) = scratch() else {
+        return;
+    };
+    let name = SCAN_NAMES[usize::from(pick) % SCAN_NAMES.len()];
+    let path = dir.path().join(name);
+    let (main, companion) = if name.ends_with(".hdr") {
+        split_once(rest, &[0xFF, 0x00, 0xFF, 0x00])
+    } else {
+        (rest, None)
+    };
+    if write(&path, main).is_none() {
+        return;
+    }
+    if let Some(image) = companion {
+        if write(&path.with_extension("img"), image).is_none() {
+            return;
+        }
+    }
+    let _ = read_header(&path);
+    let _ = read_scan(&path, None);
+}
+
+/// A DICOM series folder: the bytes are split at every `0xFF 0x00 0xFF 0x00` marker into up to
+/// 16 files `0000.dcm`, `0001.dcm`, …, and the folder is read as a scan.
+pub fn dicom_series(data: &[u8]) {
+    let Some(dir) = scratch() else {
+        return;
+    };
+    let mut rest = data;
+    for index in 0..16 {
+        let (part, next) = split_once(rest, &[0xFF, 0x00, 0xFF, 0x00]);
+        let path: PathBuf = dir.path().join(format!("{index:04}.dcm"));
+        if write(&path, part).is_none() {
+            return;
+        }
+        match next {
+            Some(next) => rest = next,
+            None => break,
+        }
+    }
+    let _ = read_scan(dir.path(), None);
+}
+
+/// A CSV manifest (`manifest.csv`) with its rows' scans absent: reads it as a dataset with the
+/// class names `CT-0` and `CT-23`.
+pub fn manifest(data: &[u8]) {
+    let Some(dir) = scratch() else {
+        return;
+    };
+    let path = dir.path().join("manifest.csv");
+    if write(&path, data).is_none() {
+        return;
+    }
+    let _ = Dataset::from_manifest(&path, "CT-0", "CT-23");
+}
+
+/// `bytes` before and after the first `marker`, or all of it and `None`.
+fn split_once<'a>(bytes: &'a [u8], marker: &[u8]) -> (&'a [u8], Option<&'a [u8]>) {
+    match bytes.windows(marker.len()).position(|w| w == marker) {
+        Some(at) => (&bytes[..at], Some(&bytes[at + marker.len()..])),
+        None => (bytes, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inputs_are_split_at_the_marker() {
+        assert_eq!(
+            split_once(b"ab\xFF\x00\xFF\x00cd", &[0xFF, 0, 0xFF, 0]).1,
+            Some(&b"cd"[..])
+        );
+        assert_eq!(split_once(b"abc", &[0xFF, 0, 0xFF, 0]), (&b"abc"[..], None));
+    }
+
+    #[test]
+    fn harnesses_take_any_bytes() {
+        for data in [
+            &b""[..],
+            b"\x00",
+            b"\x01\x1f\x8b",
+            b"\x02abc\xFF\x00\xFF\x00def",
+        ] {
+            scan_file(data);
+            dicom_series(data);
+            manifest(data);
+        }
+    }
+}
