@@ -13,6 +13,9 @@
 //! Write one file, `format/<name>.rs`, with a unit struct implementing [`ScanFormat`] (its
 //! errors go in [`ScanError::Format`]), and register it with one `mod` line and one entry in
 //! [`FORMATS`]. Datasets, `predict`'s folder expansion, the cache key and `info` then accept it.
+//! A format that is a text header over a block of samples (as [`nrrd`] and [`metaimage`] are)
+//! can reuse their bounded block reader and [`FormatError`]; one with a detached data file says
+//! so with [`ScanFiles::Files`] so that the cache hashes the data too.
 //!
 //! # How a path is recognised
 //! Each format says how it [recognises](Recognition) a path. Listing a folder keeps the entries
@@ -24,9 +27,9 @@
 //! the error says so; any other file as NIfTI, whose reader checks the magic bytes).
 
 mod dicom;
-mod metaimage;
+pub mod metaimage;
 mod nifti;
-mod nrrd;
+pub mod nrrd;
 mod raw;
 
 use std::fs;
@@ -37,9 +40,7 @@ use crate::Volume;
 use crate::dicom::DicomError;
 use crate::nifti::ReadError;
 
-pub use metaimage::read_metaimage;
 pub(crate) use nifti::is_listed_name as nifti_listed_name;
-pub use nrrd::read_nrrd;
 pub use raw::{ElementType, FormatError, MAX_HEADER_BYTES};
 
 /// The registered formats. Order breaks ties between equal claims and orders the names in
