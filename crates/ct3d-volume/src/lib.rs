@@ -7,8 +7,8 @@
 //!   `.hdr`/`.img`) into a [`Volume`];
 //! - [`dicom`]: read a folder holding a DICOM series into a [`Volume`] as `dcm2niix` converts it;
 //! - [`format`](mod@format): the `ScanFormat` seam, the one place that recognises a path as a
-//!   scan format (a folder is a DICOM series, a file NIfTI) and reads it ([`scan`] keeps its old
-//!   paths);
+//!   scan format (a folder is a DICOM series; a file NRRD, MetaImage or NIfTI) and reads it
+//!   ([`scan`] keeps its old paths);
 //! - [`preprocess`]: the Keras example's `process_scan` (HU window, 90° rotation, linear zoom),
 //!   number for number with scipy;
 //! - [`spline`]: scipy.ndimage-exact B-spline prefiltering, affine rotation and zoom;

@@ -88,7 +88,7 @@ fn each_path_kind_is_recognised_by_one_format_and_read_accordingly() {
     // The formats the dataset names in its messages are the registered ones, in order.
     assert_eq!(
         format::listed_kinds(),
-        "*.nii, *.nii.gz, *.hdr or DICOM series folders"
+        "*.nii, *.nii.gz, *.hdr, *.nrrd, *.nhdr, *.mha, *.mhd or DICOM series folders"
     );
 }
 

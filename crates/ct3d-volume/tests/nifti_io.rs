@@ -53,7 +53,7 @@ unsafe impl GlobalAlloc for TrackingAllocator {
 static ALLOCATOR: TrackingAllocator = TrackingAllocator;
 
 /// Runs `f` and returns its result with the largest allocation (bytes) it made on this thread.
-fn largest_allocation_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
+pub(crate) fn largest_allocation_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
     LARGEST_ALLOCATION.with(|l| l.set(0));
     let out = f();
     (out, LARGEST_ALLOCATION.with(Cell::get))

@@ -9,6 +9,7 @@ mod augment_parity;
 mod dataset_cache;
 mod dicom;
 mod format;
+mod formats_peer;
 mod fuzz_corpus;
 mod manifest;
 mod nifti_io;

@@ -5,9 +5,10 @@
 use super::*;
 
 /// SHA-256 of a scan's bytes: a single-file scan's own; for a scan that is a folder (a DICOM
-/// series, as [`crate::format::scan_files`] says) SHA-256 of its files in name order, each as its
-/// name, a 0 byte, its length (`u64` little-endian) and the SHA-256 of its bytes (so renaming,
-/// adding, removing or changing a file changes the hash).
+/// series) or several files (a header and its detached data), as [`crate::format::scan_files`]
+/// says, SHA-256 of its files in that order, each as its name, a 0 byte, its length (`u64`
+/// little-endian) and the SHA-256 of its bytes (so renaming, adding, removing or changing a file
+/// changes the hash).
 pub fn hash_file(path: &Path) -> io::Result<[u8; 32]> {
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
@@ -24,7 +25,7 @@ pub fn hash_file(path: &Path) -> io::Result<[u8; 32]> {
         }
     };
     match crate::format::scan_files(path)? {
-        ScanFiles::Folder(files) => {
+        ScanFiles::Folder(files) | ScanFiles::Files(files) => {
             for file in files {
                 let name = file.file_name().unwrap_or_default();
                 hasher.update(name.as_encoded_bytes());
@@ -42,13 +43,15 @@ pub fn hash_file(path: &Path) -> io::Result<[u8; 32]> {
     Ok(hasher.finalize().into())
 }
 
-/// The stamp of a scan: a file's own, or for a scan that is a folder (a DICOM series) the total
-/// size of its files and the latest modification time among them and the folder; plus that time.
+/// The stamp of a scan: a file's own, or for a scan that is a folder (a DICOM series) or several
+/// files (a header and its data) the total size of its files and the latest modification time
+/// among them and the path itself; plus that time.
 pub(crate) fn scan_stamp(
     path: &Path,
     meta: &fs::Metadata,
 ) -> io::Result<(Option<FileStamp>, Option<SystemTime>)> {
-    let ScanFiles::Folder(files) = crate::format::scan_files(path)? else {
+    let (ScanFiles::Folder(files) | ScanFiles::Files(files)) = crate::format::scan_files(path)?
+    else {
         return Ok((FileStamp::of(meta), meta.modified().ok()));
     };
     let mut size = 0u64;

@@ -4,24 +4,33 @@
 //! Every consumer goes through here: `ct3d info` and `predict` read with [`read_scan`], dataset
 //! and input folders are listed with [`is_listed_scan`] / [`list_scans`], the `prepare` cache
 //! hashes the bytes [`scan_files`] names, and the "looks already preprocessed" check asks
-//! [`description`]. A NIfTI file and a DICOM series folder give the same [`Volume`] for the same
-//! scan (a DICOM series and its `dcm2niix` conversion agree voxel for voxel).
+//! [`description`]. A NIfTI file, an NRRD or MetaImage file and a DICOM series folder give the
+//! same [`Volume`] for the same scan (a DICOM series and its `dcm2niix` conversion agree voxel for
+//! voxel; NRRD and MetaImage files read as pynrrd and SimpleITK read them, placed in RAS+ space as
+//! ITK and 3D Slicer place them).
 //!
 //! # Adding a format
 //! Write one file, `format/<name>.rs`, with a unit struct implementing [`ScanFormat`] (its
 //! errors go in [`ScanError::Format`]), and register it with one `mod` line and one entry in
 //! [`FORMATS`]. Datasets, `predict`'s folder expansion, the cache key and `info` then accept it.
+//! A format that is a text header over a block of samples (as [`nrrd`] and [`metaimage`] are)
+//! can reuse their bounded block reader and [`FormatError`]; one with a detached data file says
+//! so with [`ScanFiles::Files`] so that the cache hashes the data too.
 //!
 //! # How a path is recognised
 //! Each format says how it [recognises](Recognition) a path. Listing a folder keeps the entries
 //! some format calls a whole [`Recognition::Scan`]. Reading picks the strongest claim, the first
-//! registered format winning a tie: content that marks one file of a larger scan
-//! ([`Recognition::Part`], a lone DICOM slice) beats a name, a name beats a
+//! registered format winning a tie: a file that is only one file of a larger scan
+//! ([`Recognition::Part`]: a lone DICOM slice, or the `.raw` data file beside an `.nhdr` or
+//! `.mhd` header) beats a name, a name beats a
 //! [`Recognition::Fallback`] (a folder without DICOM files is read as a DICOM series so that
 //! the error says so; any other file as NIfTI, whose reader checks the magic bytes).
 
 mod dicom;
+pub mod metaimage;
 mod nifti;
+pub mod nrrd;
+mod raw;
 
 use std::fs;
 use std::io;
@@ -32,10 +41,16 @@ use crate::dicom::DicomError;
 use crate::nifti::ReadError;
 
 pub(crate) use nifti::is_listed_name as nifti_listed_name;
+pub use raw::{ElementType, FormatError, MAX_HEADER_BYTES};
 
 /// The registered formats. Order breaks ties between equal claims and orders the names in
 /// messages ([`listed_kinds`]).
-pub static FORMATS: &[&dyn ScanFormat] = &[&nifti::Nifti, &dicom::DicomSeries];
+pub static FORMATS: &[&dyn ScanFormat] = &[
+    &nifti::Nifti,
+    &nrrd::Nrrd,
+    &metaimage::MetaImage,
+    &dicom::DicomSeries,
+];
 
 /// How strongly a format claims a path; stronger claims win (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -48,8 +63,9 @@ pub enum Recognition {
     /// A whole scan of this format, by its name or its content: listed in dataset and input
     /// folders, and read by this format.
     Scan,
-    /// Content of this format that is only part of a scan (one file of a DICOM series): never
-    /// listed; reading it is an error that says what to give instead.
+    /// A file of this format that is only part of a scan (one file of a DICOM series, the data
+    /// file of a detached header): never listed; reading it is an error that says what to give
+    /// instead.
     Part,
 }
 
@@ -60,6 +76,9 @@ pub enum ScanFiles {
     Single,
     /// The scan is a folder of these files (sorted), hashed by name, length and content.
     Folder(Vec<PathBuf>),
+    /// The scan is these files, its header (the path itself) first and then its data files (an
+    /// NRRD `.nhdr` or a MetaImage `.mhd` with detached data), hashed as a folder's files are.
+    Files(Vec<PathBuf>),
 }
 
 /// One input format: how a path is recognised as it and how it is read.
@@ -103,7 +122,8 @@ pub enum ScanError {
     /// The DICOM series folder could not be read.
     #[error(transparent)]
     Dicom(#[from] DicomError),
-    /// Another registered format's reader failed (its message names the file).
+    /// Another registered format's reader failed (its message names the file): for NRRD and
+    /// MetaImage, a [`FormatError`].
     #[error(transparent)]
     Format(Box<dyn std::error::Error + Send + Sync>),
     /// A series was selected but the scan is a file.
@@ -134,7 +154,8 @@ pub fn format_of(path: &Path) -> Option<&'static dyn ScanFormat> {
 }
 
 /// Reads a scan with the format that claims it (see the module docs): a folder as a DICOM
-/// series (the one whose `SeriesInstanceUID` is `series`, or the only one), a file as NIfTI.
+/// series (the one whose `SeriesInstanceUID` is `series`, or the only one), a `.nrrd`/`.nhdr` as
+/// NRRD, a `.mha`/`.mhd` as MetaImage, any other file as NIfTI.
 /// `series` on an existing file is an error.
 pub fn read_scan(path: &Path, series: Option<&str>) -> Result<Volume, ScanError> {
     if series.is_some() && !path.is_dir() && path.exists() {
@@ -217,7 +238,7 @@ mod tests {
     fn listed_kinds_names_every_format_in_order() {
         assert_eq!(
             listed_kinds(),
-            "*.nii, *.nii.gz, *.hdr or DICOM series folders"
+            "*.nii, *.nii.gz, *.hdr, *.nrrd, *.nhdr, *.mha, *.mhd or DICOM series folders"
         );
     }
 
