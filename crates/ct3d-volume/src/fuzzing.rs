@@ -19,8 +19,17 @@ use crate::format::read_scan;
 use crate::nifti::read_header;
 
 /// The file names [`scan_file`] gives its bytes, chosen by the input's first byte (modulo the
-/// count), so that every format recognised by its name is reached.
-pub const SCAN_NAMES: &[&str] = &["scan.nii", "scan.nii.gz", "scan.hdr"];
+/// count), so that every format recognised by its name is reached; each with the name of its
+/// separate data file, if the format has one (a detached header must name it `scan.raw`).
+pub const SCAN_NAMES: &[(&str, Option<&str>)] = &[
+    ("scan.nii", None),
+    ("scan.nii.gz", None),
+    ("scan.hdr", Some("scan.img")),
+    ("scan.nrrd", None),
+    ("scan.nhdr", Some("scan.raw")),
+    ("scan.mha", None),
+    ("scan.mhd", Some("scan.raw")),
+];
 
 /// A folder for one harness call: `/dev/shm` when it exists (tmpfs), else the system's temporary
 /// folder. Removed when dropped.
@@ -37,9 +46,10 @@ fn write(path: &Path, bytes: &[u8]) -> Option<()> {
     file.write_all(bytes).ok()
 }
 
-/// One scan file: byte 0 picks the name from [`SCAN_NAMES`]; for the `.hdr` name the rest is
-/// split at the first `0xFF 0x00 0xFF 0x00` marker into the header and its `.img` (no marker:
-/// no `.img`). Reads the header summary and the whole volume through the format seam.
+/// One scan file: byte 0 picks the name from [`SCAN_NAMES`]; for a format with a separate data
+/// file the rest is split at the first `0xFF 0x00 0xFF 0x00` marker into the header and the data
+/// file (no marker: no data file). Reads the NIfTI header summary (which refuses other formats)
+/// and the whole volume through the format seam.
 pub fn scan_file(data: &[u8]) {
     let Some((&pick, rest)) = data.split_first() else {
         return;
@@ -47,20 +57,19 @@ pub fn scan_file(data: &[u8]) {
     let Some(dir) = scratch() else {
         return;
     };
-    let name = SCAN_NAMES[usize::from(pick) % SCAN_NAMES.len()];
+    let (name, data_name) = SCAN_NAMES[usize::from(pick) % SCAN_NAMES.len()];
     let path = dir.path().join(name);
-    let (main, companion) = if name.ends_with(".hdr") {
-        split_once(rest, &[0xFF, 0x00, 0xFF, 0x00])
-    } else {
-        (rest, None)
+    let (main, companion) = match data_name {
+        Some(_) => split_once(rest, &[0xFF, 0x00, 0xFF, 0x00]),
+        None => (rest, None),
     };
     if write(&path, main).is_none() {
         return;
     }
-    if let Some(image) = companion {
-        if write(&path.with_extension("img"), image).is_none() {
-            return;
-        }
+    if let (Some(data_name), Some(bytes)) = (data_name, companion)
+        && write(&dir.path().join(data_name), bytes).is_none()
+    {
+        return;
     }
     let _ = read_header(&path);
     let _ = read_scan(&path, None);
