@@ -71,6 +71,17 @@ pub(super) fn read_headers(dir: &Path) -> Result<Vec<Header>, DicomError> {
 /// The header of one DICOM file, or `None` for a DICOM object that is not an image.
 pub(super) fn read_header(dir: &Path, path: PathBuf) -> Result<Option<Header>, DicomError> {
     let name = file_name(&path);
+    // Declared lengths are checked against the file before dicom-rs allocates them (see
+    // `lengths`); a file that cannot be read here fails in the parser below with its own error.
+    if let Ok(bytes) = std::fs::read(&path)
+        && let Err(detail) = super::lengths::check(&bytes)
+    {
+        return Err(DicomError::ReadFile {
+            path: dir.to_owned(),
+            file: name,
+            detail,
+        });
+    }
     let object = match OpenFileOptions::new()
         .read_until(tags::PIXEL_DATA)
         .open_file(&path)

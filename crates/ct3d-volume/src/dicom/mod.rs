@@ -95,6 +95,7 @@ const ENHANCED_SOP_CLASSES: [&str; 7] = [
 mod error;
 mod geometry;
 mod header;
+mod lengths;
 mod pixels;
 
 pub use error::DicomError;

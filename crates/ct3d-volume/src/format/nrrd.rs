@@ -182,7 +182,11 @@ fn parse_directions(value: &str) -> Option<Vec<Option<[f64; 3]>>> {
             let end = after.find(')')?;
             out.push(Some(parse_vector(&after[..end])?));
             rest = after[end + 1..].trim_start();
-        } else if rest.len() >= 4 && rest[..4].eq_ignore_ascii_case("none") {
+        } else if rest
+            .get(..4)
+            .is_some_and(|word| word.eq_ignore_ascii_case("none"))
+        {
+            // `get`: the fourth byte may fall inside a multi-byte character (found by fuzzing).
             out.push(None);
             rest = rest[4..].trim_start();
         } else {

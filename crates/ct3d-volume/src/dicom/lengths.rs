@@ -1,0 +1,345 @@
+//! A walk over a DICOM file's element headers that checks every declared value length against
+//! the bytes that follow it, before dicom-rs parses the file.
+//!
+//! Why: dicom-rs (0.10) allocates and zero-fills a value's declared length before reading it,
+//! so a 1 KiB file that declares a 4 GiB element costs 4 GiB of memory (found by fuzzing the
+//! series reader: `fuzz/regressions/dicom_series/`). No declared length can exceed the file,
+//! so checking that bound first costs one pass over the element headers (not the values) and
+//! refuses such a file with one line instead.
+//!
+//! The walk follows the file meta group (explicit VR little endian) and then the data set in its
+//! transfer syntax (implicit VR little endian, explicit VR big endian, else explicit VR little
+//! endian), into sequences and items of defined and undefined length. It stops quietly where
+//! the parser would fail anyway (a truncated element header) or cannot be followed (a deflated
+//! data set), leaving the error to dicom-rs.
+
+use dicom_core::VR;
+use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
+use dicom_dictionary_std::StandardDataDictionary;
+use dicom_object::Tag;
+
+/// A length of `0xFFFF_FFFF`: the value runs to a delimiter.
+const UNDEFINED: u32 = u32::MAX;
+/// Sequences nested deeper than this are refused (the walk recurses once per level).
+const MAX_DEPTH: usize = 64;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Syntax {
+    ExplicitLittle,
+    ImplicitLittle,
+    ExplicitBig,
+}
+
+/// `Err(one line)` when an element of `bytes` (a whole DICOM file, with or without the 128-byte
+/// preamble and `DICM`) declares a value longer than what follows it, or sequences nest deeper
+/// than 64 levels.
+pub(super) fn check(bytes: &[u8]) -> Result<(), String> {
+    let start = if bytes.get(128..132) == Some(b"DICM") {
+        132
+    } else {
+        0
+    };
+    let mut walk = Walk {
+        bytes,
+        syntax: Syntax::ExplicitLittle,
+        transfer_syntax: None,
+    };
+    let Some(data_set) = walk.meta_group(start)? else {
+        return Ok(());
+    };
+    let uid = walk.transfer_syntax.take().unwrap_or_default();
+    walk.syntax = match uid.as_str() {
+        "1.2.840.10008.1.2" => Syntax::ImplicitLittle,
+        "1.2.840.10008.1.2.2" => Syntax::ExplicitBig,
+        // Deflated: the data set is a zlib stream, not element headers.
+        "1.2.840.10008.1.2.1.99" => return Ok(()),
+        _ => Syntax::ExplicitLittle,
+    };
+    walk.elements(data_set, bytes.len(), 0).map(|_| ())
+}
+
+struct Walk<'a> {
+    bytes: &'a [u8],
+    syntax: Syntax,
+    transfer_syntax: Option<String>,
+}
+
+/// An element header: its tag, its value's length and where the value starts.
+struct Element {
+    tag: Tag,
+    sequence: bool,
+    length: u32,
+    value: usize,
+}
+
+impl Walk<'_> {
+    fn u16_at(&self, at: usize) -> Option<u16> {
+        let b: [u8; 2] = self.bytes.get(at..at + 2)?.try_into().ok()?;
+        Some(match self.syntax {
+            Syntax::ExplicitBig => u16::from_be_bytes(b),
+            _ => u16::from_le_bytes(b),
+        })
+    }
+
+    fn u32_at(&self, at: usize) -> Option<u32> {
+        let b: [u8; 4] = self.bytes.get(at..at + 4)?.try_into().ok()?;
+        Some(match self.syntax {
+            Syntax::ExplicitBig => u32::from_be_bytes(b),
+            _ => u32::from_le_bytes(b),
+        })
+    }
+
+    /// The element header at `at`, or `None` where it is truncated.
+    fn header(&self, at: usize) -> Option<Element> {
+        let tag = Tag(self.u16_at(at)?, self.u16_at(at + 2)?);
+        // Items and delimiters have no VR in any syntax.
+        if tag.0 == 0xFFFE || self.syntax == Syntax::ImplicitLittle {
+            let length = self.u32_at(at + 4)?;
+            let sequence = tag.0 != 0xFFFE
+                && (length == UNDEFINED
+                    || StandardDataDictionary
+                        .by_tag(tag)
+                        .is_some_and(|entry| entry.vr() == VirtualVr::Exact(VR::SQ)));
+            return Some(Element {
+                tag,
+                sequence,
+                length,
+                value: at + 8,
+            });
+        }
+        let vr = self.bytes.get(at + 4..at + 6)?;
+        // The VRs with a 2-byte reserved field and a 4-byte length (PS3.5 7.1.2).
+        let long = matches!(
+            vr,
+            b"OB"
+                | b"OD"
+                | b"OF"
+                | b"OL"
+                | b"OV"
+                | b"OW"
+                | b"SQ"
+                | b"UC"
+                | b"UN"
+                | b"UR"
+                | b"UT"
+                | b"SV"
+                | b"UV"
+        );
+        Some(if long {
+            Element {
+                tag,
+                sequence: vr == b"SQ",
+                length: self.u32_at(at + 8)?,
+                value: at + 12,
+            }
+        } else {
+            Element {
+                tag,
+                sequence: false,
+                length: u32::from(self.u16_at(at + 6)?),
+                value: at + 8,
+            }
+        })
+    }
+
+    /// Walks the group-2 elements from `at` (explicit VR little endian), remembering the transfer
+    /// syntax; returns where the data set starts (`None`: the file ended).
+    fn meta_group(&mut self, mut at: usize) -> Result<Option<usize>, String> {
+        loop {
+            let Some(group) = self.u16_at(at) else {
+                return Ok(None);
+            };
+            if group != 0x0002 {
+                return Ok(Some(at));
+            }
+            let Some(element) = self.header(at) else {
+                return Ok(None);
+            };
+            let end = self.value_end(&element)?;
+            if element.tag == Tag(0x0002, 0x0010) {
+                let text = String::from_utf8_lossy(&self.bytes[element.value..end]);
+                self.transfer_syntax = Some(text.trim_end_matches(['\0', ' ']).trim().to_owned());
+            }
+            at = end;
+        }
+    }
+
+    /// The end of `element`'s defined-length value, refused when it runs past the file.
+    fn value_end(&self, element: &Element) -> Result<usize, String> {
+        let left = self.bytes.len().saturating_sub(element.value);
+        if element.length as usize > left {
+            return Err(format!(
+                "element ({:04X},{:04X}) declares {} bytes but only {left} follow it",
+                element.tag.0, element.tag.1, element.length
+            ));
+        }
+        Ok(element.value + element.length as usize)
+    }
+
+    /// Walks the fragments of encapsulated pixel data from `at`: defined-length items up to the
+    /// sequence delimiter; returns where the walk stopped. Anything else (an undefined-length
+    /// `UN` value, say) ends the check there.
+    fn fragments(&self, mut at: usize, end: usize) -> Result<usize, String> {
+        while at < end {
+            let Some(item) = self.header(at) else {
+                return Ok(end);
+            };
+            match (item.tag.0, item.tag.1) {
+                (0xFFFE, 0xE0DD) => return Ok(item.value),
+                (0xFFFE, 0xE000) if item.length != UNDEFINED => at = self.value_end(&item)?,
+                _ => return Ok(end),
+            }
+        }
+        Ok(at)
+    }
+
+    /// Walks elements from `at` up to `end`, or up to an item or sequence delimiter; returns
+    /// where the walk stopped (after the delimiter).
+    fn elements(&self, mut at: usize, end: usize, depth: usize) -> Result<usize, String> {
+        if depth > MAX_DEPTH {
+            return Err(format!("sequences nest deeper than {MAX_DEPTH} levels"));
+        }
+        while at < end {
+            let Some(element) = self.header(at) else {
+                return Ok(end);
+            };
+            match (element.tag.0, element.tag.1) {
+                // Item and sequence delimiters end an undefined-length item or sequence.
+                (0xFFFE, 0xE00D) | (0xFFFE, 0xE0DD) => return Ok(element.value),
+                (0xFFFE, 0xE000) if element.length == UNDEFINED => {
+                    at = self.elements(element.value, end, depth + 1)?;
+                }
+                (0xFFFE, 0xE000) => {
+                    let item_end = self.value_end(&element)?;
+                    self.elements(element.value, item_end, depth + 1)?;
+                    at = item_end;
+                }
+                _ if element.length == UNDEFINED && element.sequence => {
+                    at = self.elements(element.value, end, depth + 1)?;
+                }
+                _ if element.length == UNDEFINED => {
+                    // Encapsulated pixel data: fragments (items of raw bytes), not data sets.
+                    at = self.fragments(element.value, end)?;
+                }
+                _ => {
+                    let value_end = self.value_end(&element)?;
+                    if element.sequence {
+                        self.elements(element.value, value_end, depth + 1)?;
+                    }
+                    at = value_end;
+                }
+            }
+        }
+        Ok(at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An explicit VR little endian element.
+    fn element(
+        group: u16,
+        number: u16,
+        vr: &[u8; 2],
+        value: &[u8],
+        length: Option<u32>,
+    ) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend(group.to_le_bytes());
+        out.extend(number.to_le_bytes());
+        out.extend(vr);
+        let length = length.unwrap_or(value.len() as u32);
+        if matches!(vr, b"OB" | b"SQ" | b"UN") {
+            out.extend([0, 0]);
+            out.extend(length.to_le_bytes());
+        } else {
+            out.extend((length as u16).to_le_bytes());
+        }
+        out.extend(value);
+        out
+    }
+
+    fn file(data_set: &[u8]) -> Vec<u8> {
+        let mut out = vec![0u8; 128];
+        out.extend(b"DICM");
+        out.extend(element(
+            0x0002,
+            0x0010,
+            b"UI",
+            b"1.2.840.10008.1.2.1\0",
+            None,
+        ));
+        out.extend(data_set);
+        out
+    }
+
+    #[test]
+    fn honest_lengths_pass_and_a_lying_one_is_named() {
+        let good = file(&element(0x0028, 0x0010, b"US", &[4, 0], None));
+        assert_eq!(check(&good), Ok(()));
+        let bomb = file(&element(
+            0x0009,
+            0x0010,
+            b"OB",
+            &[1, 2, 3, 4],
+            Some(0x4000_0000),
+        ));
+        let err = check(&bomb).unwrap_err();
+        assert_eq!(
+            err,
+            "element (0009,0010) declares 1073741824 bytes but only 4 follow it"
+        );
+    }
+
+    #[test]
+    fn lies_inside_sequences_and_items_are_found() {
+        // An undefined-length sequence holding an undefined-length item holding the bomb.
+        let mut inner = element(0x0009, 0x1001, b"OB", &[0; 2], Some(1 << 30));
+        let mut sequence = element(0x0008, 0x1140, b"SQ", &[], Some(UNDEFINED));
+        sequence.extend([0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        sequence.append(&mut inner);
+        assert!(check(&file(&sequence)).unwrap_err().contains("(0009,1001)"));
+        // A defined-length sequence is walked too.
+        let value = element(0x0009, 0x1001, b"OB", &[], Some(1 << 30));
+        let mut item = vec![0xFE, 0xFF, 0x00, 0xE0];
+        item.extend((value.len() as u32).to_le_bytes());
+        item.extend(&value);
+        let defined = element(0x0008, 0x1140, b"SQ", &item, None);
+        assert!(check(&file(&defined)).unwrap_err().contains("(0009,1001)"));
+    }
+
+    #[test]
+    fn encapsulated_fragments_are_bytes_not_elements() {
+        // Pixel data of undefined length: an empty offset table, then one fragment whose bytes
+        // would read as a lying element header if walked as a data set.
+        let mut pixels = element(0x7FE0, 0x0010, b"OB", &[], Some(UNDEFINED));
+        pixels.extend([0xFE, 0xFF, 0x00, 0xE0, 0, 0, 0, 0]);
+        pixels.extend([0xFE, 0xFF, 0x00, 0xE0, 8, 0, 0, 0]);
+        pixels.extend([0xFF, 0xD8, 0xFF, 0xF7, 0xFF, 0xFF, 0xFF, 0x7F]);
+        pixels.extend([0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+        assert_eq!(check(&file(&pixels)), Ok(()));
+        // A fragment longer than the file is still refused.
+        let mut lying = element(0x7FE0, 0x0010, b"OB", &[], Some(UNDEFINED));
+        lying.extend([0xFE, 0xFF, 0x00, 0xE0, 0, 0, 0, 0x40]);
+        assert!(check(&file(&lying)).unwrap_err().contains("(FFFE,E000)"));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_and_truncation_is_left_to_the_parser() {
+        let mut nested = Vec::new();
+        for _ in 0..100 {
+            nested.extend(element(0x0008, 0x1140, b"SQ", &[], Some(UNDEFINED)));
+            nested.extend([0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        }
+        assert!(
+            check(&file(&nested))
+                .unwrap_err()
+                .contains("deeper than 64")
+        );
+        let good = file(&element(0x0028, 0x0010, b"US", &[4, 0], None));
+        assert_eq!(check(&good[..good.len() - 3]), Ok(()));
+        assert_eq!(check(b""), Ok(()));
+    }
+}
