@@ -22,7 +22,7 @@ pub struct ExplainArgs {
     /// The run folder written by `ct3d train`.
     #[arg(long, value_name = "RUN")]
     run: PathBuf,
-    /// Raw scans (NIfTI files or DICOM series folders) or folders of them.
+    /// Raw scans (NIfTI, NRRD or MetaImage files, or DICOM series folders) or folders of them.
     #[arg(required = true, value_name = "SCAN_OR_DIR")]
     scans: Vec<PathBuf>,
     /// Output folder (created if needed): per scan `<name>_<method>.nii.gz` (the map on the

@@ -87,7 +87,7 @@ impl VolumeSource<'_> {
 /// The flags of `ct3d show` (its help text is on [`crate::cli::Command`]).
 #[derive(Debug, Args)]
 pub struct ShowArgs {
-    /// The scan (.nii, .nii.gz, .hdr, or a DICOM series folder).
+    /// The scan (.nii, .nii.gz, .hdr, .nrrd, .nhdr, .mha, .mhd, or a DICOM series folder).
     #[arg(value_name = "SCAN")]
     scan: PathBuf,
     /// Slice index along z, 0-based (the example shows slice 30).
@@ -129,7 +129,7 @@ impl ShowArgs {
 /// The flags of `ct3d montage` (its help text is on [`crate::cli::Command`]).
 #[derive(Debug, Args)]
 pub struct MontageArgs {
-    /// The scan (.nii, .nii.gz, .hdr, or a DICOM series folder).
+    /// The scan (.nii, .nii.gz, .hdr, .nrrd, .nhdr, .mha, .mhd, or a DICOM series folder).
     #[arg(value_name = "SCAN")]
     scan: PathBuf,
     /// Rows of tiles.

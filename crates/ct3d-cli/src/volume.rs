@@ -25,6 +25,9 @@ pub struct InfoArgs {
     scans: Vec<PathBuf>,
     #[command(flatten)]
     series: SeriesArg,
+    /// One JSON object per scan (one per line) instead of the table.
+    #[arg(long)]
+    json: bool,
 }
 
 impl InfoArgs {
@@ -32,6 +35,13 @@ impl InfoArgs {
     /// is reported and the others still printed.
     pub fn run(self) -> Result<()> {
         let (scans, series) = (self.scans.as_slice(), self.series.uid.as_deref());
+        let print_info = |scan: &Path, volume: &ct3d_volume::Volume| {
+            if self.json {
+                println!("{}", info_json(scan, volume));
+            } else {
+                print_info(scan, volume);
+            }
+        };
         if let [scan] = scans {
             print_info(scan, &read_scan(scan, series)?);
             return Ok(());
@@ -39,7 +49,7 @@ impl InfoArgs {
         // With several scans, report each unreadable one and keep going, like `ls` does.
         let mut failed = 0usize;
         for (i, scan) in scans.iter().enumerate() {
-            if i > 0 {
+            if i > 0 && !self.json {
                 println!();
             }
             match read_scan(scan, series) {
@@ -55,6 +65,24 @@ impl InfoArgs {
             n => bail!("{n} of {} scans could not be read", scans.len()),
         }
     }
+}
+
+/// `ct3d info --json`: the scan's geometry and values as one JSON object (the affine maps
+/// voxel `[i, j, k, 1]` to RAS+ millimetres).
+fn info_json(scan: &Path, volume: &ct3d_volume::Volume) -> serde_json::Value {
+    let stats = volume.stats();
+    serde_json::json!({
+        "path": scan.display().to_string(),
+        "shape": volume.shape(),
+        "spacing_mm": volume.spacing,
+        "affine": volume.affine,
+        "orientation": nifti_io::orientation_codes(&volume.affine).iter().collect::<String>(),
+        "datatype": volume.provenance.datatype,
+        "min": stats.as_ref().map(|s| s.min),
+        "max": stats.as_ref().map(|s| s.max),
+        "mean": stats.as_ref().map(|s| s.mean),
+        "non_finite": stats.as_ref().map_or(volume.len(), |s| s.non_finite),
+    })
 }
 
 fn print_info(scan: &Path, volume: &ct3d_volume::Volume) {
@@ -91,7 +119,7 @@ fn print_info(scan: &Path, volume: &ct3d_volume::Volume) {
 /// The flags of `ct3d preprocess` (its help text is on [`crate::cli::Command`]).
 #[derive(Debug, Args)]
 pub struct PreprocessArgs {
-    /// Input scan (.nii, .nii.gz, .hdr, or a DICOM series folder).
+    /// Input scan (.nii, .nii.gz, .hdr, .nrrd, .nhdr, .mha, .mhd, or a DICOM series folder).
     #[arg(value_name = "SCAN")]
     scan: PathBuf,
     #[command(flatten)]

@@ -488,3 +488,55 @@ fn synth_help_explains_the_difficulties() {
         stderr(&out)
     );
 }
+
+#[test]
+fn info_json_reports_every_peer_format_as_its_reference_reader_does() {
+    // Every case of the format peer corpus (pynrrd, SimpleITK and hand-written NRRD and
+    // MetaImage files): `ct3d info --json` prints the reference's shape, spacing and affine.
+    let dir =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../ct3d-volume/tests/data/golden/formats");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let cases = manifest["cases"].as_array().unwrap();
+    assert!(cases.len() >= 30, "{} cases", cases.len());
+    let files: Vec<String> = cases
+        .iter()
+        .map(|c| dir.join(c["file"].as_str().unwrap()).display().to_string())
+        .collect();
+    let mut args = vec!["info", "--json"];
+    args.extend(files.iter().map(String::as_str));
+    let out = ct3d(&args);
+    assert_success(&out);
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), cases.len());
+    for (case, line) in cases.iter().zip(&lines) {
+        let name = case["name"].as_str().unwrap();
+        assert_eq!(line["shape"], case["shape"], "{name}");
+        let close = |a: &serde_json::Value, b: &serde_json::Value| {
+            let (a, b) = (a.as_array().unwrap(), b.as_array().unwrap());
+            a.len() == b.len()
+                && a.iter()
+                    .zip(b)
+                    .all(|(x, y)| match (x.as_f64(), y.as_f64()) {
+                        (Some(x), Some(y)) => (x - y).abs() <= 1e-6,
+                        _ => {
+                            x.is_array() && y.is_array() && {
+                                let (x, y) = (x.as_array().unwrap(), y.as_array().unwrap());
+                                x.len() == y.len()
+                                    && x.iter().zip(y).all(|(p, q)| {
+                                        (p.as_f64().unwrap() - q.as_f64().unwrap()).abs() <= 1e-6
+                                    })
+                            }
+                        }
+                    })
+        };
+        assert!(
+            close(&line["spacing_mm"], &case["spacing"]),
+            "{name}: {line}"
+        );
+        assert!(close(&line["affine"], &case["affine"]), "{name}: {line}");
+    }
+}

@@ -241,6 +241,22 @@ fn changing_a_detached_data_file_changes_the_cache_hash() {
         assert_ne!(hash_file(&header).unwrap(), before, "{}", header.display());
         assert_ne!(read_scan(&header, None).unwrap().data(), original.data());
     }
+    // A NIfTI `.hdr`/`.img` pair too (it used to hash the header alone).
+    let nifti = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/nifti");
+    for file in ["pair.hdr", "pair.img"] {
+        fs::copy(nifti.join(file), tmp.path().join(file)).unwrap();
+    }
+    let header = tmp.path().join("pair.hdr");
+    let before = hash_file(&header).unwrap();
+    let image = tmp.path().join("pair.img");
+    let mut bytes = fs::read(&image).unwrap();
+    bytes[0] ^= 0x01;
+    fs::write(&image, &bytes).unwrap();
+    assert_ne!(
+        hash_file(&header).unwrap(),
+        before,
+        "the .img of a pair is hashed"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

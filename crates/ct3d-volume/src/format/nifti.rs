@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::{Recognition, ScanError, ScanFormat};
+use super::{Recognition, ScanError, ScanFiles, ScanFormat};
 use crate::Volume;
 
 /// The NIfTI-1 format (see the module docs).
@@ -46,6 +46,15 @@ impl ScanFormat for Nifti {
 
     fn read(&self, path: &Path, _series: Option<&str>) -> Result<Volume, ScanError> {
         Ok(crate::nifti::read_volume(path)?)
+    }
+
+    /// A `.hdr`/`.img` pair is both files (hashed together, so that editing the `.img` changes
+    /// the cache key); a single file is itself.
+    fn files(&self, path: &Path) -> std::io::Result<ScanFiles> {
+        Ok(match crate::nifti::scan_files(path) {
+            Some(files) if files.len() > 1 => ScanFiles::Files(files),
+            _ => ScanFiles::Single,
+        })
     }
 
     fn description(&self, path: &Path) -> Option<String> {

@@ -93,7 +93,7 @@ mod write;
 pub use affine::orientation_codes;
 pub use error::{ReadError, WriteError};
 pub use header::{ByteOrder, Datatype, HeaderSummary, OutputDtype, Scaling, read_header};
-pub use read::read_volume;
+pub use read::{read_volume, scan_files};
 pub use write::{write_volume, write_volume_described};
 
 use affine::*;

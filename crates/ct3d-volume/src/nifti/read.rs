@@ -137,6 +137,14 @@ pub(super) fn locate(path: &Path) -> Result<(PathBuf, Option<PathBuf>), ReadErro
     Ok((path.to_owned(), None))
 }
 
+/// The files a NIfTI scan's bytes are in: the header first, then the `.img` of a pair (for the
+/// `prepare` cache's hash, so that editing either half is noticed). `None` when the path cannot
+/// be located (reading it will say why).
+pub fn scan_files(path: &Path) -> Option<Vec<PathBuf>> {
+    let (header, image) = locate(path).ok()?;
+    Some(std::iter::once(header).chain(image).collect())
+}
+
 /// The `.img` (or `.img.gz`) next to a pair header.
 pub(super) fn locate_image(header: &Path, stem: &str) -> Result<PathBuf, ReadError> {
     companion(header, stem, &["img", "img.gz"]).ok_or_else(|| ReadError::MissingCompanion {
