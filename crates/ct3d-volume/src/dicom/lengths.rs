@@ -108,23 +108,33 @@ impl Walk<'_> {
             });
         }
         let vr = self.bytes.get(at + 4..at + 6)?;
-        // The VRs with a 2-byte reserved field and a 4-byte length (PS3.5 7.1.2).
-        let long = matches!(
+        // The VRs with a 2-byte length (PS3.5 7.1.2); every other one, and an unknown VR (read
+        // as UN, as dicom-rs does), has 2 reserved bytes and a 4-byte length.
+        let short = matches!(
             vr,
-            b"OB"
-                | b"OD"
-                | b"OF"
-                | b"OL"
-                | b"OV"
-                | b"OW"
-                | b"SQ"
-                | b"UC"
-                | b"UN"
-                | b"UR"
-                | b"UT"
-                | b"SV"
-                | b"UV"
+            b"AE"
+                | b"AS"
+                | b"AT"
+                | b"CS"
+                | b"DA"
+                | b"DS"
+                | b"DT"
+                | b"FL"
+                | b"FD"
+                | b"IS"
+                | b"LO"
+                | b"LT"
+                | b"PN"
+                | b"SH"
+                | b"SL"
+                | b"SS"
+                | b"ST"
+                | b"TM"
+                | b"UI"
+                | b"UL"
+                | b"US"
         );
+        let long = !short;
         Some(if long {
             Element {
                 tag,
@@ -308,6 +318,23 @@ mod tests {
         item.extend(&value);
         let defined = element(0x0008, 0x1140, b"SQ", &item, None);
         assert!(check(&file(&defined)).unwrap_err().contains("(0009,1001)"));
+    }
+
+    #[test]
+    fn an_unknown_vr_has_a_four_byte_length_as_the_parser_reads_it() {
+        // "DW" is no VR: dicom-rs reads it as UN, with a 4-byte length after 2 reserved bytes.
+        let mut bogus = Vec::new();
+        bogus.extend(0x0028u16.to_le_bytes());
+        bogus.extend(0x1053u16.to_le_bytes());
+        bogus.extend(b"DW");
+        bogus.extend([2, 0]);
+        bogus.extend(0x7FFF_0000u32.to_le_bytes());
+        bogus.extend([0; 8]);
+        assert!(
+            check(&file(&bogus))
+                .unwrap_err()
+                .contains("(0028,1053) declares 2147418112")
+        );
     }
 
     #[test]
