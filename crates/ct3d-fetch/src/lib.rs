@@ -25,6 +25,8 @@ use std::time::Duration;
 pub mod download;
 mod error;
 pub mod extract;
+#[doc(hidden)]
+pub mod fuzzing;
 
 pub use download::{
     DownloadOptions, Downloaded, RetryPolicy, download_file, hash_file, part_path, sha256_hex,

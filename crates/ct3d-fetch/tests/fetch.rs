@@ -647,3 +647,23 @@ fn outcomes_name_the_class_folders() {
     let folders: Vec<PathBuf> = outcomes.iter().map(|o| o.folder.clone()).collect();
     assert_eq!(folders, [dir.path().join("CT-0"), dir.path().join("CT-23")]);
 }
+
+/// Replays the committed corpus of the `zip_archive` fuzz target (`fuzz/corpus/zip_archive/`)
+/// and its past findings (`fuzz/regressions/zip_archive/`) through the target's body, on stable:
+/// an input that panics (or escapes its folder) fails.
+#[test]
+fn the_zip_archive_fuzz_corpus_replays_without_panics() {
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
+    let mut inputs = Vec::new();
+    for kind in ["corpus", "regressions"] {
+        if let Ok(entries) = std::fs::read_dir(fuzz.join(kind).join("zip_archive")) {
+            inputs.extend(entries.map(|e| e.unwrap().path()));
+        }
+    }
+    assert!(inputs.len() >= 4, "{} inputs", inputs.len());
+    for path in inputs {
+        let data = std::fs::read(&path).unwrap();
+        let outcome = std::panic::catch_unwind(|| ct3d_fetch::fuzzing::zip_archive(&data));
+        assert!(outcome.is_ok(), "{} made the harness panic", path.display());
+    }
+}

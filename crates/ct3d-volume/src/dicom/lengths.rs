@@ -70,6 +70,20 @@ struct Element {
     sequence: bool,
     length: u32,
     value: usize,
+    /// Bytes per number for the fixed-size numeric VRs (1 for the others). dicom-rs reads
+    /// `length / unit` numbers, so a length that is not a multiple of the unit leaves the rest
+    /// unread and the next header is read from there; the walk must follow the same bytes.
+    unit: usize,
+}
+
+/// [`Element::unit`] of a VR (PS3.5 6.2), as dicom-rs's value readers use it.
+fn unit(vr: VR) -> usize {
+    match vr {
+        VR::US | VR::SS | VR::OW => 2,
+        VR::AT | VR::UL | VR::SL | VR::FL | VR::OF | VR::OL => 4,
+        VR::FD | VR::OD | VR::SV | VR::UV | VR::OV => 8,
+        _ => 1,
+    }
 }
 
 impl Walk<'_> {
@@ -95,23 +109,27 @@ impl Walk<'_> {
         // Items and delimiters have no VR in any syntax.
         if tag.0 == 0xFFFE || self.syntax == Syntax::ImplicitLittle {
             let length = self.u32_at(at + 4)?;
-            let sequence = tag.0 != 0xFFFE
-                && (length == UNDEFINED
-                    || StandardDataDictionary
-                        .by_tag(tag)
-                        .is_some_and(|entry| entry.vr() == VirtualVr::Exact(VR::SQ)));
+            // Implicit VR: the dictionary's VR (relaxed as dicom-rs relaxes it), UN if unknown.
+            let vr = (tag.0 != 0xFFFE)
+                .then(|| StandardDataDictionary.by_tag(tag).map(|e| e.vr()))
+                .flatten()
+                .map_or(VR::UN, VirtualVr::relaxed);
+            let sequence = tag.0 != 0xFFFE && (length == UNDEFINED || vr == VR::SQ);
             return Some(Element {
                 tag,
                 sequence,
                 length,
                 value: at + 8,
+                unit: unit(vr),
             });
         }
-        let vr = self.bytes.get(at + 4..at + 6)?;
+        let vr_bytes: [u8; 2] = self.bytes.get(at + 4..at + 6)?.try_into().ok()?;
+        let vr = VR::from_binary(vr_bytes).unwrap_or(VR::UN);
+        let vr_bytes = &vr_bytes[..];
         // The VRs with a 2-byte length (PS3.5 7.1.2); every other one, and an unknown VR (read
         // as UN, as dicom-rs does), has 2 reserved bytes and a 4-byte length.
         let short = matches!(
-            vr,
+            vr_bytes,
             b"AE"
                 | b"AS"
                 | b"AT"
@@ -138,9 +156,10 @@ impl Walk<'_> {
         Some(if long {
             Element {
                 tag,
-                sequence: vr == b"SQ",
+                sequence: vr == VR::SQ,
                 length: self.u32_at(at + 8)?,
                 value: at + 12,
+                unit: unit(vr),
             }
         } else {
             Element {
@@ -148,6 +167,7 @@ impl Walk<'_> {
                 sequence: false,
                 length: u32::from(self.u16_at(at + 6)?),
                 value: at + 8,
+                unit: unit(vr),
             }
         })
     }
@@ -184,6 +204,14 @@ impl Walk<'_> {
             ));
         }
         Ok(element.value + element.length as usize)
+    }
+
+    /// Where the parser reads the next header after `element`'s defined-length value (see
+    /// [`Element::unit`]), once the declared length is checked against the file.
+    fn next_after(&self, element: &Element) -> Result<usize, String> {
+        self.value_end(element)?;
+        let length = element.length as usize;
+        Ok(element.value + length - length % element.unit)
     }
 
     /// Walks the fragments of encapsulated pixel data from `at`: defined-length items up to the
@@ -231,13 +259,12 @@ impl Walk<'_> {
                     // Encapsulated pixel data: fragments (items of raw bytes), not data sets.
                     at = self.fragments(element.value, end)?;
                 }
-                _ => {
+                _ if element.sequence => {
                     let value_end = self.value_end(&element)?;
-                    if element.sequence {
-                        self.elements(element.value, value_end, depth + 1)?;
-                    }
+                    self.elements(element.value, value_end, depth + 1)?;
                     at = value_end;
                 }
+                _ => at = self.next_after(&element)?,
             }
         }
         Ok(at)
@@ -335,6 +362,21 @@ mod tests {
                 .unwrap_err()
                 .contains("(0028,1053) declares 2147418112")
         );
+    }
+
+    #[test]
+    fn a_number_list_of_odd_length_shifts_the_next_header_as_the_parser_does() {
+        // A UL of 26 bytes: dicom-rs reads 6 numbers (24 bytes) and the next header 2 bytes
+        // early, where these bytes spell an OB of 1 GiB.
+        let mut value = vec![0u8; 24];
+        value.extend([0x09, 0x00]);
+        let mut data = element(0x0008, 0x0016, b"UL", &value, None);
+        // The next header as the parser sees it starts at the last 2 bytes of the UL value.
+        data.extend([0x10, 0x00, b'O', b'B', 0, 0]);
+        data.extend((1u32 << 30).to_le_bytes());
+        data.extend([0; 4]);
+        let err = check(&file(&data)).unwrap_err();
+        assert!(err.contains("(0009,0010) declares 1073741824"), "{err}");
     }
 
     #[test]
