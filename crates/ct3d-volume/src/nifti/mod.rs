@@ -56,8 +56,6 @@ use std::path::{Path, PathBuf};
 use flate2::Compression;
 use flate2::bufread::MultiGzDecoder;
 use flate2::write::GzEncoder;
-// The nifti-rs crate (this module shares its name).
-use ::nifti::{NiftiHeader, NiftiType};
 
 use crate::volume::Provenance;
 use crate::{Affine, Volume};
@@ -76,10 +74,14 @@ pub const DEFLATE_MAX_RATIO: u64 = 1032;
 /// levels 4 and up cost twice the time again for 1-2 % smaller files.
 pub const GZIP_LEVEL: u32 = 2;
 
-/// Size of a NIfTI-1 header in bytes.
+/// Size of a NIfTI-1 (and Analyze 7.5) header in bytes.
 const HEADER_SIZE: usize = 348;
 /// Offset of the voxel data in a single-file NIfTI-1 without extensions.
 const SINGLE_FILE_VOX_OFFSET: u64 = 352;
+/// Size of a NIfTI-2 header in bytes.
+const NIFTI2_HEADER_SIZE: usize = 540;
+/// Offset of the voxel data in a single-file NIfTI-2 without extensions.
+const NIFTI2_SINGLE_FILE_VOX_OFFSET: u64 = 544;
 /// Bytes inflated or read per step; small enough that each step's bytes are still in cache when
 /// they are converted to `f32`.
 const CHUNK_BYTES: usize = 256 * 1024;
@@ -92,7 +94,7 @@ mod write;
 
 pub use affine::orientation_codes;
 pub use error::{ReadError, WriteError};
-pub use header::{ByteOrder, Datatype, HeaderSummary, OutputDtype, Scaling, read_header};
+pub use header::{ByteOrder, Datatype, Format, HeaderSummary, OutputDtype, Scaling, read_header};
 pub use read::{read_volume, scan_files};
 pub use write::{write_volume, write_volume_described};
 
