@@ -170,6 +170,15 @@ def build_cases():
         write_single(path, hdr, ramp("int16", 0, 1000))
         return nib.load(str(path))
 
+    @case("n2_qform_small_w", "n2_qform_small_w.nii", "NIfTI-2 quaternion with w^2 = 2^-22 - 2^-46: below float32's threshold, above float64's")
+    def _(path):
+        hdr = n2_header("int16")
+        hdr["qform_code"], hdr["sform_code"] = 1, 0
+        hdr["quatern_b"], hdr["quatern_c"], hdr["quatern_d"] = 1 - 2.0**-23, 0.0, 0.0
+        hdr["qoffset_x"], hdr["qoffset_y"], hdr["qoffset_z"] = 1.5, -2.5, 3.5
+        write_single(path, hdr, ramp("int16", 0, 1000))
+        return nib.load(str(path))
+
     @case("n2_sform_and_qform", "n2_sform_and_qform.nii", "NIfTI-2 sform code 2 wins over qform code 1")
     def _(path):
         hdr = n2_header("int16")
@@ -308,17 +317,17 @@ def build_cases():
         write_pair(path, hdr, ramp("int16", -5, 4095))
         return nib.load(str(path))
 
-    @case("an_origin", "an_origin.hdr", "Analyze with SPM origin (3, 2, 2): float32 translation")
+    @case("an_origin", "an_origin.hdr", "Analyze with SPM origin (3, 4, 2): translation in float32 (-3 * 0.8f)")
     def _(path):
         hdr = an_header("int16")
-        hdr["origin"][:3] = [3, 2, 2]
+        hdr["origin"][:3] = [3, 4, 2]
         write_pair(path, hdr, ramp("int16", 0, 1000))
         return nib.load(str(path))
 
-    @case("an_origin_negative", "an_origin_negative.hdr", "Analyze with SPM origin (-4, 9, 1), inside (-dim, 2 dim)")
+    @case("an_origin_negative", "an_origin_negative.hdr", "Analyze with SPM origin (-4, 8, 1), inside (-dim, 2 dim)")
     def _(path):
         hdr = an_header("int16")
-        hdr["origin"][:3] = [-4, 9, 1]
+        hdr["origin"][:3] = [-4, 8, 1]
         write_pair(path, hdr, ramp("int16", 0, 1000))
         return nib.load(str(path))
 

@@ -38,6 +38,7 @@ fn nifti2_and_analyze_fixtures_read_as_nibabel_get_fdata() {
         "n2_big_endian_i16",
         "n2_big_endian_f64_qform",
         "n2_qform_qfac_neg",
+        "n2_qform_small_w",
         "n2_sform_and_qform",
         "n2_no_xform",
         "n2_slope_inter",
@@ -163,12 +164,12 @@ fn nifti2_and_analyze_fixtures_exercise_what_they_claim() {
     assert!(header("an_gz.hdr.gz").gzipped);
     assert_eq!(header("an_vox_offset.hdr").vox_offset, 32);
     assert_eq!(header("an_int32.hdr").datatype, Datatype::I32);
-    // The SPM origin (3, 2, 2) puts voxel (2, 1, 1) at the world origin.
+    // The SPM origin (3, 4, 2) puts voxel (2, 3, 1) at the world origin; nibabel computes the
+    // translation as int16 * float32, so in float32.
     let origin = header("an_origin.hdr").affine;
-    assert_eq!(
-        [origin[0][3], origin[1][3], origin[2][3]],
-        [1.5, -f64::from(0.8f32), -2.5]
-    );
+    let y = f64::from(-3.0f32 * 0.8f32);
+    assert_ne!(y, -3.0 * f64::from(0.8f32));
+    assert_eq!([origin[0][3], origin[1][3], origin[2][3]], [1.5, y, -2.5]);
 }
 
 #[test]
@@ -278,6 +279,9 @@ fn nifti2_bad_dimensions() {
     assert!(matches!(err, ReadError::NotThreeD { .. }), "{err}");
 }
 
+/// Which error a case expects.
+type ErrorKind = fn(&ReadError) -> bool;
+
 #[test]
 fn nifti2_dims_overflowing_are_refused_before_allocating() {
     let dir = tempfile::tempdir().unwrap();
@@ -289,7 +293,7 @@ fn nifti2_dims_overflowing_are_refused_before_allocating() {
             }
         })
     };
-    let cases: [(&str, Vec<u8>, fn(&ReadError) -> bool); 6] = [
+    let cases: [(&str, Vec<u8>, ErrorKind); 6] = [
         // The product overflows 64 bits.
         ("max.nii", dims([i64::MAX; 3]), |e| {
             matches!(e, ReadError::TooLarge { .. })
