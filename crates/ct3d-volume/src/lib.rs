@@ -3,8 +3,8 @@
 //! Everything ct3d does to a CT scan before a network sees it, with no deep-learning dependency
 //! so that it builds and tests in seconds:
 //!
-//! - [`nifti`] (also reachable as `nifti_io`): read and write NIfTI-1 files (`.nii`, `.nii.gz`,
-//!   `.hdr`/`.img`) into a [`Volume`];
+//! - [`nifti`] (also reachable as `nifti_io`): read NIfTI-1 and NIfTI-2 files (`.nii`, `.nii.gz`,
+//!   `.hdr`/`.img`) and Analyze 7.5 pairs into a [`Volume`], and write NIfTI-1;
 //! - [`dicom`]: read a folder holding a DICOM series into a [`Volume`] as `dcm2niix` converts it;
 //! - [`format`](mod@format): the `ScanFormat` seam, the one place that recognises a path as a
 //!   scan format (a folder is a DICOM series; a file NRRD, MetaImage or NIfTI) and reads it

@@ -1,5 +1,6 @@
 //! NIfTI-1 reading and writing against nibabel 5.4 (fixtures from
-//! `tools/golden/gen_nifti_fixtures.py`), malformed inputs, round trips and real files.
+//! `tools/golden/gen_nifti_fixtures.py`), malformed inputs, round trips and real files. NIfTI-2
+//! and Analyze 7.5 are in `nifti2_io`.
 
 use crate::support;
 
@@ -71,17 +72,17 @@ fn expected() -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-fn affine_of(value: &Value) -> Affine {
+pub(crate) fn affine_of(value: &Value) -> Affine {
     let rows = value.as_array().unwrap();
     std::array::from_fn(|r| std::array::from_fn(|c| rows[r][c].as_f64().unwrap()))
 }
 
-fn floats<const N: usize>(value: &Value) -> [f64; N] {
+pub(crate) fn floats<const N: usize>(value: &Value) -> [f64; N] {
     std::array::from_fn(|k| value[k].as_f64().unwrap())
 }
 
 /// Affines agree to a few ulps (nibabel builds qforms in `long double`, ct3d in `f64`).
-fn assert_affine_close(got: &Affine, want: &Affine, context: &str) {
+pub(crate) fn assert_affine_close(got: &Affine, want: &Affine, context: &str) {
     for r in 0..4 {
         for c in 0..4 {
             let (g, w) = (got[r][c], want[r][c]);
@@ -93,7 +94,7 @@ fn assert_affine_close(got: &Affine, want: &Affine, context: &str) {
     }
 }
 
-fn codes(text: &str) -> [char; 3] {
+pub(crate) fn codes(text: &str) -> [char; 3] {
     let c: Vec<char> = text.chars().collect();
     [c[0], c[1], c[2]]
 }
@@ -267,7 +268,7 @@ fn put_f32(bytes: &mut [u8], at: usize, v: f32) {
     bytes[at..at + 4].copy_from_slice(&v.to_le_bytes());
 }
 
-fn gzip(bytes: &[u8]) -> Vec<u8> {
+pub(crate) fn gzip(bytes: &[u8]) -> Vec<u8> {
     use std::io::Write;
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     encoder.write_all(bytes).unwrap();
@@ -276,13 +277,13 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 
 /// Writes `bytes` as `name` in `dir`, reads it back, and checks that the error names the file on
 /// one line. The same must come from [`read_header`] when `header_too`.
-fn read_error(dir: &Path, name: &str, bytes: &[u8]) -> ReadError {
+pub(crate) fn read_error(dir: &Path, name: &str, bytes: &[u8]) -> ReadError {
     let path = dir.join(name);
     fs::write(&path, bytes).unwrap();
     error_for(&path)
 }
 
-fn error_for(path: &Path) -> ReadError {
+pub(crate) fn error_for(path: &Path) -> ReadError {
     let err = match read_volume(path) {
         Ok(v) => panic!(
             "{}: read a {:?} volume from bad input",
@@ -353,13 +354,17 @@ fn not_nifti_at_all() {
     let err = read_error(dir.path(), "random.nii.gz", &gzip(&random));
     assert!(matches!(err, ReadError::NotNifti { .. }), "{err}");
 
+    // An Analyze 7.5 header (no NIfTI magic) is read only as a .hdr/.img pair, as nibabel reads
+    // it; as a single file nibabel does not recognise it either.
     let mut analyze = valid_nii();
     analyze[field::MAGIC..field::MAGIC + 4].fill(0);
-    let err = read_error(dir.path(), "analyze.hdr", &analyze);
+    let err = read_error(dir.path(), "analyze.nii", &analyze);
     assert!(
         matches!(err, ReadError::NotNifti { .. }) && err.to_string().contains("Analyze"),
         "{err}"
     );
+    let err = read_error(dir.path(), "analyze.hdr", &analyze);
+    assert!(matches!(err, ReadError::MissingCompanion { .. }), "{err}");
 
     let mut dicom = vec![0u8; 600];
     dicom[128..132].copy_from_slice(b"DICM");

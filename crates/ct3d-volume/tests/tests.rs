@@ -12,6 +12,7 @@ mod format;
 mod formats_peer;
 mod fuzz_corpus;
 mod manifest;
+mod nifti2_io;
 mod nifti_io;
 mod parity;
 mod synth;

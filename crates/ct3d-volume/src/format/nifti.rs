@@ -1,13 +1,14 @@
-//! NIfTI-1 as a [`ScanFormat`]: `.nii`, `.nii.gz` and `.hdr`/`.img` pairs (listed by the header),
-//! read by [`crate::nifti`]; also the fallback reader of any file no other format claims, since
-//! its reader checks the magic bytes and says what the file is not.
+//! NIfTI as a [`ScanFormat`]: NIfTI-1 and NIfTI-2 `.nii`, `.nii.gz` and `.hdr`/`.img` pairs, and
+//! Analyze 7.5 `.hdr`/`.img` pairs (listed by the header), read by [`crate::nifti`]; also the
+//! fallback reader of any file no other format claims, since its reader checks the magic bytes
+//! and says what the file is not.
 
 use std::path::Path;
 
 use super::{Recognition, ScanError, ScanFiles, ScanFormat};
 use crate::Volume;
 
-/// The NIfTI-1 format (see the module docs).
+/// The NIfTI-1 / NIfTI-2 / Analyze 7.5 format (see the module docs).
 pub(super) struct Nifti;
 
 /// The file name extensions (lowercase) dataset folders list as NIfTI scans; the `.img` half of a

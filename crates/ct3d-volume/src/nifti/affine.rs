@@ -54,22 +54,21 @@ pub fn orientation_codes(affine: &Affine) -> [char; 3] {
     codes
 }
 
-/// nibabel's `get_best_affine()` on the fixed header.
+/// nibabel's `get_best_affine()` on the fixed header: for NIfTI the sform, qform or base affine;
+/// for Analyze SPM's origin affine ([`spm_origin_affine`]).
 pub(super) fn best_affine(
-    h: &NiftiHeader,
-    pixdim: [f32; 3],
+    h: &Header,
+    pixdim: [f64; 3],
     shape: &[usize; 3],
     path: &Path,
 ) -> Result<Affine, ReadError> {
-    let valid = |code: i16| (1..=5).contains(&code);
+    if h.format == Format::Analyze {
+        return Ok(spm_origin_affine(h, pixdim, shape));
+    }
+    let valid = |code: i32| (1..=5).contains(&code);
     if valid(h.sform_code) {
-        let row = |r: [f32; 4]| r.map(f64::from);
-        return Ok([
-            row(h.srow_x),
-            row(h.srow_y),
-            row(h.srow_z),
-            [0.0, 0.0, 0.0, 1.0],
-        ]);
+        let [x, y, z] = h.srow;
+        return Ok([x, y, z, [0.0, 0.0, 0.0, 1.0]]);
     }
     if valid(h.qform_code) {
         return qform_affine(h, pixdim).map_err(|reason| ReadError::InvalidGeometry {
@@ -80,17 +79,44 @@ pub(super) fn best_affine(
     Ok(base_affine(pixdim, shape))
 }
 
+/// nibabel's `Spm99AnalyzeHeader.get_origin_affine()` (which `Spm2AnalyzeHeader` inherits): the
+/// voxel sizes on the diagonal with x negated, and the translation putting SPM's 1-based
+/// `origin` voxel at the world origin when the origin is set and within `(-dim, 2 * dim)`
+/// on every axis; otherwise the base affine (volume centre at the origin).
+///
+/// nibabel computes the origin translation as `int16 * float32`, i.e. in `f32`, and so does this.
+pub(super) fn spm_origin_affine(h: &Header, pixdim: [f64; 3], shape: &[usize; 3]) -> Affine {
+    // Analyze dimensions are int16 on disk, so these conversions are exact.
+    let dims = [h.dim[1], h.dim[2], h.dim[3]].map(|d| d as i16);
+    let origin = h.origin;
+    // `dims * 2` wraps in numpy's int16 arithmetic, and so it does here.
+    let usable = origin.iter().any(|&o| o != 0)
+        && (0..3)
+            .all(|k| origin[k] > dims[k].wrapping_neg() && origin[k] < dims[k].wrapping_mul(2));
+    if !usable {
+        return base_affine(pixdim, shape);
+    }
+    // The fixed pixdims came from f32 fields, so narrowing them back is exact.
+    let zooms = [-(pixdim[0] as f32), pixdim[1] as f32, pixdim[2] as f32];
+    let mut affine = IDENTITY;
+    for axis in 0..3 {
+        affine[axis][axis] = f64::from(zooms[axis]);
+        let voxel = origin[axis].wrapping_sub(1).wrapping_neg();
+        affine[axis][3] = f64::from(f32::from(voxel) * zooms[axis]);
+    }
+    affine
+}
+
 /// The qform: rotation from the quaternion, times `diag(pixdim[1], pixdim[2], qfac * pixdim[3])`,
 /// plus the offsets.
-pub(super) fn qform_affine(h: &NiftiHeader, pixdim: [f32; 3]) -> Result<Affine, String> {
-    let (b, c, d) = (
-        f64::from(h.quatern_b),
-        f64::from(h.quatern_c),
-        f64::from(h.quatern_d),
-    );
+pub(super) fn qform_affine(h: &Header, pixdim: [f64; 3]) -> Result<Affine, String> {
+    let [b, c, d] = h.quatern;
     let w2 = 1.0 - (b * b + c * c + d * d);
-    // nibabel's threshold for float32-stored quaternions.
-    let threshold = f64::from(f32::EPSILON) * 3.0;
+    // nibabel's threshold follows the precision the quaternion is stored in.
+    let threshold = match h.format {
+        Format::Nifti2 => f64::EPSILON * 3.0,
+        _ => f64::from(f32::EPSILON) * 3.0,
+    };
     let a = if w2.abs() < threshold {
         0.0
     } else if w2 < 0.0 || !w2.is_finite() {
@@ -102,12 +128,8 @@ pub(super) fn qform_affine(h: &NiftiHeader, pixdim: [f32; 3]) -> Result<Affine, 
     };
     let rotation = quaternion_matrix(a, b, c, d);
     let qfac = if h.pixdim[0] == -1.0 { -1.0 } else { 1.0 };
-    let zooms = [
-        f64::from(pixdim[0]),
-        f64::from(pixdim[1]),
-        f64::from(pixdim[2]) * qfac,
-    ];
-    let offsets = [h.quatern_x, h.quatern_y, h.quatern_z].map(f64::from);
+    let zooms = [pixdim[0], pixdim[1], pixdim[2] * qfac];
+    let offsets = h.qoffset;
     let mut affine = IDENTITY;
     for row in 0..3 {
         for col in 0..3 {
@@ -138,10 +160,10 @@ pub(super) fn quaternion_matrix(w: f64, x: f64, y: f64, z: f64) -> [[f64; 3]; 3]
 
 /// nibabel's `shape_zoom_affine(shape, zooms, x_flip=True)`: voxel sizes on the diagonal, x
 /// negated, the volume centre at the world origin.
-pub(super) fn base_affine(pixdim: [f32; 3], shape: &[usize; 3]) -> Affine {
+pub(super) fn base_affine(pixdim: [f64; 3], shape: &[usize; 3]) -> Affine {
     let mut affine = IDENTITY;
     for axis in 0..3 {
-        let zoom = f64::from(pixdim[axis]) * if axis == 0 { -1.0 } else { 1.0 };
+        let zoom = pixdim[axis] * if axis == 0 { -1.0 } else { 1.0 };
         let origin = (shape[axis] as f64 - 1.0) / 2.0;
         affine[axis][axis] = zoom;
         affine[axis][3] = -origin * zoom;

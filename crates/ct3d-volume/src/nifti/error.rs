@@ -34,21 +34,26 @@ pub enum ReadError {
         /// The underlying error.
         source: io::Error,
     },
-    /// The file is not a NIfTI-1 file (wrong size field or magic, too short, NIfTI-2, Analyze).
-    #[error("{path}: not a NIfTI-1 file: {reason}")]
+    /// The file is not a NIfTI-1, NIfTI-2 or (as a pair) Analyze 7.5 file: wrong size field or
+    /// magic, too short, damaged NIfTI-2 end-of-line bytes, an Analyze header as a single file.
+    #[error("{path}: not a NIfTI file: {reason}")]
     NotNifti {
         /// The file.
         path: PathBuf,
         /// What gave it away.
         reason: String,
     },
-    /// The file ends inside the 348-byte header.
-    #[error("{path}: truncated NIfTI-1 header: {found} of {HEADER_SIZE} bytes")]
+    /// The file ends inside the header (348 bytes, 540 for NIfTI-2).
+    #[error("{path}: truncated {format} header: {found} of {expected} bytes")]
     TruncatedHeader {
         /// The file.
         path: PathBuf,
+        /// `"NIfTI-1"` or `"NIfTI-2"`, as the size field says.
+        format: &'static str,
         /// How many header bytes there were.
         found: u64,
+        /// How many the header has.
+        expected: u64,
     },
     /// The gzip stream is damaged (bad header, bad deflate data or checksum mismatch).
     #[error("{path}: corrupt gzip data: {detail}")]
@@ -100,8 +105,8 @@ pub enum ReadError {
     InvalidVoxOffset {
         /// The file.
         path: PathBuf,
-        /// The header's value.
-        vox_offset: f32,
+        /// The header's value (NIfTI-1's `f32` or NIfTI-2's `i64`, widened).
+        vox_offset: f64,
         /// Why it is invalid.
         reason: &'static str,
     },
@@ -110,8 +115,8 @@ pub enum ReadError {
     InvalidDims {
         /// The file.
         path: PathBuf,
-        /// The header's `dim` field.
-        dim: [i16; 8],
+        /// The header's `dim` field (NIfTI-1 and Analyze `i16`, NIfTI-2 `i64`, widened).
+        dim: [i64; 8],
         /// What is wrong.
         reason: String,
     },
@@ -153,9 +158,17 @@ pub enum ReadError {
         /// The file.
         path: PathBuf,
         /// The header's `scl_slope`.
-        slope: f32,
+        slope: f64,
         /// The header's `scl_inter`.
-        inter: f32,
+        inter: f64,
+    },
+    /// The file is valid for nibabel but needs something ct3d does not implement.
+    #[error("{path}: {reason}")]
+    Unsupported {
+        /// The file.
+        path: PathBuf,
+        /// What is missing.
+        reason: String,
     },
     /// Voxel sizes or the qform quaternion cannot describe a geometry.
     #[error("{path}: invalid geometry: {reason}")]

@@ -4,15 +4,17 @@
 
 use super::*;
 
-/// Reads a NIfTI-1 file (`.nii`, `.nii.gz`, `.hdr`/`.img`) into a [`Volume`] of Hounsfield units
-/// (scl_slope/scl_inter applied), in nibabel's `get_fdata()` order.
+/// Reads a NIfTI-1 or NIfTI-2 file (`.nii`, `.nii.gz`, `.hdr`/`.img`) or an Analyze 7.5
+/// `.hdr`/`.img` pair into a [`Volume`] of Hounsfield units (scaling applied), in nibabel's
+/// `get_fdata()` order.
 ///
 /// `volume.get(x, y, z)` equals `np.float32(nib.load(path).get_fdata()[x, y, z])`; see the
 /// [module documentation](super) for scaling, geometry, shape and NaN policies.
 pub fn read_volume(path: &Path) -> Result<Volume, ReadError> {
     let (header_path, data_path) = locate(path)?;
     let mut header_stream = Stream::open(&header_path, true)?;
-    let header = read_header_block(&mut header_stream)?;
+    let header = read_header_block(&mut header_stream, data_path.is_some())?;
+    check_no_spm_mat(&header, &header_path)?;
     let layout = Layout::from_header(&header, &header_path)?;
 
     let mut data_stream = match &data_path {
@@ -162,12 +164,54 @@ pub(super) fn companion(path: &Path, stem: &str, extensions: &[&str]) -> Option<
         .find(|candidate| candidate.is_file())
 }
 
-/// Whether `path` holds a header with the pair magic `ni1` (voxels in a separate `.img`). Any
-/// problem reading it is left for the full header read to report.
+/// Whether `path` holds a header whose voxels are in a separate `.img`: the pair magic `ni1` or
+/// `ni2`, or (for a `.hdr` name, where nibabel looks for Analyze) a 348-byte header without
+/// NIfTI-1 magic. Any problem reading it is left for the full header read to report.
 pub(super) fn is_pair_header(path: &Path) -> Result<bool, ReadError> {
     let mut stream = Stream::open(path, false)?;
     let mut block = [0u8; HEADER_SIZE];
-    Ok(matches!(stream.read_up_to(&mut block), Ok(HEADER_SIZE)) && &block[344..348] == b"ni1\0")
+    if !matches!(stream.read_up_to(&mut block), Ok(HEADER_SIZE)) {
+        return Ok(false);
+    }
+    let sizeof_hdr = i32::from_le_bytes([block[0], block[1], block[2], block[3]]);
+    let size_is = |n: usize| sizeof_hdr == n as i32 || sizeof_hdr.swap_bytes() == n as i32;
+    if size_is(NIFTI2_HEADER_SIZE) {
+        return Ok(&block[4..8] == b"ni2\0");
+    }
+    let magic = &block[344..348];
+    let lower = path.to_string_lossy().to_ascii_lowercase();
+    let hdr_name = lower.ends_with(".hdr") || lower.ends_with(".hdr.gz");
+    Ok(size_is(HEADER_SIZE) && (magic == b"ni1\0" || (hdr_name && magic != b"n+1\0")))
+}
+
+/// nibabel's SPM Analyze reader takes the affine from a non-empty `.mat` file beside the pair
+/// (SPM's `M` or `mat` variable, a MATLAB file); ct3d does not read MATLAB files, so rather than
+/// silently use a different geometry it refuses such a pair.
+pub(super) fn check_no_spm_mat(header: &Header, header_path: &Path) -> Result<(), ReadError> {
+    if header.format != Format::Analyze {
+        return Ok(());
+    }
+    let name = header_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let lower = name.to_ascii_lowercase();
+    let suffix_len = if lower.ends_with(".hdr.gz") { 7 } else { 4 };
+    let stem = &name[..name.len().saturating_sub(suffix_len)];
+    let mat = companion(header_path, stem, &["mat", "mat.gz"]);
+    match mat {
+        Some(mat) if std::fs::metadata(&mat).is_ok_and(|m| m.len() > 0) => {
+            Err(ReadError::Unsupported {
+                path: header_path.to_owned(),
+                reason: format!(
+                    "Analyze 7.5 pair with an SPM affine in {}, which ct3d does not read \
+                     (nibabel would use it); convert the pair to NIfTI",
+                    mat.display()
+                ),
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 pub(super) fn check_is_file(path: &Path) -> Result<(), ReadError> {
