@@ -172,19 +172,29 @@ impl Walk<'_> {
         })
     }
 
-    /// Walks the group-2 elements from `at` (explicit VR little endian), remembering the transfer
-    /// syntax; returns where the data set starts (`None`: the file ended).
-    fn meta_group(&mut self, mut at: usize) -> Result<Option<usize>, String> {
-        loop {
-            let Some(group) = self.u16_at(at) else {
-                return Ok(None);
-            };
-            if group != 0x0002 {
-                return Ok(Some(at));
-            }
+    /// Walks the file meta group from `at` as dicom-rs reads it: `(0002,0000)` gives the group's
+    /// length, and whole elements (explicit VR little endian, of any group) are read until that
+    /// many bytes are consumed, remembering the transfer syntax. Returns where the data set
+    /// starts (`None`: the parser stops before it).
+    fn meta_group(&mut self, at: usize) -> Result<Option<usize>, String> {
+        let Some(first) = self.header(at) else {
+            return Ok(None);
+        };
+        if first.tag != Tag(0x0002, 0x0000) || first.length != 4 {
+            return Ok(None);
+        }
+        let Some(group_length) = self.u32_at(first.value) else {
+            return Ok(None);
+        };
+        let start = first.value + 4;
+        let mut at = start;
+        while at - start < group_length as usize {
             let Some(element) = self.header(at) else {
                 return Ok(None);
             };
+            if element.length == UNDEFINED {
+                return Ok(None);
+            }
             let end = self.value_end(&element)?;
             if element.tag == Tag(0x0002, 0x0010) {
                 let text = String::from_utf8_lossy(&self.bytes[element.value..end]);
@@ -192,6 +202,7 @@ impl Walk<'_> {
             }
             at = end;
         }
+        Ok(Some(at))
     }
 
     /// The end of `element`'s defined-length value, refused when it runs past the file.
@@ -288,7 +299,7 @@ mod tests {
         out.extend(number.to_le_bytes());
         out.extend(vr);
         let length = length.unwrap_or(value.len() as u32);
-        if matches!(vr, b"OB" | b"SQ" | b"UN") {
+        if !matches!(vr, b"UI" | b"US" | b"UL" | b"DS" | b"CS") {
             out.extend([0, 0]);
             out.extend(length.to_le_bytes());
         } else {
@@ -299,15 +310,12 @@ mod tests {
     }
 
     fn file(data_set: &[u8]) -> Vec<u8> {
+        let ts = element(0x0002, 0x0010, b"UI", b"1.2.840.10008.1.2.1\0", None);
         let mut out = vec![0u8; 128];
         out.extend(b"DICM");
-        out.extend(element(
-            0x0002,
-            0x0010,
-            b"UI",
-            b"1.2.840.10008.1.2.1\0",
-            None,
-        ));
+        let group_length = (ts.len() as u32).to_le_bytes();
+        out.extend(element(0x0002, 0x0000, b"UL", &group_length, None));
+        out.extend(ts);
         out.extend(data_set);
         out
     }
@@ -376,6 +384,30 @@ mod tests {
         data.extend((1u32 << 30).to_le_bytes());
         data.extend([0; 4]);
         let err = check(&file(&data)).unwrap_err();
+        assert!(err.contains("(0009,0010) declares 1073741824"), "{err}");
+    }
+
+    #[test]
+    fn the_meta_group_ends_where_its_group_length_says() {
+        // A group length that takes in a zero element after the transfer syntax: dicom-rs
+        // reads that element as meta, and the data set (implicit VR) starts after it.
+        let ts = element(0x0002, 0x0010, b"UI", b"1.2.840.10008.1.2\0", None);
+        let filler = element(0x0000, 0x0000, b"\0\0", &[], Some(0));
+        let mut out = vec![0u8; 128];
+        out.extend(b"DICM");
+        out.extend(element(
+            0x0002,
+            0x0000,
+            b"UL",
+            &((ts.len() + filler.len()) as u32).to_le_bytes(),
+            None,
+        ));
+        out.extend(&ts);
+        out.extend(&filler);
+        // Implicit VR: (0009,0010), 4-byte length of 1 GiB.
+        out.extend([0x09, 0x00, 0x10, 0x00]);
+        out.extend((1u32 << 30).to_le_bytes());
+        let err = check(&out).unwrap_err();
         assert!(err.contains("(0009,0010) declares 1073741824"), "{err}");
     }
 
