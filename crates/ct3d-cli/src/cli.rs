@@ -29,9 +29,9 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Print a scan's shape, datatype, voxel spacing, orientation and HU statistics.
     ///
-    /// Accepts NIfTI-1 files (.nii, .nii.gz, or a .hdr/.img pair), NRRD (.nrrd, or .nhdr with its
-    /// data file), MetaImage (.mha, or .mhd with its data file) and folders holding a DICOM
-    /// series. `--json` prints one JSON object per scan instead (shape, spacing, the 4×4 RAS+
+    /// Accepts NIfTI-1 and NIfTI-2 files (.nii, .nii.gz, or a .hdr/.img pair; Analyze 7.5 pairs
+    /// as SPM reads them), NRRD (.nrrd, or .nhdr with its data file), MetaImage (.mha, or .mhd
+    /// with its data file) and folders holding a DICOM series. `--json` prints one JSON object per scan instead (shape, spacing, the 4×4 RAS+
     /// affine, datatype, value statistics), what the format parity tests compare.
     Info(volume::InfoArgs),
     /// Apply the Keras example's preprocessing to one scan and write the result.
