@@ -115,8 +115,9 @@ pub enum ReadError {
     InvalidDims {
         /// The file.
         path: PathBuf,
-        /// The header's `dim` field (NIfTI-1 and Analyze `i16`, NIfTI-2 `i64`, widened).
-        dim: [i64; 8],
+        /// The header's `dim` field (NIfTI-1 and Analyze `i16`, NIfTI-2 `i64`, widened); boxed
+        /// so that every error type holding a `ReadError` stays small.
+        dim: Box<[i64; 8]>,
         /// What is wrong.
         reason: String,
     },

@@ -428,12 +428,14 @@ fn parse_348(block: &[u8], format: Format, path: &Path) -> Result<Header, ReadEr
     });
     let order = order.ok_or_else(|| ReadError::InvalidDims {
         path: path.to_owned(),
-        dim: Fields {
-            block,
-            order: ByteOrder::Big,
-        }
-        .array(40, Fields::i16)
-        .map(i64::from),
+        dim: Box::new(
+            Fields {
+                block,
+                order: ByteOrder::Big,
+            }
+            .array(40, Fields::i16)
+            .map(i64::from),
+        ),
         reason: "dim[0] must be 1..=7".to_owned(),
     })?;
     let f = Fields { block, order };
@@ -499,11 +501,13 @@ fn parse_nifti2(block: &[u8], path: &Path) -> Result<Header, ReadError> {
     });
     let order = order.ok_or_else(|| ReadError::InvalidDims {
         path: path.to_owned(),
-        dim: Fields {
-            block,
-            order: ByteOrder::Big,
-        }
-        .array(16, Fields::i64),
+        dim: Box::new(
+            Fields {
+                block,
+                order: ByteOrder::Big,
+            }
+            .array(16, Fields::i64),
+        ),
         reason: "dim[0] must be 1..=7".to_owned(),
     })?;
     let f = Fields { block, order };
@@ -598,7 +602,7 @@ impl Layout {
 pub(super) fn checked_shape(dim: [i64; 8], path: &Path) -> Result<[usize; 3], ReadError> {
     let invalid = |reason: String| ReadError::InvalidDims {
         path: path.to_owned(),
-        dim,
+        dim: Box::new(dim),
         reason,
     };
     let ndim = usize::try_from(dim[0]).ok().filter(|n| (1..=7).contains(n));

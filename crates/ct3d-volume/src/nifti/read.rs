@@ -37,7 +37,7 @@ pub fn read_volume(path: &Path) -> Result<Volume, ReadError> {
 
     let mut volume = Volume::new(layout.shape, data).map_err(|e| ReadError::InvalidDims {
         path: header_path.clone(),
-        dim: layout.dim,
+        dim: Box::new(layout.dim),
         reason: e.to_string(),
     })?;
     volume.spacing = layout.spacing;
