@@ -253,7 +253,7 @@ fn nifti2_bad_dimensions() {
     let negative = with(|b| put_i64(b, field2::DIM + 16, -5));
     let err = read_error(dir.path(), "negative.nii", &negative);
     assert!(
-        matches!(err, ReadError::InvalidDims { dim, .. } if dim[2] == -5)
+        matches!(&err, ReadError::InvalidDims { dim, .. } if dim[2] == -5)
             && err.to_string().contains("dim[2] is -5"),
         "{err}"
     );
