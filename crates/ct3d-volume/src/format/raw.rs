@@ -228,59 +228,9 @@ pub(super) fn header_lines(
     }
 }
 
-/// A stored sample type. NRRD and MetaImage both name the ten C scalar types ct3d reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ElementType {
-    /// `int8`.
-    I8,
-    /// `uint8`.
-    U8,
-    /// `int16`.
-    I16,
-    /// `uint16`.
-    U16,
-    /// `int32`.
-    I32,
-    /// `uint32`.
-    U32,
-    /// `int64`.
-    I64,
-    /// `uint64`.
-    U64,
-    /// `float32`.
-    F32,
-    /// `float64`.
-    F64,
-}
-
-impl ElementType {
-    /// Bytes per sample.
-    pub fn size(self) -> usize {
-        match self {
-            Self::I8 | Self::U8 => 1,
-            Self::I16 | Self::U16 => 2,
-            Self::I32 | Self::U32 | Self::F32 => 4,
-            Self::I64 | Self::U64 | Self::F64 => 8,
-        }
-    }
-
-    /// The type as [`crate::volume::Provenance::datatype`] names it (NIfTI's names, so that
-    /// `"float…"` marks a floating-point scan whatever its format).
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::I8 => "int8",
-            Self::U8 => "uint8",
-            Self::I16 => "int16",
-            Self::U16 => "uint16",
-            Self::I32 => "int32",
-            Self::U32 => "uint32",
-            Self::I64 => "int64",
-            Self::U64 => "uint64",
-            Self::F32 => "float32",
-            Self::F64 => "float64",
-        }
-    }
-}
+/// A stored sample type. NRRD and MetaImage both name the ten C scalar types ct3d reads, the
+/// same ten as NIfTI's [`Datatype`](crate::nifti::Datatype) (its `size` and `name` serve here).
+pub use crate::nifti::Datatype as ElementType;
 
 /// How the samples are stored in their file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
