@@ -11,8 +11,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use ct3d_volume::nifti_io::{
-    ByteOrder, Datatype, OutputDtype, ReadError, WriteError, orientation_codes, read_header,
-    read_volume, write_volume,
+    ByteOrder, Datatype, HeaderSummary, OutputDtype, ReadError, WriteError, orientation_codes,
+    read_header, read_volume, write_volume,
 };
 use ct3d_volume::{Affine, Volume};
 use serde_json::Value;
@@ -133,49 +133,63 @@ fn every_fixture_reads_as_nibabel_get_fdata() {
     }
 
     for case in cases {
+        let (path, volume, _) = assert_reads_as_nibabel(&fixtures(), case);
         let name = case["name"].as_str().unwrap();
-        let path = fixtures().join(case["file"].as_str().unwrap());
-        let volume = read_volume(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
-
-        let (shape, want) = support::read_npy_f32(&fixtures().join(format!("{name}.npy")));
-        assert_eq!(volume.shape().to_vec(), shape, "{name}: shape");
-        for (k, (got, want)) in volume.data().iter().zip(&want).enumerate() {
-            assert!(
-                got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
-                "{name}: voxel {k} is {got:e}, nibabel {want:e}"
-            );
-        }
-
-        let want_affine = affine_of(&case["affine"]);
-        assert_affine_close(&volume.affine, &want_affine, name);
-        assert_eq!(
-            volume.spacing,
-            floats::<3>(&case["spacing"]),
-            "{name}: spacing"
-        );
-        let datatype = case["datatype"].as_str().unwrap();
-        assert_eq!(
-            volume.provenance.datatype.as_deref(),
-            Some(datatype),
-            "{name}"
-        );
         assert_eq!(
             volume.provenance.path.as_deref(),
             Some(path.as_path()),
             "{name}"
         );
-        assert_eq!(
-            orientation_codes(&volume.affine),
-            codes(case["axcodes"].as_str().unwrap()),
-            "{name}: orientation"
-        );
-
-        let header = read_header(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(header.shape, volume.shape(), "{name}: header shape");
-        assert_eq!(header.datatype.name(), datatype, "{name}: header datatype");
-        assert_eq!(header.spacing, volume.spacing, "{name}: header spacing");
-        assert_eq!(header.affine, volume.affine, "{name}: header affine");
     }
+}
+
+/// Reads the fixture `case` (an entry of `dir/expected.json`) and checks it against nibabel: the
+/// voxels bit for bit (`dir/<name>.npy`), affine, spacing, datatype and orientation, and the
+/// header summary against the volume. Returns the path, the volume and the summary for the
+/// caller's own checks (shared by the NIfTI-1 and the NIfTI-2/Analyze corpora).
+pub(crate) fn assert_reads_as_nibabel(
+    dir: &Path,
+    case: &Value,
+) -> (PathBuf, Volume, HeaderSummary) {
+    let name = case["name"].as_str().unwrap();
+    let path = dir.join(case["file"].as_str().unwrap());
+    let volume = read_volume(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+
+    let (shape, want) = support::read_npy_f32(&dir.join(format!("{name}.npy")));
+    assert_eq!(volume.shape().to_vec(), shape, "{name}: shape");
+    assert_eq!(volume.data().len(), want.len(), "{name}: voxel count");
+    for (k, (got, want)) in volume.data().iter().zip(&want).enumerate() {
+        assert!(
+            got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+            "{name}: voxel {k} is {got:e}, nibabel {want:e}"
+        );
+    }
+
+    let want_affine = affine_of(&case["affine"]);
+    assert_affine_close(&volume.affine, &want_affine, name);
+    assert_eq!(
+        volume.spacing,
+        floats::<3>(&case["spacing"]),
+        "{name}: spacing"
+    );
+    let datatype = case["datatype"].as_str().unwrap();
+    assert_eq!(
+        volume.provenance.datatype.as_deref(),
+        Some(datatype),
+        "{name}"
+    );
+    assert_eq!(
+        orientation_codes(&volume.affine),
+        codes(case["axcodes"].as_str().unwrap()),
+        "{name}: orientation"
+    );
+
+    let header = read_header(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert_eq!(header.shape, volume.shape(), "{name}: header shape");
+    assert_eq!(header.datatype.name(), datatype, "{name}: header datatype");
+    assert_eq!(header.spacing, volume.spacing, "{name}: header spacing");
+    assert_eq!(header.affine, volume.affine, "{name}: header affine");
+    (path, volume, header)
 }
 
 #[test]
