@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::{calibrate, demo, explain, fetch, model, pictures, train, volume};
+use crate::{calibrate, demo, explain, fetch, model, pictures, sweep, train, volume};
 
 /// Train and run 3D convolutional networks on CT volumes.
 ///
@@ -84,6 +84,15 @@ pub(crate) enum Command {
     /// specificity and their mean ± sample SD are printed and written to DIR/cv.json and
     /// DIR/cv.csv. Rerunning skips finished folds and resumes an interrupted one.
     Cv(train::CvArgs),
+    /// Cross-validation over several seeds and recipes as independent tasks: on a Slurm
+    /// cluster (job arrays), a Kubernetes Indexed Job, or a local loop, with identical results.
+    ///
+    /// `ct3d sweep plan` writes DIR/sweep.json (every recipe × seed × fold, with its exact
+    /// `ct3d train` arguments); `ct3d sweep submit DIR` submits them as a Slurm array plus a collect
+    /// job; `ct3d sweep run-task DIR --index I` runs one (skipping it when finished, resuming it
+    /// when killed); `ct3d sweep collect DIR` writes summary.csv/.json/.html. See README "Running
+    /// on a cluster".
+    Sweep(sweep::SweepArgs),
     /// Evaluate a trained run: loss, accuracy, ROC AUC, sensitivity, specificity, confusion matrix.
     ///
     /// Accuracy, sensitivity, specificity and AUC carry 95 % confidence intervals (stratified

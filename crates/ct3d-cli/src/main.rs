@@ -20,6 +20,7 @@ mod huge_pages;
 mod model;
 mod pictures;
 mod progress;
+mod sweep;
 mod train;
 mod volume;
 
@@ -41,6 +42,7 @@ fn main() -> ExitCode {
         Command::Synth(args) => args.run(),
         Command::Train(args) => args.run(matches.subcommand_matches("train")),
         Command::Cv(args) => args.run(),
+        Command::Sweep(args) => args.run(),
         Command::Eval(args) => args.run(),
         Command::Predict(args) => args.run(),
         Command::Explain(args) => args.run(),

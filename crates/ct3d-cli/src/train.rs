@@ -205,7 +205,8 @@ impl TrainArgs {
         train(request, seed_was_chosen, &typed)
     }
 
-    fn into_request(mut self) -> Result<TrainRequest> {
+    /// The library request of these flags (no resource check, no typed-flag comparison).
+    pub(crate) fn into_request(mut self) -> Result<TrainRequest> {
         let folds = self
             .folds
             .zip(self.fold)

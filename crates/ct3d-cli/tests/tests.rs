@@ -13,4 +13,5 @@ mod cli_explain;
 mod cli_fetch;
 mod cli_model;
 mod cli_pictures;
+mod cli_sweep;
 mod cli_volume;

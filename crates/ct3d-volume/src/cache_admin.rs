@@ -241,15 +241,12 @@ pub fn clean_cache(dir: &Path, options: &CleanOptions) -> Result<CleanReport, Ca
     }
     let index_path = dir.join(INDEX_FILE_NAME);
     if !options.dry_run && !removed_keys.is_empty() && index_path.is_file() {
-        let mut index = Index::load(&index_path);
-        let before = (index.verified_entries.len(), index.entry_configs.len());
-        index
-            .verified_entries
-            .retain(|k, _| !removed_keys.contains(k));
-        index.entry_configs.retain(|k, _| !removed_keys.contains(k));
-        if (index.verified_entries.len(), index.entry_configs.len()) != before {
-            index.save(&index_path)?;
-        }
+        Index::update(&index_path, |index| {
+            index
+                .verified_entries
+                .retain(|k, _| !removed_keys.contains(k));
+            index.entry_configs.retain(|k, _| !removed_keys.contains(k));
+        })?;
     }
     Ok(report)
 }

@@ -208,65 +208,24 @@ fn cross_validate(
         }
         .check()
         .map_err(TrainError::from)?;
-        let run = RunDir::new(&dir);
-        let start = if request.force || !run.config().exists() {
-            FoldStart::New
-        } else {
-            let recorded = run.read_config()?;
-            if recorded.train != config {
-                return Err(CvError::OtherSettings {
-                    differences: differences(&recorded.train, &config),
-                    dir,
-                });
-            }
-            match run.read_state() {
-                Ok(state) if state.finished.is_some() => FoldStart::Finished,
-                _ => FoldStart::Resumed,
-            }
-        };
-        observer.fold_started(fold, request.folds, &dir, start);
-        let (data, manifest) = match &request.source {
-            DataSource::Folder(dir) => (dir.clone(), None),
-            DataSource::Manifest(csv) => (request.source.folder(), Some(csv.clone())),
-        };
-        let train_request = TrainRequest {
-            data,
-            manifest,
-            out: dir.clone(),
-            cache: request.cache.clone(),
-            config,
-            device: request.device,
-            resume: start != FoldStart::New,
-            // A fold folder without a run (an earlier start that failed early) is reused.
-            force: start == FoldStart::New && (request.force || dir.exists()),
-            skip_bad: request.skip_bad,
-            // Every setting was compared with the recorded one above.
-            given: Vec::new(),
-        };
-        let outcome = if start == FoldStart::Finished {
-            train(&train_request, &Silent)?
-        } else {
-            train(&train_request, train_observer)?
-        };
-        let recorded = run.read_config()?;
-        let count = |part| recorded.files.iter().filter(|f| f.split == part).count();
-        let loaded = load_run(&dir, WeightsChoice::Best, request.device)?;
-        let evaluation = evaluate_source(&loaded, None, EvalSplit::Val)?;
-        pooled_probabilities.extend(evaluation.scans.iter().map(|s| s.probability));
-        pooled_labels.extend(evaluation.scans.iter().map(|s| s.label));
-        bootstrap = Some(loaded.bootstrap);
-        let result = FoldResult {
-            fold,
-            run: outcome.run.clone(),
-            train_scans: count(SplitPart::Train),
-            validation_scans: count(SplitPart::Validation),
-            epochs: outcome.history.len(),
-            best_epoch: outcome.best_epoch,
-            finished: outcome.finished.clone(),
-            metrics: evaluation.metrics,
-        };
-        observer.fold_finished(&result, request.folds);
-        per_fold.push(result);
+        let run = train_fold(
+            &FoldTraining {
+                source: &request.source,
+                dir: &dir,
+                cache: &request.cache,
+                config,
+                device: request.device,
+                force: request.force,
+                skip_bad: request.skip_bad,
+            },
+            train_observer,
+            |start| observer.fold_started(fold, request.folds, &dir, start),
+        )?;
+        pooled_probabilities.extend(run.probabilities);
+        pooled_labels.extend(run.labels);
+        bootstrap = Some(run.bootstrap);
+        observer.fold_finished(&run.result, request.folds);
+        per_fold.push(run.result);
     }
     let first = RunDir::new(fold_dir(&request.out, 1)).read_config()?;
     let summary = CvSummary {
@@ -282,6 +241,106 @@ fn cross_validate(
     };
     write_summary(&request.out, &summary)?;
     Ok(summary)
+}
+
+/// One fold run to train (or resume, or only evaluate when finished) and evaluate: the unit of
+/// work of `cv` and of a sweep task ([`crate::sweep`]).
+pub(crate) struct FoldTraining<'a> {
+    /// Where the scans are listed.
+    pub(crate) source: &'a DataSource,
+    /// The fold's run folder.
+    pub(crate) dir: &'a Path,
+    /// The `prepare` cache.
+    pub(crate) cache: &'a Path,
+    /// The run's configuration, its `folds` set.
+    pub(crate) config: TrainConfig,
+    /// Where to compute.
+    pub(crate) device: ct3d_model::DeviceChoice,
+    /// Retrain from scratch even when the folder holds a run.
+    pub(crate) force: bool,
+    /// Leave out unreadable scans.
+    pub(crate) skip_bad: bool,
+}
+
+/// What [`train_fold`] gives back: the fold's result and its out-of-fold predictions.
+pub(crate) struct FoldRun {
+    pub(crate) result: FoldResult,
+    /// The best weights' probability for each validation scan, in the run's file order.
+    pub(crate) probabilities: Vec<f32>,
+    /// The validation scans' labels (0/1), in the same order.
+    pub(crate) labels: Vec<u8>,
+    /// The run's confidence-interval settings.
+    pub(crate) bootstrap: crate::intervals::BootstrapOptions,
+}
+
+/// Trains fold `job` unless it finished (resuming an interrupted run; refusing a folder trained
+/// with other settings, [`CvError::OtherSettings`]), then evaluates its best weights on its
+/// validation scans. `started` learns how the fold starts before any work.
+pub(crate) fn train_fold(
+    job: &FoldTraining<'_>,
+    train_observer: &dyn TrainObserver,
+    started: impl FnOnce(FoldStart),
+) -> Result<FoldRun, CvError> {
+    let run = RunDir::new(job.dir);
+    let start = if job.force || !run.config().exists() {
+        FoldStart::New
+    } else {
+        let recorded = run.read_config()?;
+        if recorded.train != job.config {
+            return Err(CvError::OtherSettings {
+                differences: differences(&recorded.train, &job.config),
+                dir: job.dir.to_owned(),
+            });
+        }
+        match run.read_state() {
+            Ok(state) if state.finished.is_some() => FoldStart::Finished,
+            _ => FoldStart::Resumed,
+        }
+    };
+    started(start);
+    let (data, manifest) = match job.source {
+        DataSource::Folder(dir) => (dir.clone(), None),
+        DataSource::Manifest(csv) => (job.source.folder(), Some(csv.clone())),
+    };
+    let train_request = TrainRequest {
+        data,
+        manifest,
+        out: job.dir.to_owned(),
+        cache: job.cache.to_owned(),
+        config: job.config.clone(),
+        device: job.device,
+        resume: start != FoldStart::New,
+        // A fold folder without a run (an earlier start that failed early) is reused.
+        force: start == FoldStart::New && (job.force || job.dir.exists()),
+        skip_bad: job.skip_bad,
+        // Every setting was compared with the recorded one above.
+        given: Vec::new(),
+    };
+    let outcome = if start == FoldStart::Finished {
+        train(&train_request, &Silent)?
+    } else {
+        train(&train_request, train_observer)?
+    };
+    let recorded = run.read_config()?;
+    let count = |part| recorded.files.iter().filter(|f| f.split == part).count();
+    let loaded = load_run(job.dir, WeightsChoice::Best, job.device)?;
+    let evaluation = evaluate_source(&loaded, None, EvalSplit::Val)?;
+    let fold = job.config.params().folds.map_or(1, |spec| spec.fold);
+    Ok(FoldRun {
+        result: FoldResult {
+            fold,
+            run: outcome.run.clone(),
+            train_scans: count(SplitPart::Train),
+            validation_scans: count(SplitPart::Validation),
+            epochs: outcome.history.len(),
+            best_epoch: outcome.best_epoch,
+            finished: outcome.finished.clone(),
+            metrics: evaluation.metrics,
+        },
+        probabilities: evaluation.scans.iter().map(|s| s.probability).collect(),
+        labels: evaluation.scans.iter().map(|s| s.label).collect(),
+        bootstrap: loaded.bootstrap,
+    })
 }
 
 /// Mean ± SD of each metric over `folds`.

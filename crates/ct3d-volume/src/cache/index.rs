@@ -84,6 +84,41 @@ impl Index {
         }
     }
 
+    /// Applies `change` to the index at `path` as one step among processes: under an exclusive
+    /// lock (`flock` on `.index.lock` next to it, which the kernel releases when a holder dies,
+    /// so a killed process leaves no stale lock), the index is read afresh, changed and written
+    /// atomically. So two `prepare`s sharing a cache, on one machine or on several over a shared
+    /// file system, never lose each other's records, as a plain load-then-save would.
+    pub(crate) fn update(path: &Path, change: impl FnOnce(&mut Index)) -> Result<(), CacheError> {
+        let lock_path = path.with_file_name(INDEX_LOCK_FILE_NAME);
+        let folder_error = |source| CacheError::Folder {
+            path: lock_path.clone(),
+            source,
+        };
+        let lock = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(folder_error)?;
+        match lock.lock() {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Unsupported => tracing::warn!(
+                "{}: this file system has no file locks; concurrent prepares may lose index \
+                 records (only a shortcut: the files are hashed again)",
+                lock_path.display()
+            ),
+            Err(e) => return Err(folder_error(e)),
+        }
+        let mut index = Self::load(path);
+        change(&mut index);
+        let saved = index.save(path);
+        // Closing the file releases the lock.
+        drop(lock);
+        saved
+    }
+
     pub(crate) fn save(&self, path: &Path) -> Result<(), CacheError> {
         let json = serde_json::to_vec_pretty(self)?;
         crate::atomic::write_bytes_atomic(path, &json).map_err(|source| CacheError::Folder {

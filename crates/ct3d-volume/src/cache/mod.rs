@@ -74,6 +74,9 @@ pub const RACY_WINDOW: Duration = Duration::from_secs(2);
 /// The index file inside the cache folder.
 pub const INDEX_FILE_NAME: &str = "index.json";
 
+/// The lock file that makes index updates one step among processes (see `Index::update`).
+pub const INDEX_LOCK_FILE_NAME: &str = ".index.lock";
+
 const ENTRY_MAGIC: [u8; 8] = *b"CT3DVOL\0";
 pub(crate) const ENTRY_EXTENSION: &str = "vol";
 const TRAILER_LEN: u64 = 16;

@@ -78,6 +78,9 @@ where
         .map(|item| hash_with_index(&item.path, &index, run_started))
         .collect();
     let mut index_changed = false;
+    // What this run learnt, applied to the index as it is on disk when saving (other processes
+    // may have added records meanwhile): path → new record, or `None` to forget it.
+    let mut file_updates: Vec<(String, Option<IndexedFile>)> = Vec::new();
     let mut stats = PrepareStats::default();
     // Per item: its entry key and content hash, or its error (skip_bad).
     let mut keys: Vec<KeyOf> = Vec::with_capacity(items.len());
@@ -87,11 +90,15 @@ where
                 stats.hashed += usize::from(h.was_hashed);
                 match (h.index_key, h.index_update) {
                     (Some(path), Some(record)) => {
-                        index_changed |= index.files.get(&path) != Some(&record);
+                        if index.files.get(&path) != Some(&record) {
+                            index_changed = true;
+                            file_updates.push((path.clone(), Some(record.clone())));
+                        }
                         index.files.insert(path, record);
                     }
-                    (Some(path), None) if h.was_hashed => {
-                        index_changed |= index.files.remove(&path).is_some();
+                    (Some(path), None) if h.was_hashed && index.files.remove(&path).is_some() => {
+                        index_changed = true;
+                        file_updates.push((path, None));
                     }
                     _ => {}
                 }
@@ -109,7 +116,15 @@ where
     index_changed |= index.files.len() != scans_before;
     if index_changed {
         // Saved now so that the hashing is not lost if processing fails below.
-        index.save(&index_path)?;
+        Index::update(&index_path, |on_disk| {
+            for (path, record) in file_updates {
+                match record {
+                    Some(record) => on_disk.files.insert(path, record),
+                    None => on_disk.files.remove(&path),
+                };
+            }
+            on_disk.files.retain(|path, _| Path::new(path).exists());
+        })?;
     }
 
     // 2. One entry per distinct key: reuse it if valid, else compute it from its first item.
@@ -197,7 +212,36 @@ where
         .entry_configs
         .retain(|key, _| cache_dir.join(format!("{key}.{ENTRY_EXTENSION}")).exists());
     if index.verified_entries != verified_before || index.entry_configs != configs_before {
-        index.save(&index_path)?;
+        // Only what changed here is applied to the index on disk (see `Index::update`).
+        let mut verified_updates = Vec::new();
+        for (key, stamp) in &index.verified_entries {
+            if verified_before.get(key) != Some(stamp) {
+                verified_updates.push((key.clone(), Some(*stamp)));
+            }
+        }
+        for key in verified_before.keys() {
+            if !index.verified_entries.contains_key(key) {
+                verified_updates.push((key.clone(), None));
+            }
+        }
+        let config_updates: Vec<_> = index
+            .entry_configs
+            .iter()
+            .filter(|(key, config)| configs_before.get(*key) != Some(*config))
+            .map(|(key, config)| (key.clone(), config.clone()))
+            .collect();
+        Index::update(&index_path, |on_disk| {
+            for (key, stamp) in verified_updates {
+                match stamp {
+                    Some(stamp) => on_disk.verified_entries.insert(key, stamp),
+                    None => on_disk.verified_entries.remove(&key),
+                };
+            }
+            on_disk.entry_configs.extend(config_updates);
+            let exists = |key: &String| cache_dir.join(format!("{key}.{ENTRY_EXTENSION}")).exists();
+            on_disk.verified_entries.retain(|key, _| exists(key));
+            on_disk.entry_configs.retain(|key, _| exists(key));
+        })?;
     }
 
     // 3. Items in dataset order.
