@@ -3,7 +3,9 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::{calibrate, demo, explain, fetch, model, pictures, sweep, train, volume};
+use crate::{
+    calibrate, demo, explain, export, fetch, model, pictures, serve, sweep, train, volume,
+};
 
 /// Train and run 3D convolutional networks on CT volumes.
 ///
@@ -156,6 +158,23 @@ pub(crate) enum Command {
     ///
     /// Resumable, verified (SHA-256) downloads, unpacked safely into class folders.
     Fetch(fetch::FetchArgs),
+    /// Write a run's network as an ONNX model (opset 17) for ONNX Runtime, TensorRT or Triton.
+    ///
+    /// Inference mode (BatchNorm with its moving statistics, no dropout). Input `input`
+    /// [N, 1, X, Y, Z] float32 in [0, 1] (the volume `ct3d preprocess` writes); outputs `logit` and
+    /// `probability` [N, 1], the latter with the run's calibration temperature when `ct3d
+    /// calibrate` fitted one, so it equals `ct3d predict`'s. The metadata properties (ct3d.*)
+    /// record the preprocessing, class names, decision threshold, weights and config hash.
+    Export(export::ExportArgs),
+    /// Serve a run over HTTP: POST /v1/predict with a NIfTI (.nii or gzip) or a zip of one DICOM
+    /// series answers JSON (probability, class, config hash, timings).
+    ///
+    /// GET /healthz, /readyz and /metrics (Prometheus). A fixed pool of workers (--workers) takes
+    /// requests from a bounded queue (--queue): when it is full the answer is 503 with
+    /// Retry-After. Bodies above --max-body-mib get 413, requests slower than --request-timeout
+    /// 408, bad bodies 400 with a one-line JSON error; the service keeps serving. SIGTERM
+    /// answers the requests in flight, then exits 0.
+    Serve(serve::ServeArgs),
     /// Print the model's layers, output shapes and parameter counts, like Keras's model.summary().
     Summary(model::SummaryArgs),
     /// Time one training step and one-scan inference on random data (warm-up excluded, median).

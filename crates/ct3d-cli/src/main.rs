@@ -14,12 +14,14 @@ mod calibrate;
 mod cli;
 mod demo;
 mod explain;
+mod export;
 mod fetch;
 mod flags;
 mod huge_pages;
 mod model;
 mod pictures;
 mod progress;
+mod serve;
 mod sweep;
 mod train;
 mod volume;
@@ -53,6 +55,8 @@ fn main() -> ExitCode {
         Command::Report(args) => args.run(),
         Command::Cache(args) => args.run(),
         Command::Fetch(args) => args.run(),
+        Command::Export(args) => args.run(),
+        Command::Serve(args) => args.run(),
         Command::Summary(args) => args.run(),
         Command::Bench(args) => args.run(),
         Command::Demo(args) => args.run(),

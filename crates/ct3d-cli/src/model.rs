@@ -421,12 +421,12 @@ impl PredictArgs {
         let classes = &loaded.config.train.classes;
         let mut rows = Vec::new();
         let mut failures = Vec::new();
-        for scan in &scans {
-            let prediction = if preprocessed {
-                evaluate::predict_model_ready(&loaded, scan, series)
-            } else {
-                evaluate::predict_scan_series(&loaded, scan, series)
-            };
+        let mut fatal = None;
+        // Reading and preprocessing run a scan ahead of the network (both cores busy).
+        evaluate::predict_scans(&loaded, &scans, series, preprocessed, |scan, prediction| {
+            if fatal.is_some() {
+                return;
+            }
             match prediction {
                 Ok(p) => {
                     if format == PredictFormat::Sentences {
@@ -452,7 +452,7 @@ impl PredictArgs {
                 }
                 // A single scan in sentences mode: its error is the command's one error line.
                 Err(err) if format == PredictFormat::Sentences && scans.len() == 1 => {
-                    return Err(err.into());
+                    fatal = Some(err);
                 }
                 Err(err) => {
                     let message = crate::flags::line(&err);
@@ -460,7 +460,7 @@ impl PredictArgs {
                         eprintln!("error: {message}");
                     }
                     rows.push(PredictRow {
-                        path: scan.clone(),
+                        path: scan.to_owned(),
                         probability: None,
                         class: None,
                         error: Some(message.clone()),
@@ -469,6 +469,9 @@ impl PredictArgs {
                     failures.push(message);
                 }
             }
+        });
+        if let Some(err) = fatal {
+            return Err(err.into());
         }
         match format {
             PredictFormat::Sentences => {}

@@ -69,7 +69,7 @@ fn write_slice(path: &Path, series: &str, description: &str, z: f64, instance: u
 }
 
 /// A 4-slice series 2.5 mm apart, files named against the slice order.
-fn write_series(dir: &Path, series: &str, description: &str, prefix: &str) {
+pub(crate) fn write_series(dir: &Path, series: &str, description: &str, prefix: &str) {
     fs::create_dir_all(dir).unwrap();
     for k in 0..4 {
         let name = format!("{prefix}{}.dcm", 3 - k);

@@ -16,8 +16,10 @@
 //! - [`weights`]: safetensors files with each architecture's names, Keras's kernel layout;
 //! - [`summary`]: Keras's `model.summary()` table layout;
 //! - [`input`]: volumes (`x` fastest) to the `[batch, 1, x, y, z]` input tensor;
+//! - [`onnx`]: a network as a standard ONNX graph (opset 17) for ONNX Runtime and servers;
 //! - [`explain`]: Grad-CAM, Grad-CAM++ and occlusion sensitivity maps for any [`Classifier`];
-//! - [`mod@bench`]: step and inference timings for `ct3d bench`.
+//! - [`mod@bench`]: step and inference timings for `ct3d bench`;
+//! - [`fuzzing`]: the bodies of the weight-file fuzz targets (`fuzz/`).
 //!
 //! burn 0.22 selects the backend through the [`Device`](burn::tensor::Device) value, so no type
 //! here has a backend parameter: the same [`Network`] runs on every device, and a model on
@@ -29,7 +31,9 @@ pub mod cpu_backend;
 pub mod device;
 pub mod explain;
 pub mod fused_conv;
+pub mod fuzzing;
 pub mod input;
+pub mod onnx;
 pub mod ops;
 pub mod pytorch;
 pub mod resnet;

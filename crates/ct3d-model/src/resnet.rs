@@ -594,6 +594,94 @@ impl Block {
     }
 }
 
+impl Conv {
+    /// This convolution as an ONNX `Conv` node after `x`, its weights named `name.weight`.
+    fn to_onnx(&self, graph: &mut crate::onnx::Graph, x: &str, name: &str) -> String {
+        let padding = self.weight.val().dims()[2] / 2;
+        graph.conv(
+            x,
+            name,
+            &self.weight,
+            self.bias.as_ref(),
+            self.stride,
+            padding,
+        )
+    }
+}
+
+impl Block {
+    /// Mirrors [`Block::forward`] as ONNX nodes after `input`; weights take the block's PyTorch
+    /// names under `name` (`layer2.0`).
+    fn to_onnx(&self, graph: &mut crate::onnx::Graph, input: &str, name: &str) -> String {
+        let x = self.conv1.to_onnx(graph, input, &format!("{name}.conv1"));
+        let x = graph.batch_norm(&x, &format!("{name}.bn1"), &self.bn1);
+        let x = graph.op("Relu", &[&x], vec![]);
+        let x = self.conv2.to_onnx(graph, &x, &format!("{name}.conv2"));
+        let mut x = graph.batch_norm(&x, &format!("{name}.bn2"), &self.bn2);
+        if let (Some(conv3), Some(bn3)) = (&self.conv3, &self.bn3) {
+            let y = graph.op("Relu", &[&x], vec![]);
+            let y = conv3.to_onnx(graph, &y, &format!("{name}.conv3"));
+            x = graph.batch_norm(&y, &format!("{name}.bn3"), bn3);
+        }
+        let shortcut = match &self.downsample {
+            Some(down) => {
+                let y = down
+                    .conv
+                    .to_onnx(graph, input, &format!("{name}.downsample.0"));
+                graph.batch_norm(&y, &format!("{name}.downsample.1"), &down.norm)
+            }
+            None => self.shortcut_a_onnx(graph, input, name),
+        };
+        let sum = graph.op("Add", &[&x, &shortcut], vec![]);
+        graph.op("Relu", &[&sum], vec![])
+    }
+
+    /// [`Block::shortcut_a`] as ONNX nodes: `Slice` with steps, then `Pad` of the channels.
+    fn shortcut_a_onnx(&self, graph: &mut crate::onnx::Graph, input: &str, name: &str) -> String {
+        let channels = self.conv1.weight.val().dims()[1];
+        if self.stride == 1 && channels == self.out_channels {
+            return input.to_owned();
+        }
+        let s = self.stride as i64;
+        let starts = graph.constant_i64(&format!("{name}.shortcut.starts"), &[0, 0, 0]);
+        let ends = graph.constant_i64(&format!("{name}.shortcut.ends"), &[i64::MAX; 3]);
+        let axes = graph.constant_i64(&format!("{name}.shortcut.axes"), &[2, 3, 4]);
+        let steps = graph.constant_i64(&format!("{name}.shortcut.steps"), &[s, s, s]);
+        let kept = graph.op("Slice", &[input, &starts, &ends, &axes, &steps], vec![]);
+        if channels == self.out_channels {
+            return kept;
+        }
+        let extra = (self.out_channels - channels) as i64;
+        let pads = graph.constant_i64(
+            &format!("{name}.shortcut.pads"),
+            &[0, 0, 0, 0, 0, 0, extra, 0, 0, 0],
+        );
+        graph.op("Pad", &[&kept, &pads], vec![])
+    }
+}
+
+impl ResNet {
+    /// Appends this network's inference-mode nodes to `graph` after the value `input`
+    /// (`[N, 1, x, y, z]`) and returns the logit's value name (`[N, 1]`); weights keep their
+    /// PyTorch names. Mirrors [`Classifier::forward`].
+    pub(crate) fn to_onnx(&self, graph: &mut crate::onnx::Graph, input: &str) -> String {
+        let x = self.conv1.to_onnx(graph, input, "conv1");
+        let x = graph.batch_norm(&x, "bn1", &self.bn1);
+        let x = graph.op("Relu", &[&x], vec![]);
+        let mut x = graph.max_pool(&x, 3, 2, 1);
+        for (stage, layer) in [&self.layer1, &self.layer2, &self.layer3, &self.layer4]
+            .into_iter()
+            .enumerate()
+        {
+            for (index, block) in layer.iter().enumerate() {
+                x = block.to_onnx(graph, &x, &format!("layer{}.{index}", stage + 1));
+            }
+        }
+        let features = graph.global_average(&x);
+        graph.dense(&features, "fc", &self.fc.weight, Some(&self.fc.bias), true)
+    }
+}
+
 impl ResNet {
     /// The configuration the network was built from.
     pub fn config(&self) -> &ModelConfig {

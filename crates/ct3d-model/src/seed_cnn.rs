@@ -405,6 +405,46 @@ impl ConvBlock {
     }
 }
 
+impl Model {
+    /// Appends this network's inference-mode nodes to `graph` after the value `input`
+    /// (`[N, 1, x, y, z]`) and returns the logit's value name (`[N, 1]`): per block Conv (valid)
+    /// → Relu → MaxPool 2 → BatchNormalization, then GlobalAveragePool, Gemm → Relu (dropout is
+    /// the identity at inference) → Gemm. Mirrors [`Model::forward`].
+    pub(crate) fn to_onnx(&self, graph: &mut crate::onnx::Graph, input: &str) -> String {
+        let mut x = input.to_owned();
+        for (i, block) in self.blocks.iter().enumerate() {
+            let name = format!("block{}", i + 1);
+            let conv = graph.conv(
+                &x,
+                &format!("{name}.conv"),
+                &block.conv.weight,
+                Some(&block.conv.bias),
+                1,
+                0,
+            );
+            let activated = graph.op("Relu", &[&conv], vec![]);
+            let pooled = graph.max_pool(&activated, 2, 2, 0);
+            x = graph.batch_norm(&pooled, &format!("{name}.norm"), &block.norm);
+        }
+        let features = graph.global_average(&x);
+        let dense = graph.dense(
+            &features,
+            "dense",
+            &self.dense.weight,
+            self.dense.bias.as_ref(),
+            false,
+        );
+        let activated = graph.op("Relu", &[&dense], vec![]);
+        graph.dense(
+            &activated,
+            "output",
+            &self.output.weight,
+            self.output.bias.as_ref(),
+            false,
+        )
+    }
+}
+
 /// Global average pooling: `[batch, channels, sx, sy, sz]` → `[batch, channels]`
 /// (`[batch, 256, 6, 6, 2]` → `[batch, 256]` for the seed).
 pub(crate) fn global_average(x: Tensor<5>) -> Tensor<2> {

@@ -8,6 +8,7 @@ mod common;
 
 mod explain;
 mod fused_cpu;
+mod fuzz_corpus;
 mod maxpool_and_conv;
 mod model;
 mod optimizer_and_loss;

@@ -22,7 +22,8 @@
 //!    [`data::source`] (where the scans are listed) and [`data::folds`] (k-fold assignment).
 //! 4. [`inference`] (a trained model applied to scans), [`request`] (what a caller asks for) and
 //!    [`data::prepare`] (the dataset prepared into the cache).
-//! 5. [`training`] (the training loop), [`pictures`], [`explain`] (where the model looked) and
+//! 5. [`training`] (the training loop), [`pictures`], [`explain`] (where the model looked),
+//!    [`export`] (a run as an ONNX model) and
 //!    the resource checks ([`resources`]).
 //! 6. Cross-validation ([`cv`]) and the HTML report ([`report`]).
 //! 7. On top: sweeps of cross-validations over seeds and recipes, run as independent tasks
@@ -39,6 +40,7 @@ pub mod data;
 pub mod demo;
 pub mod error;
 pub mod explain;
+pub mod export;
 pub mod history;
 pub mod inference;
 pub mod intervals;
