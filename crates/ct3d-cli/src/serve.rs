@@ -36,6 +36,10 @@ pub struct ServeArgs {
     /// Longest a request may take in seconds, upload and waiting included; slower ones get 408.
     #[arg(long, value_name = "S", default_value_t = 120)]
     request_timeout: u64,
+    /// Seconds a connection may stay silent (an idle keep-alive connection, a stalled upload)
+    /// before it is closed.
+    #[arg(long, value_name = "S", default_value_t = 30)]
+    idle_timeout: u64,
     /// Testing aid: every job sleeps this many milliseconds first.
     #[arg(long, hide = true, default_value_t = 0)]
     test_delay_ms: u64,
@@ -59,6 +63,7 @@ impl ServeArgs {
             queue: self.queue,
             max_body_bytes: self.max_body_mib.saturating_mul(1 << 20),
             request_timeout: Duration::from_secs(self.request_timeout.max(1)),
+            idle_timeout: Duration::from_secs(self.idle_timeout.max(1)),
             job_delay: Duration::from_millis(self.test_delay_ms),
             test_hooks: self.test_hooks,
         };

@@ -99,6 +99,18 @@ fn json(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body:?}"))
 }
 
+/// Phantoms in `dir/data` and a small one-epoch run on them in `dir/run`.
+fn trained_run(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let data = synth_into(&dir.join("data"), 3, 3, 11, Some(40));
+    let run = dir.join("run");
+    assert_success(&ct3d(&small_train_args(
+        &data,
+        &run,
+        &["--epochs", "1", "--seed", "1"],
+    )));
+    (data, run)
+}
+
 fn predict(port: u16, body: &[u8]) -> (u16, String, String) {
     request(port, "POST", "/v1/predict", &[], body)
 }
@@ -106,13 +118,7 @@ fn predict(port: u16, body: &[u8]) -> (u16, String, String) {
 #[test]
 fn serve_answers_refuses_bad_input_and_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
-    let data = synth_into(&dir.path().join("data"), 3, 3, 11, Some(40));
-    let run = dir.path().join("run");
-    assert_success(&ct3d(&small_train_args(
-        &data,
-        &run,
-        &["--epochs", "1", "--seed", "1"],
-    )));
+    let (data, run) = trained_run(dir.path());
     let scan = data.join("CT-23/phantom_0000.nii.gz");
     let predicted = ct3d(&["predict", "--run", s(&run), "--json", s(&scan)]);
     assert_success(&predicted);
@@ -215,13 +221,7 @@ fn serve_answers_refuses_bad_input_and_keeps_serving() {
 #[test]
 fn serve_sheds_load_times_out_slow_uploads_and_drains_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let data = synth_into(&dir.path().join("data"), 3, 3, 11, Some(40));
-    let run = dir.path().join("run");
-    assert_success(&ct3d(&small_train_args(
-        &data,
-        &run,
-        &["--epochs", "1", "--seed", "1"],
-    )));
+    let (data, run) = trained_run(dir.path());
     let body = std::fs::read(data.join("CT-0/phantom_0000.nii.gz")).unwrap();
     // One worker, one queue slot, each job 600 ms: a third request at once finds both taken.
     let mut server = start(
@@ -235,6 +235,8 @@ fn serve_sheds_load_times_out_slow_uploads_and_drains_on_sigterm() {
             "600",
             "--request-timeout",
             "2",
+            "--idle-timeout",
+            "3",
         ],
     );
     let port = server.port;
@@ -273,6 +275,22 @@ fn serve_sheds_load_times_out_slow_uploads_and_drains_on_sigterm() {
         String::from_utf8_lossy(&response)
     );
     assert_eq!(predict(port, &body).0, 200);
+
+    // A connection that sends nothing is closed after the idle timeout (3 s here, longer than
+    // the request timeout so that the stalled upload above gets its 408 first).
+    let mut idle = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buffer = [0u8; 16];
+    let read = idle.read(&mut buffer);
+    let waited = started.elapsed();
+    assert!(
+        matches!(read, Ok(0) | Err(_))
+            && waited >= Duration::from_secs(2)
+            && waited < Duration::from_secs(10),
+        "{read:?} after {waited:?}"
+    );
 
     // SIGTERM while a request is in flight: it is answered, then the process exits 0.
     let in_flight = {

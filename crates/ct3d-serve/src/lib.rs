@@ -14,7 +14,8 @@
 //! from a bounded queue. When the queue is full the service answers 503 with `Retry-After` at
 //! once instead of piling up. Bodies above the size limit get 413; a request (upload included)
 //! that outlives the request timeout gets 408, so a slow client cannot hold a worker: the body is
-//! read completely before a job is queued. Every bad body gets 400 with a one-line JSON error, and
+//! read completely before a job is queued. A connection on which the client sends nothing for the
+//! idle timeout (between requests, or mid-upload) is closed. Every bad body gets 400 with a one-line JSON error, and
 //! the service keeps serving. A panic inside a job becomes a 500 naming a logged id, and the worker
 //! survives. SIGTERM (or Ctrl-C) stops accepting connections, lets the requests in flight finish,
 //! and returns.
@@ -58,6 +59,9 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     /// Longest a request may take, upload included; a slower one gets 408.
     pub request_timeout: Duration,
+    /// Longest a connection may wait for the client's next bytes (an idle keep-alive
+    /// connection, a stalled upload) or for it to take the answer; then it is closed.
+    pub idle_timeout: Duration,
     /// Testing aid: every job sleeps this long first, so that tests can fill the queue and
     /// observe draining. Zero in production.
     pub job_delay: Duration,
@@ -187,6 +191,10 @@ pub async fn serve(
         addr: config.addr,
         source,
     })?;
+    let listener = IdleTimeoutListener {
+        inner: listener,
+        idle: config.idle_timeout,
+    };
     on_listening(local);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
@@ -195,6 +203,31 @@ pub async fn serve(
             addr: local,
             source,
         })
+}
+
+/// A TCP listener whose connections close when the client sends nothing (or takes no answer)
+/// for `idle`: an idle keep-alive connection or a stalled client holds a socket for at most that
+/// long.
+struct IdleTimeoutListener {
+    inner: tokio::net::TcpListener,
+    idle: Duration,
+}
+
+impl axum::serve::Listener for IdleTimeoutListener {
+    type Io = std::pin::Pin<Box<tokio_io_timeout::TimeoutStream<tokio::net::TcpStream>>>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+        let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
+        stream.set_read_timeout(Some(self.idle));
+        stream.set_write_timeout(Some(self.idle));
+        (Box::pin(stream), addr)
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
 }
 
 /// The routes, with the body limit and the request timeout.
@@ -424,7 +457,7 @@ fn predict_body(
         },
     ) = predict_scan_timed(run, &scan, None).map_err(|e| {
         // Paths in messages are this request's temporary files: name the body instead.
-        let text = one_line(&e);
+        let text = ct3d::error::one_line(&e);
         text.replace(&scan.display().to_string(), "the body")
             .replace(&dir.path().display().to_string(), "the body")
     })?;
@@ -444,20 +477,6 @@ fn predict_body(
             total: ms(started.elapsed().as_secs_f64()),
         },
     })
-}
-
-fn one_line(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 fn write(dir: &Path, name: &str, body: &[u8]) -> Result<PathBuf, String> {

@@ -117,6 +117,36 @@ fn split_once<'a>(bytes: &'a [u8], marker: &[u8]) -> (&'a [u8], Option<&'a [u8]>
     }
 }
 
+/// Replays `fuzz_dir/corpus/<target>/` and `fuzz_dir/regressions/<target>/` through `harness`
+/// (the stable-toolchain check every crate's tests run over its fuzz targets' corpora), panicking
+/// with the file's name when an input panics, or when the corpus holds fewer than `at_least`
+/// inputs (a lost corpus would otherwise pass silently).
+pub fn replay(fuzz_dir: &Path, target: &str, harness: fn(&[u8]), at_least: usize) {
+    let inputs = |kind: &str| -> Vec<PathBuf> {
+        let Ok(entries) = fs::read_dir(fuzz_dir.join(kind).join(target)) else {
+            return Vec::new();
+        };
+        let mut files: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        files
+    };
+    let corpus = inputs("corpus");
+    assert!(
+        corpus.len() >= at_least,
+        "fuzz/corpus/{target} holds {} inputs, expected at least {at_least}",
+        corpus.len()
+    );
+    for path in corpus.iter().chain(&inputs("regressions")) {
+        let data = fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let outcome = std::panic::catch_unwind(|| harness(&data));
+        assert!(outcome.is_ok(), "{} made the harness panic", path.display());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

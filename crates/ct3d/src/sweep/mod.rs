@@ -29,14 +29,15 @@ mod plan;
 mod recipe;
 pub mod slurm;
 
+use crate::error::one_line;
 pub use collect::{
     IncompleteTask, RecipeSummary, SeedPooled, SweepSummary, TaskState, collect, summary_csv,
 };
+use plan::write_json;
 pub use plan::{
     PLAN_FILE, PLAN_FORMAT, PlanWritten, SweepError, SweepPlan, SweepSpec, SweepTask, TaskRecord,
     load_plan, plan, task_record, task_run, write_plan,
 };
-use plan::{one_line, write_json};
 pub use recipe::{RESERVED_FLAGS, Recipe, RecipeError};
 
 /// Runs task `index` of the sweep in `dir`: `request` is its `ct3d train` arguments parsed by

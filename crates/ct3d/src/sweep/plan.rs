@@ -131,21 +131,6 @@ pub enum SweepError {
     Run(#[from] crate::error::RunError),
 }
 
-/// `error` and its causes on one line, `outer: inner: …`.
-pub(crate) fn one_line(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 impl SweepPlan {
     /// Task `index`, or [`SweepError::IndexOutOfRange`] naming the folder `dir`.
     pub fn task(&self, index: usize, dir: &Path) -> Result<&SweepTask, SweepError> {
