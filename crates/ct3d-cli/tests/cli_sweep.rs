@@ -122,6 +122,13 @@ fn a_sweep_of_one_seed_and_recipe_is_cv() {
     run_locally(&sweep, 2);
     let summary = read_json(&sweep.join("summary.json"));
     assert_eq!(summary["recipes"][0]["finished"], 2);
+    // Each task wrote its run's report, and the summary page links to it.
+    let html = fs::read_to_string(sweep.join("summary.html")).unwrap();
+    for fold in 1..=2 {
+        let report = format!("runs/default/seed-3/fold-{fold}/report.html");
+        assert!(sweep.join(&report).is_file(), "{report}");
+        assert!(html.contains(&format!("href=\"{report}\"")), "{html}");
+    }
 
     // `ct3d cv` with the same settings trains the same fold runs and measures the same.
     let cv = dir.path().join("cv");

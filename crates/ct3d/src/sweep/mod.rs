@@ -5,7 +5,8 @@
 //! A sweep folder holds:
 //! - `sweep.json` ([`SweepPlan`]): every task (recipe × seed × fold), its run folder and its exact
 //!   `ct3d train` arguments; written once by [`write_plan`], never changed;
-//! - `runs/<recipe>/seed-<s>/fold-<i>/`: each task's ordinary run folder;
+//! - `runs/<recipe>/seed-<s>/fold-<i>/`: each task's ordinary run folder, with its
+//!   `report.html`;
 //! - `results/task-<index>.json` ([`TaskRecord`]): what a task measured (or why it failed),
 //!   written atomically when the task ends;
 //! - `summary.json`, `summary.csv`, `summary.html` ([`collect`]);
@@ -21,7 +22,9 @@
 use std::path::Path;
 
 use crate::cv::{CvError, FoldRun, FoldTraining, train_fold};
+use crate::inference::{WeightsChoice, load_run};
 use crate::observe::TrainObserver;
+use crate::report::{ReportError, ReportOptions, build_report, write_report};
 use crate::request::TrainRequest;
 
 mod collect;
@@ -89,6 +92,7 @@ pub fn run_task(
             record.result = Some(result);
             record.probabilities = probabilities;
             record.labels = labels;
+            write_run_report(&request.out, request.device);
             None
         }
         // Another process runs this task right now: it will write the record.
@@ -117,6 +121,19 @@ pub fn run_task(
             source: Box::new(error),
         }),
         None => Ok(record),
+    }
+}
+
+/// Writes the run's HTML report (`RUN/report.html`, what `ct3d report --run RUN` writes) for
+/// the sweep's summary to link to. A report that cannot be made is only logged: the task's
+/// numbers stand without it.
+fn write_run_report(run: &Path, device: ct3d_model::DeviceChoice) {
+    let written = load_run(run, WeightsChoice::Best, device)
+        .map_err(ReportError::from)
+        .and_then(|loaded| build_report(&loaded, WeightsChoice::Best, &ReportOptions::default()))
+        .and_then(|report| write_report(&report.html, &run.join("report.html")));
+    if let Err(error) = written {
+        tracing::warn!("{}: no report: {}", run.display(), one_line(&error));
     }
 }
 
