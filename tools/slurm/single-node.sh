@@ -37,14 +37,15 @@ if pgrep -x slurmctld >/dev/null && pgrep -x slurmd >/dev/null \
 fi
 
 # --- install ----------------------------------------------------------------
-if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
-    echo "installing slurm-wlm and munge ..."
+# procps gives pgrep, which this script uses (slim images lack it).
+if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null || ! command -v pgrep >/dev/null; then
+    echo "installing slurm-wlm, munge and procps ..."
     t0=$(date +%s)
     $sudo_cmd apt-get update -qq
     # The packages' maintainer scripts try to start services; without
     # systemd/init that fails harmlessly (invoke-rc.d just reports it).
     $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-        --no-install-recommends slurm-wlm munge >/dev/null
+        --no-install-recommends slurm-wlm munge procps >/dev/null
     echo "install took $(( $(date +%s) - t0 )) s"
 fi
 
