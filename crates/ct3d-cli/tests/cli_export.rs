@@ -9,7 +9,9 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::support::{assert_clean_failure, assert_success, ct3d, s, stdout, synth_into};
+use crate::support::{
+    SMALL_MODEL, assert_clean_failure, assert_success, ct3d, s, stdout, synth_into,
+};
 
 /// The Python that has onnx, onnxruntime and nibabel, if any.
 fn reference_python() -> Option<PathBuf> {
@@ -139,18 +141,7 @@ fn exported_models_give_ct3d_predict_probabilities_in_onnx_runtime() {
 
     // The seed CNN, dynamic batch, uncalibrated.
     let seed = dir.path().join("seed");
-    train(
-        &data,
-        &seed,
-        &[
-            "--size",
-            "48,48,48",
-            "--filters",
-            "4,4,8,8",
-            "--dense",
-            "16",
-        ],
-    );
+    train(&data, &seed, &SMALL_MODEL);
     let text = check(&python, dir.path(), &seed, "48,48,48", "dynamic", &scans);
     assert!(
         text.contains("seed_cnn in ONNX opset 17, input [N, 1, 48, 48, 48]"),

@@ -10,20 +10,15 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 
-use crate::support::{assert_clean_failure, assert_success, ct3d, s, stderr, stdout, synth_into};
+use crate::support::{
+    SMALL_MODEL, assert_clean_failure, assert_success, ct3d, s, stderr, stdout, synth_into,
+};
 
 /// The train options of every test sweep: the small model, `epochs` epochs.
 fn tiny(epochs: &str) -> Vec<&str> {
-    vec![
-        "--size",
-        "48,48,48",
-        "--filters",
-        "4,4,8,8",
-        "--dense",
-        "16",
-        "--epochs",
-        epochs,
-    ]
+    let mut args = SMALL_MODEL.to_vec();
+    args.extend(["--epochs", epochs]);
+    args
 }
 
 fn plan(data: &Path, out: &Path, folds: &str, seeds: &str, train: &[&str]) -> std::process::Output {

@@ -65,21 +65,21 @@ pub fn assert_clean_failure(out: &Output, needles: &[&str]) {
     );
 }
 
-/// `ct3d train` arguments for a small model (input 48³, filters 4,4,8,8, dense 16), plus `extra`.
+/// The `ct3d train` flags of the small model every end-to-end test trains: input 48³, filters
+/// 4,4,8,8, dense 16.
+pub const SMALL_MODEL: [&str; 6] = [
+    "--size",
+    "48,48,48",
+    "--filters",
+    "4,4,8,8",
+    "--dense",
+    "16",
+];
+
+/// `ct3d train` arguments for the small model ([`SMALL_MODEL`]), plus `extra`.
 pub fn small_train_args<'a>(data: &'a Path, run: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
-        "train",
-        "--data",
-        s(data),
-        "--out",
-        s(run),
-        "--size",
-        "48,48,48",
-        "--filters",
-        "4,4,8,8",
-        "--dense",
-        "16",
-    ];
+    let mut args = vec!["train", "--data", s(data), "--out", s(run)];
+    args.extend_from_slice(&SMALL_MODEL);
     args.extend_from_slice(extra);
     args
 }
