@@ -611,6 +611,11 @@ pub struct BenchArgs {
     /// kernels, to compare the two (the GPU always uses burn's ops).
     #[arg(long)]
     burn_ops: bool,
+    /// Run every block on the general fused kernels, without the AVX-512 ones (a direct
+    /// kernel for the one-channel first block, Winograd F(2,3) for blocks with ≥ 16 channels),
+    /// to compare the two.
+    #[arg(long)]
+    no_avx512_kernels: bool,
     #[command(flatten)]
     architecture: ArchitectureArgs,
     #[command(flatten)]
@@ -622,6 +627,7 @@ impl BenchArgs {
     /// flags' parser sees to it).
     pub fn run(mut self) -> Result<()> {
         ct3d_model::ops::set_fused_cpu_kernels(!self.burn_ops);
+        ct3d_model::fused_conv::set_avx512_kernels(!self.no_avx512_kernels);
         let (batch, size, repeats) = (self.batch, self.size, self.repeats);
         let (device, check_cpu) = (self.device.device, self.check_cpu);
         let resolved = device.resolve()?;

@@ -9,6 +9,7 @@ use rayon::prelude::*;
 use super::gemm::{SharedMut, im2col, matmul};
 use super::geometry::{FusedConvShape, Tile};
 use super::pack::PackedWeights;
+use super::winograd;
 use super::{KERNEL, PASSES, TAPS};
 
 /// How many partial weight gradients the backward pass sums (in a fixed order).
@@ -53,7 +54,38 @@ pub fn backward(
         "argmax length"
     );
     assert_eq!(grad_pooled.len(), argmax.len(), "gradient length");
+    match super::kernel_for(shape) {
+        super::Kernel::FirstLayer if !want_input_grad => {
+            let (weights_packed, bias) =
+                super::first_layer::weight_and_bias_gradients(shape, input, argmax, grad_pooled);
+            FusedConvGradients {
+                weights_packed,
+                bias,
+                input: None,
+            }
+        }
+        super::Kernel::Winograd => winograd::backward(
+            winograd::Isa::best(),
+            shape,
+            input,
+            weights,
+            argmax,
+            grad_pooled,
+            want_input_grad,
+        ),
+        _ => general(shape, input, weights, argmax, grad_pooled, want_input_grad),
+    }
+}
 
+/// [`backward()`] on the general kernels, whatever the CPU.
+pub(super) fn general(
+    shape: &FusedConvShape,
+    input: &[f32],
+    weights: &PackedWeights,
+    argmax: &[u8],
+    grad_pooled: &[f32],
+    want_input_grad: bool,
+) -> FusedConvGradients {
     let mut conv_grad = want_input_grad.then(|| ConvGradient::zeros(shape));
     let (weights_packed, bias) =
         weight_and_bias_gradients(shape, input, argmax, grad_pooled, conv_grad.as_mut());

@@ -7,6 +7,7 @@ use rayon::prelude::*;
 use super::gemm::{im2col, matmul};
 use super::geometry::{FusedConvShape, split_lengths};
 use super::pack::PackedWeights;
+use super::winograd;
 use super::{KERNEL, PASSES, TAPS};
 
 /// Convolution output (bias not added) of `rows` consecutive positions from `start`, into
@@ -135,6 +136,30 @@ pub fn forward(
         "input length"
     );
     assert_eq!(bias.len(), shape.out_channels, "bias length");
+    match super::kernel_for(shape) {
+        super::Kernel::FirstLayer => {
+            super::first_layer::forward(shape, input, weights, bias, keep_argmax)
+        }
+        super::Kernel::Winograd => winograd::forward(
+            winograd::Isa::best(),
+            shape,
+            input,
+            weights,
+            bias,
+            keep_argmax,
+        ),
+        super::Kernel::General => general(shape, input, weights, bias, keep_argmax),
+    }
+}
+
+/// [`forward()`] on the general kernels, whatever the CPU.
+pub(super) fn general(
+    shape: &FusedConvShape,
+    input: &[f32],
+    weights: &PackedWeights,
+    bias: &[f32],
+    keep_argmax: bool,
+) -> (Vec<f32>, Option<Vec<u8>>) {
     let f_n = shape.out_channels;
     let [px_n, py_n, pz_n] = shape.pooled();
     let mut output = vec![0.0f32; shape.batch * px_n * py_n * pz_n * f_n];

@@ -28,9 +28,12 @@
 //!
 //! The module's files, one idea each: `geometry` (shapes, tiles), `pack` (weight layouts),
 //! `layout` (channels-first ↔ channels-last), `gemm` (the strided GEMM and im2col), `forward`
-//! and `backward`; the public items are re-exported here.
+//! and `backward` (the general kernels), `first_layer` and `winograd` (AVX-512 kernels for the
+//! one-channel block and for blocks with many channels, see [`kernel_for`]); the public items
+//! are re-exported here.
 
 mod backward;
+mod first_layer;
 mod forward;
 mod gemm;
 mod geometry;
@@ -38,12 +41,15 @@ mod layout;
 mod pack;
 #[cfg(test)]
 mod tests;
+mod winograd;
 
 pub use backward::{FusedConvGradients, backward};
 pub use forward::forward;
 pub use geometry::FusedConvShape;
 pub use layout::{to_channels_first, to_channels_last};
 pub use pack::{PackedWeights, unpack_weight_gradient};
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The kernel size along each axis (the seed's `Conv3D(kernel_size=3)`).
 pub const KERNEL: usize = 3;
@@ -52,3 +58,43 @@ const TAPS: usize = KERNEL * KERNEL * KERNEL;
 /// Bit set in an arg-max byte when the pooled value was positive, i.e. the ReLU passes the
 /// gradient; the low three bits are the window position `dx·4 + dy·2 + dz`.
 const PASSES: u8 = 0x80;
+
+static AVX512_KERNELS: AtomicBool = AtomicBool::new(true);
+
+/// Turns the AVX-512 kernels (the direct one-channel kernel and the Winograd kernels) on (the
+/// default) or off for the whole process; off, every block runs the general kernels. For
+/// benchmarks and comparisons; switch it only between training steps, because a forward pass
+/// and its backward pass must run the same kernels (the arg-max of a near tie may differ).
+/// Returns the previous setting.
+pub fn set_avx512_kernels(enabled: bool) -> bool {
+    AVX512_KERNELS.swap(enabled, Ordering::Relaxed)
+}
+
+fn avx512_kernels_enabled() -> bool {
+    AVX512_KERNELS.load(Ordering::Relaxed) && winograd::Isa::best() == winograd::Isa::Avx512
+}
+
+/// Which kernels run a block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    /// One input channel, filters a multiple of 16, AVX-512: the direct kernel of
+    /// `first_layer.rs` (its input gradient, when asked for, comes from the general kernels).
+    FirstLayer,
+    /// Input channels ≥ 16 and both channel counts multiples of 16, AVX-512: Winograd
+    /// F(2×2×2, 3×3×3) (`winograd.rs`).
+    Winograd,
+    /// Everything else: shifted GEMMs or a small im2col (`forward.rs`, `backward.rs`).
+    General,
+}
+
+/// The kernels [`forward()`] and [`backward()`] use for `shape` on this CPU with the current
+/// [`set_avx512_kernels`] setting.
+pub fn kernel_for(shape: &FusedConvShape) -> Kernel {
+    if first_layer::applies(shape) {
+        Kernel::FirstLayer
+    } else if winograd::applies(shape) {
+        Kernel::Winograd
+    } else {
+        Kernel::General
+    }
+}

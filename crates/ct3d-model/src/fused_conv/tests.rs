@@ -318,3 +318,229 @@ fn forward_matches_f64_reference() {
         check_forward(shape);
     }
 }
+
+/// The Winograd kernels, with every instruction set this CPU has, against the f64 reference:
+/// odd and even sizes (partial input-gradient tiles at the far edges), one to several blocks of
+/// tiles, more and fewer filters than input channels.
+#[test]
+fn winograd_matches_f64_reference() {
+    let mut isas = vec![winograd::Isa::Portable];
+    if winograd::Isa::best() != winograd::Isa::Portable {
+        isas.push(winograd::Isa::best());
+    }
+    for shape in [
+        shape(2, 16, 32, [7, 8, 9]),
+        shape(1, 32, 16, [6, 9, 5]),
+        shape(1, 16, 16, [4, 4, 4]),
+        // More tiles than one block (and than one weight-gradient block).
+        shape(1, 16, 16, [6, 30, 21]),
+    ] {
+        let xs = random(shape.batch * shape.in_channels * shape.input_positions(), 8);
+        let ws = random(shape.out_channels * shape.in_channels * 27, 9);
+        let bs = random(shape.out_channels, 10);
+        let gs = random(
+            shape.batch * shape.out_channels * shape.pooled_positions(),
+            11,
+        );
+        let (_, pooled) = reference_forward(&shape, &xs, &ws, &bs);
+        let (dx, dw, db) = reference_backward(&shape, &xs, &ws, &bs, &gs);
+        let input = to_channels_last(
+            &f32s(&xs),
+            shape.batch,
+            shape.in_channels,
+            shape.input_positions(),
+            shape.input_tail(),
+        );
+        let packed = PackedWeights::new(&f32s(&ws), shape.in_channels, shape.out_channels);
+        let grad = to_channels_last(
+            &f32s(&gs),
+            shape.batch,
+            shape.out_channels,
+            shape.pooled_positions(),
+            0,
+        );
+        for &isa in &isas {
+            let (out, argmax) = winograd::forward(isa, &shape, &input, &packed, &f32s(&bs), true);
+            let out = to_channels_first(
+                &out,
+                shape.batch,
+                shape.out_channels,
+                shape.pooled_positions(),
+            );
+            assert_close(&format!("{isa:?} forward"), &out, &pooled, &shape);
+            // The arg-max bytes are the direct kernel's (no near ties in random data).
+            let (_, direct_argmax) = forward_direct(&shape, &input, &packed, &f32s(&bs));
+            assert_eq!(argmax.as_ref(), Some(&direct_argmax), "{isa:?} arg-max");
+            let grads =
+                winograd::backward(isa, &shape, &input, &packed, &argmax.unwrap(), &grad, true);
+            let got_dx = to_channels_first(
+                grads.input.as_ref().unwrap(),
+                shape.batch,
+                shape.in_channels,
+                shape.input_positions(),
+            );
+            assert_close(&format!("{isa:?} input"), &got_dx, &dx, &shape);
+            let got_dw = unpack_weight_gradient(
+                &grads.weights_packed,
+                shape.in_channels,
+                shape.out_channels,
+            );
+            assert_close(&format!("{isa:?} weights"), &got_dw, &dw, &shape);
+            assert_close(&format!("{isa:?} bias"), &grads.bias, &db, &shape);
+        }
+    }
+}
+
+/// The general kernels' forward pass whatever the CPU.
+fn forward_direct(
+    shape: &FusedConvShape,
+    input: &[f32],
+    packed: &PackedWeights,
+    bias: &[f32],
+) -> (Vec<f32>, Vec<u8>) {
+    let (out, argmax) = forward::general(shape, input, packed, bias, true);
+    (out, argmax.unwrap())
+}
+
+/// The Winograd gradients do not depend on the number of threads (fixed summation order), and
+/// the public entry points choose Winograd exactly where the CPU and the shape allow it.
+#[test]
+fn winograd_is_deterministic_and_chosen_where_it_applies() {
+    let shape = shape(2, 16, 32, [10, 12, 14]);
+    let xs = f32s(&random(
+        shape.batch * shape.in_channels * shape.input_positions(),
+        12,
+    ));
+    let ws = f32s(&random(shape.out_channels * shape.in_channels * 27, 13));
+    let gs = f32s(&random(
+        shape.batch * shape.out_channels * shape.pooled_positions(),
+        14,
+    ));
+    let input = to_channels_last(
+        &xs,
+        shape.batch,
+        shape.in_channels,
+        shape.input_positions(),
+        shape.input_tail(),
+    );
+    let packed = PackedWeights::new(&ws, shape.in_channels, shape.out_channels);
+    let bias = vec![0.1f32; shape.out_channels];
+    let isa = winograd::Isa::best();
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let (out, argmax) = winograd::forward(isa, &shape, &input, &packed, &bias, true);
+            let g = winograd::backward(isa, &shape, &input, &packed, &argmax.unwrap(), &gs, true);
+            (out, g.weights_packed, g.bias, g.input.unwrap())
+        })
+    };
+    let (one, three) = (run(1), run(3));
+    assert!(one.0 == three.0 && one.1 == three.1 && one.2 == three.2 && one.3 == three.3);
+
+    let avx512 = isa == winograd::Isa::Avx512;
+    let expected = if avx512 {
+        Kernel::Winograd
+    } else {
+        Kernel::General
+    };
+    assert_eq!(kernel_for(&shape), expected);
+    assert_eq!(
+        kernel_for(&FusedConvShape {
+            in_channels: 8,
+            ..shape
+        }),
+        Kernel::General
+    );
+    assert_eq!(
+        kernel_for(&FusedConvShape {
+            out_channels: 24,
+            ..shape
+        }),
+        Kernel::General
+    );
+    // The switch is on by default (flipping it here would race with the other tests).
+    assert!(set_avx512_kernels(true));
+}
+
+/// The one-channel AVX-512 kernel against the f64 reference (where the CPU has AVX-512; the
+/// general kernels run these shapes elsewhere): odd and even pooled sizes (a lone last window
+/// in `z`), 16 to 80 filters (one to five 16-filter registers), gradients independent of the
+/// thread count.
+#[test]
+fn first_layer_kernel_matches_f64_reference() {
+    let shapes = [
+        shape(2, 1, 16, [7, 8, 9]),
+        shape(1, 1, 64, [6, 9, 10]),
+        shape(1, 1, 80, [5, 6, 7]),
+        // More windows than one candidate-table block, in several groups.
+        shape(2, 1, 32, [12, 20, 22]),
+    ];
+    if winograd::Isa::best() != winograd::Isa::Avx512 {
+        for s in &shapes {
+            assert_eq!(kernel_for(s), Kernel::General);
+        }
+        eprintln!("no AVX-512 here: the one-channel kernel is not used");
+        return;
+    }
+    for shape in shapes {
+        assert_eq!(kernel_for(&shape), Kernel::FirstLayer);
+        let xs = random(shape.batch * shape.input_positions(), 15);
+        let ws = random(shape.out_channels * 27, 16);
+        let bs = random(shape.out_channels, 17);
+        let gs = random(
+            shape.batch * shape.out_channels * shape.pooled_positions(),
+            18,
+        );
+        let (_, pooled) = reference_forward(&shape, &xs, &ws, &bs);
+        let (_, dw, db) = reference_backward(&shape, &xs, &ws, &bs, &gs);
+        let input = to_channels_last(
+            &f32s(&xs),
+            shape.batch,
+            1,
+            shape.input_positions(),
+            shape.input_tail(),
+        );
+        let packed = PackedWeights::new(&f32s(&ws), 1, shape.out_channels);
+        let grad = to_channels_last(
+            &f32s(&gs),
+            shape.batch,
+            shape.out_channels,
+            shape.pooled_positions(),
+            0,
+        );
+        let (out, argmax) = first_layer::forward(&shape, &input, &packed, &f32s(&bs), true);
+        let argmax = argmax.unwrap();
+        let out = to_channels_first(
+            &out,
+            shape.batch,
+            shape.out_channels,
+            shape.pooled_positions(),
+        );
+        assert_close("first-layer forward", &out, &pooled, &shape);
+        let (_, direct_argmax) = forward_direct(&shape, &input, &packed, &f32s(&bs));
+        assert_eq!(argmax, direct_argmax, "arg-max bytes");
+        let run = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| first_layer::weight_and_bias_gradients(&shape, &input, &argmax, &grad))
+        };
+        let (got_w, got_b) = run(2);
+        assert_eq!(
+            (got_w.clone(), got_b.clone()),
+            run(1),
+            "thread-count independent"
+        );
+        let got_dw = unpack_weight_gradient(&got_w, 1, shape.out_channels);
+        assert_close("first-layer weights", &got_dw, &dw, &shape);
+        assert_close("first-layer bias", &got_b, &db, &shape);
+        // Through the public entry points too.
+        let grads = backward(&shape, &input, &packed, &argmax, &grad, false);
+        assert_eq!(grads.weights_packed, got_w);
+        assert!(grads.input.is_none());
+    }
+}
