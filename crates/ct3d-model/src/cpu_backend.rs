@@ -18,10 +18,12 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Autodiff, Backend, Flex, backend_extension};
+use burn::backend::ops::ModuleOps;
+use burn::backend::{Autodiff, AutodiffBackend, Backend, Flex, backend_extension};
 use burn::tensor::TensorData;
 
 use crate::fused_conv::{self, FusedConvShape, PackedWeights};
+use crate::norm_kernels;
 
 /// The fused convolution block as a backend operation.
 #[backend_extension(Flex, Autodiff)]
@@ -37,6 +39,42 @@ pub trait FusedConvBackend: Backend {
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
+
+    /// Training-mode batch normalization with the batch's own statistics, as burn's
+    /// `batch_norm_train` (see [`crate::norm_kernels`]): `(output, mean, biased variance)`.
+    ///
+    /// # Shapes
+    /// - `x` and output: `[batch, channels, …]`; `gamma`, `beta`, mean, variance: `[channels]`
+    ///
+    /// Only the output is differentiated (the statistics feed the running averages).
+    #[allow(clippy::type_complexity)]
+    fn fused_batch_norm_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// Inference-mode batch normalization with given statistics, as burn's `batch_norm`:
+    /// `γ·(x − mean)/√(variance + ε) + β` per channel, one pass.
+    ///
+    /// # Shapes
+    /// - `x` and output: `[batch, channels, …]`; the others: `[channels]`
+    fn fused_batch_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        variance: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self>;
+}
+
+/// `(batch, channels, positions)` of a channels-first tensor.
+fn norm_dims(x: &FlexTensor) -> (usize, usize, usize) {
+    let dims = x.layout().shape().to_vec();
+    assert!(dims.len() >= 2, "batch norm of a tensor {dims:?}");
+    (dims[0], dims[1], dims[2..].iter().product())
 }
 
 /// The tensor with its `f32` values in one row-major run (copied only when it is a view).
@@ -117,6 +155,51 @@ impl Operands {
 }
 
 impl FusedConvBackend for Flex {
+    fn fused_batch_norm_train(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        epsilon: f64,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let dims = norm_dims(&x);
+        let shape = x.layout().shape().to_vec();
+        let x = contiguous(&x);
+        let (output, mean, variance) = norm_kernels::train_forward(
+            values(&x),
+            dims,
+            values(&contiguous(&gamma)),
+            values(&contiguous(&beta)),
+            epsilon,
+        );
+        (
+            tensor(output, &shape),
+            tensor(mean, &[dims.1]),
+            tensor(variance, &[dims.1]),
+        )
+    }
+
+    fn fused_batch_norm(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        mean: FlexTensor,
+        variance: FlexTensor,
+        epsilon: f64,
+    ) -> FlexTensor {
+        let dims = norm_dims(&x);
+        let shape = x.layout().shape().to_vec();
+        let output = norm_kernels::inference(
+            values(&contiguous(&x)),
+            dims,
+            values(&contiguous(&gamma)),
+            values(&contiguous(&beta)),
+            values(&contiguous(&mean)),
+            values(&contiguous(&variance)),
+            epsilon,
+        );
+        tensor(output, &shape)
+    }
+
     fn conv3d_relu_max_pool3d(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
         let operands = Operands::new(&x, &weight, &bias);
         let (pooled, _) = fused_conv::forward(
@@ -199,7 +282,121 @@ impl Backward<Flex, 3> for FusedConvBackward {
     }
 }
 
+/// The autodiff node of [`FusedConvBackend::fused_batch_norm_train`]; parents are
+/// `[x, gamma, beta]`.
+#[derive(Debug)]
+struct BatchNormBackward;
+
+/// What the batch-norm backward pass needs: the input and the batch statistics.
+#[derive(Clone)]
+struct NormSaved {
+    x: FlexTensor,
+    gamma: Vec<f32>,
+    mean: Vec<f32>,
+    variance: Vec<f32>,
+    epsilon: f64,
+}
+
+impl std::fmt::Debug for NormSaved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NormSaved")
+            .field("channels", &self.gamma.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Backward<Flex, 3> for BatchNormBackward {
+    type State = NormSaved;
+
+    fn backward(self, ops: Ops<NormSaved, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_gamma, node_beta] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let saved = ops.state;
+        let dims = norm_dims(&saved.x);
+        let shape = saved.x.layout().shape().to_vec();
+        let (dx, dgamma, dbeta) = norm_kernels::train_backward(
+            values(&saved.x),
+            values(&contiguous(&grad)),
+            dims,
+            &saved.gamma,
+            &saved.mean,
+            &saved.variance,
+            saved.epsilon,
+        );
+        if let Some(node) = node_x {
+            grads.register::<Flex>(node.id, tensor(dx, &shape));
+        }
+        if let Some(node) = node_gamma {
+            grads.register::<Flex>(node.id, tensor(dgamma, &[dims.1]));
+        }
+        if let Some(node) = node_beta {
+            grads.register::<Flex>(node.id, tensor(dbeta, &[dims.1]));
+        }
+    }
+}
+
 impl<C: CheckpointStrategy> FusedConvBackend for Autodiff<Flex, C> {
+    fn fused_batch_norm_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        match BatchNormBackward
+            .prepare::<C>([x.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let input = contiguous(x.primitive());
+                let gamma_values = values(&contiguous(gamma.primitive())).to_vec();
+                let (output, mean, variance) = Flex::fused_batch_norm_train(
+                    input.clone(),
+                    gamma.primitive().clone(),
+                    beta.primitive().clone(),
+                    epsilon,
+                );
+                let saved = NormSaved {
+                    x: input,
+                    gamma: gamma_values,
+                    mean: values(&mean).to_vec(),
+                    variance: values(&variance).to_vec(),
+                    epsilon,
+                };
+                (
+                    prep.finish(saved, output),
+                    <Self as AutodiffBackend>::from_inner(mean),
+                    <Self as AutodiffBackend>::from_inner(variance),
+                )
+            }
+            OpsKind::UnTracked(prep) => {
+                let (output, mean, variance) = Flex::fused_batch_norm_train(
+                    x.into_primitive(),
+                    gamma.into_primitive(),
+                    beta.into_primitive(),
+                    epsilon,
+                );
+                (
+                    prep.finish(output),
+                    <Self as AutodiffBackend>::from_inner(mean),
+                    <Self as AutodiffBackend>::from_inner(variance),
+                )
+            }
+        }
+    }
+
+    fn fused_batch_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        variance: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        // With autodiff, burn's composed (differentiable) version.
+        <Self as ModuleOps<Self>>::batch_norm(x, gamma, beta, mean, variance, epsilon)
+    }
+
     fn conv3d_relu_max_pool3d(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,

@@ -33,6 +33,7 @@ pub mod explain;
 pub mod fused_conv;
 pub mod fuzzing;
 pub mod input;
+pub mod norm_kernels;
 pub mod onnx;
 pub mod ops;
 pub mod pytorch;

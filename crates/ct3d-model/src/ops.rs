@@ -15,6 +15,8 @@ use burn::tensor::module::{conv3d as conv3d_burn, max_pool2d};
 use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
 use burn::tensor::{Device, Tensor};
 
+use burn::nn::BatchNorm;
+
 use crate::cpu_backend::FusedConvBackend;
 
 /// One convolution block's first half: `max_pool3d_2(relu(conv3d_valid(x, kernel, bias)))`.
@@ -40,6 +42,54 @@ pub fn conv3d_relu_max_pool3d(input: Tensor<5>, kernel: Tensor<5>, bias: Tensor<
         return Tensor::from_dispatch(output);
     }
     conv3d_relu_max_pool3d_composed(input, kernel, bias)
+}
+
+/// burn's `BatchNorm::forward` for a `[batch, channels, x, y, z]` activation; on the CPU
+/// (`flex`) with ct3d's batch-norm kernels ([`crate::norm_kernels`]): training mode (autodiff
+/// device, layer not frozen) normalizes with the batch's statistics and updates the running
+/// averages exactly as burn does; inference (no autodiff) uses the running statistics. Other
+/// devices, and a frozen layer on an autodiff CPU device, run burn's own layer.
+pub fn batch_norm(norm: &BatchNorm, x: Tensor<5>) -> Tensor<5> {
+    let device = x.device();
+    if !(FUSED_CPU_KERNELS.load(Ordering::Relaxed) && is_flex(&device)) {
+        return norm.forward(x);
+    }
+    if device.is_autodiff() && norm.training.is_enabled() {
+        let (output, mean, variance) = <Dispatch as FusedConvBackend>::fused_batch_norm_train(
+            x.into_dispatch(),
+            norm.gamma.val().into_dispatch(),
+            norm.beta.val().into_dispatch(),
+            norm.epsilon,
+        );
+        let (mean, variance) = (
+            Tensor::<1>::from_dispatch(mean),
+            Tensor::<1>::from_dispatch(variance),
+        );
+        // As burn's `BatchNorm::forward_train`.
+        let running_mean = norm.running_mean.value_sync().to_device(&device);
+        let running_var = norm.running_var.value_sync().to_device(&device);
+        let running_mean = running_mean
+            .mul_scalar(1.0 - norm.momentum)
+            .add(mean.detach().mul_scalar(norm.momentum));
+        let running_var = running_var
+            .mul_scalar(1.0 - norm.momentum)
+            .add(variance.detach().mul_scalar(norm.momentum));
+        norm.running_mean.update(running_mean.detach());
+        norm.running_var.update(running_var.detach());
+        return Tensor::from_dispatch(output);
+    }
+    if device.is_autodiff() {
+        return norm.forward(x);
+    }
+    let output = <Dispatch as FusedConvBackend>::fused_batch_norm(
+        x.into_dispatch(),
+        norm.gamma.val().into_dispatch(),
+        norm.beta.val().into_dispatch(),
+        norm.running_mean.value().to_device(&device).into_dispatch(),
+        norm.running_var.value().to_device(&device).into_dispatch(),
+        norm.epsilon,
+    );
+    Tensor::from_dispatch(output)
 }
 
 /// [`conv3d_relu_max_pool3d`] from burn's generic ops on any device (the GPU path, and the

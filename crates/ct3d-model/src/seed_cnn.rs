@@ -401,7 +401,7 @@ impl ConvBlock {
         // relu(conv) → [batch, filters, x − 2, y − 2, z − 2], pooled to
         // [batch, filters, (x − 2) / 2, (y − 2) / 2, (z − 2) / 2]
         let x = ops::conv3d_relu_max_pool3d(input, self.conv.weight.val(), self.conv.bias.val());
-        self.norm.forward(x) // same shape
+        ops::batch_norm(&self.norm, x) // same shape
     }
 }
 

@@ -1,0 +1,261 @@
+//! Batch normalization kernels on channels-first `f32` data (`[batch, channels, positions]`):
+//! training forward with the batch's statistics, its backward pass, and inference with given
+//! statistics, each in one or two passes over the data, parallel over channels.
+//!
+//! # Why
+//! burn's generic batch norm (what `flex` runs) transposes the activation to `[channels, …]`
+//! twice per pass and runs about five element-wise passes forward and ten backward, each
+//! allocating a full-size tensor; on the seed's first block (63 MB per batch of two) that was a
+//! quarter of a CPU training step, most of it in page faults (`perf`). Here the statistics are
+//! accumulated in `f64` per channel (in a fixed order: results do not depend on the thread
+//! count), then one pass writes the output.
+//!
+//! Formulas (as burn's `batch_norm_train`, biased variance): `x̂ = (x − μ) / √(σ² + ε)`,
+//! `y = γ·x̂ + β`; backward `dβ = Σ dy`, `dγ = Σ dy·x̂`,
+//! `dx = γ/√(σ² + ε) · (dy − dβ/N − x̂·dγ/N)` with `N = batch · positions`.
+
+use rayon::prelude::*;
+
+/// The runs of one channel: `batch` slices of `positions` values.
+fn channel_runs<T>(data: &mut [T], channels: usize, positions: usize) -> Vec<Vec<&mut [T]>> {
+    let mut runs: Vec<Vec<&mut [T]>> = (0..channels).map(|_| Vec::new()).collect();
+    for (i, run) in data.chunks_mut(positions).enumerate() {
+        runs[i % channels].push(run);
+    }
+    runs
+}
+
+fn check(len: usize, batch: usize, channels: usize, positions: usize) {
+    assert!(channels > 0 && positions > 0 && batch > 0, "empty batch norm input");
+    assert_eq!(len, batch * channels * positions, "batch norm input length");
+}
+
+/// Training-mode forward pass: returns `(output, mean, biased variance)`; `mean` and variance
+/// are `[channels]`.
+///
+/// - `x`: `[batch, channels, positions]`; `gamma`, `beta`: `[channels]`; `epsilon` > 0.
+pub fn train_forward(
+    x: &[f32],
+    (batch, channels, positions): (usize, usize, usize),
+    gamma: &[f32],
+    beta: &[f32],
+    epsilon: f64,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    check(x.len(), batch, channels, positions);
+    let count = (batch * positions) as f64;
+    let stats: Vec<(f64, f64)> = (0..channels)
+        .into_par_iter()
+        .map(|c| {
+            let runs = || (0..batch).map(move |n| &x[(n * channels + c) * positions..][..positions]);
+            let mean = runs().flatten().map(|&v| v as f64).sum::<f64>() / count;
+            let var = runs()
+                .flatten()
+                .map(|&v| (v as f64 - mean).powi(2))
+                .sum::<f64>()
+                / count;
+            (mean, var)
+        })
+        .collect();
+    let mut output = vec![0.0f32; x.len()];
+    channel_runs(&mut output, channels, positions)
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(c, runs)| {
+            let (mean, var) = stats[c];
+            let scale = (gamma[c] as f64 / (var + epsilon).sqrt()) as f32;
+            let (mean, shift) = (mean as f32, beta[c]);
+            for (n, run) in runs.into_iter().enumerate() {
+                let src = &x[(n * channels + c) * positions..][..positions];
+                // Centred first: `v·scale + (β − μ·scale)` would cancel digits when |μ| ≫ σ.
+                for (o, &v) in run.iter_mut().zip(src) {
+                    *o = (v - mean) * scale + shift;
+                }
+            }
+        });
+    let mean = stats.iter().map(|s| s.0 as f32).collect();
+    let var = stats.iter().map(|s| s.1 as f32).collect();
+    (output, mean, var)
+}
+
+/// Gradients of [`train_forward`]: `(dx, dgamma, dbeta)` from the output gradient `dy` and the
+/// statistics it returned.
+#[allow(clippy::too_many_arguments)]
+pub fn train_backward(
+    x: &[f32],
+    dy: &[f32],
+    (batch, channels, positions): (usize, usize, usize),
+    gamma: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    epsilon: f64,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    check(x.len(), batch, channels, positions);
+    assert_eq!(dy.len(), x.len(), "batch norm gradient length");
+    let count = (batch * positions) as f64;
+    let inv_std: Vec<f64> = var.iter().map(|&v| 1.0 / (v as f64 + epsilon).sqrt()).collect();
+    let sums: Vec<(f64, f64)> = (0..channels)
+        .into_par_iter()
+        .map(|c| {
+            let (mut sum_dy, mut sum_dy_xhat) = (0.0f64, 0.0f64);
+            let m = mean[c] as f64;
+            for n in 0..batch {
+                let at = (n * channels + c) * positions;
+                for (&v, &g) in x[at..at + positions].iter().zip(&dy[at..at + positions]) {
+                    sum_dy += g as f64;
+                    sum_dy_xhat += g as f64 * (v as f64 - m);
+                }
+            }
+            (sum_dy, sum_dy_xhat * inv_std[c])
+        })
+        .collect();
+    let mut dx = vec![0.0f32; x.len()];
+    channel_runs(&mut dx, channels, positions)
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(c, runs)| {
+            let (sum_dy, sum_dy_xhat) = sums[c];
+            let k = gamma[c] as f64 * inv_std[c];
+            // dx = k·dy − k·dβ/N − k·x̂·dγ/N with x̂ = (x − μ)·inv_std, centred first.
+            let a = k as f32;
+            let b = (k * sum_dy_xhat * inv_std[c] / count) as f32;
+            let d = (-k * sum_dy / count) as f32;
+            let m = mean[c];
+            for (n, run) in runs.into_iter().enumerate() {
+                let at = (n * channels + c) * positions;
+                let (xs, gs) = (&x[at..at + positions], &dy[at..at + positions]);
+                for ((o, &v), &g) in run.iter_mut().zip(xs).zip(gs) {
+                    *o = a * g - b * (v - m) + d;
+                }
+            }
+        });
+    let dgamma = sums.iter().map(|s| s.1 as f32).collect();
+    let dbeta = sums.iter().map(|s| s.0 as f32).collect();
+    (dx, dgamma, dbeta)
+}
+
+/// Inference with given statistics: `y = γ·(x − mean)/√(var + ε) + β`, one pass.
+pub fn inference(
+    x: &[f32],
+    (batch, channels, positions): (usize, usize, usize),
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    epsilon: f64,
+) -> Vec<f32> {
+    check(x.len(), batch, channels, positions);
+    let mut output = vec![0.0f32; x.len()];
+    output
+        .par_chunks_mut(positions)
+        .zip(x.par_chunks(positions))
+        .enumerate()
+        .for_each(|(i, (out, src))| {
+            let c = i % channels;
+            let scale = (gamma[c] as f64 / (var[c] as f64 + epsilon).sqrt()) as f32;
+            let (m, shift) = (mean[c], beta[c]);
+            for (o, &v) in out.iter_mut().zip(src) {
+                *o = (v - m) * scale + shift;
+            }
+        });
+    output
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Values in [−3, 7) from an xorshift stream per seed (independent streams, so the output
+    /// gradient is not an affine function of the input, whose input gradient would vanish).
+    fn data(len: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 40) as f32 / (1u64 << 24) as f32 * 10.0 - 3.0
+            })
+            .collect()
+    }
+
+    /// f64 reference of the forward pass and of the gradients of `Σ y·dy`.
+    #[allow(clippy::type_complexity)]
+    fn reference(
+        x: &[f32],
+        dy: &[f32],
+        (b, c_n, p): (usize, usize, usize),
+        gamma: &[f32],
+        beta: &[f32],
+        eps: f64,
+    ) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
+        let n = (b * p) as f64;
+        let (mut y, mut dx) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+        let (mut dg, mut db) = (vec![0.0; c_n], vec![0.0; c_n]);
+        for c in 0..c_n {
+            let idx: Vec<usize> = (0..b)
+                .flat_map(|k| ((k * c_n + c) * p..(k * c_n + c + 1) * p).collect::<Vec<_>>())
+                .collect();
+            let mean = idx.iter().map(|&i| x[i] as f64).sum::<f64>() / n;
+            let var = idx.iter().map(|&i| (x[i] as f64 - mean).powi(2)).sum::<f64>() / n;
+            let inv = 1.0 / (var + eps).sqrt();
+            for &i in &idx {
+                let xhat = (x[i] as f64 - mean) * inv;
+                y[i] = gamma[c] as f64 * xhat + beta[c] as f64;
+                db[c] += dy[i] as f64;
+                dg[c] += dy[i] as f64 * xhat;
+            }
+            for &i in &idx {
+                let xhat = (x[i] as f64 - mean) * inv;
+                dx[i] = gamma[c] as f64 * inv * (dy[i] as f64 - db[c] / n - xhat * dg[c] / n);
+            }
+        }
+        (y, dx, dg, db, vec![])
+    }
+
+    fn close(name: &str, got: &[f32], want: &[f64]) {
+        let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let worst = got
+            .iter()
+            .zip(want)
+            .fold(0.0f64, |m, (&a, &b)| m.max((a as f64 - b).abs()));
+        assert!(worst <= 1e-5 * scale, "{name}: worst {worst}, scale {scale}");
+    }
+
+    #[test]
+    fn kernels_match_f64_reference() {
+        let dims = (2, 3, 37);
+        let x = data(2 * 3 * 37, 1);
+        let dy = data(2 * 3 * 37, 2);
+        let (gamma, beta) = (vec![0.5, -1.5, 2.0], vec![0.1, 0.0, -0.3]);
+        let (y_ref, dx_ref, dg_ref, db_ref, _) = reference(&x, &dy, dims, &gamma, &beta, 1e-3);
+        let (y, mean, var) = train_forward(&x, dims, &gamma, &beta, 1e-3);
+        close("output", &y, &y_ref);
+        let (dx, dg, db) = train_backward(&x, &dy, dims, &gamma, &mean, &var, 1e-3);
+        close("dx", &dx, &dx_ref);
+        close("dgamma", &dg, &dg_ref);
+        close("dbeta", &db, &db_ref);
+        // Inference with the batch's own statistics is the training output.
+        let y_inf = inference(&x, dims, &gamma, &beta, &mean, &var, 1e-3);
+        close("inference", &y_inf, &y_ref);
+    }
+
+    #[test]
+    fn results_do_not_depend_on_thread_count() {
+        let dims = (2, 5, 1000);
+        let x = data(10_000, 3);
+        let dy = data(10_000, 4);
+        let (gamma, beta) = (vec![1.0; 5], vec![0.0; 5]);
+        let run = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| {
+                    let (y, m, v) = train_forward(&x, dims, &gamma, &beta, 1e-3);
+                    let grads = train_backward(&x, &dy, dims, &gamma, &m, &v, 1e-3);
+                    (y, m, v, grads)
+                })
+        };
+        assert!(run(1) == run(3));
+    }
+}
