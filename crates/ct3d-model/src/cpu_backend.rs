@@ -17,8 +17,8 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
-use burn::backend::tensor::FloatTensor;
 use burn::backend::ops::ModuleOps;
+use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, AutodiffBackend, Backend, Flex, backend_extension};
 use burn::tensor::TensorData;
 
@@ -99,6 +99,42 @@ fn tensor(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape.to_vec()))
 }
 
+/// A tensor of logical shape `[batch, channels, s…]` whose memory is channels-last
+/// (`[batch, s…, channels]`): a permuted view, no copy. The fused blocks and the batch norm
+/// produce and consume this layout, so activations cross the boundary between them without the
+/// two transposes per block that channels-first tensors cost (≈ a tenth of a CPU step).
+fn channels_last_tensor(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
+    let rank = shape.len();
+    let mut stored: Vec<usize> = vec![shape[0]];
+    stored.extend_from_slice(&shape[2..]);
+    stored.push(shape[1]);
+    let mut axes = vec![0, rank - 1];
+    axes.extend(1..rank - 1);
+    tensor(values, &stored).permute(&axes)
+}
+
+/// The channels-last values of a tensor made by [`channels_last_tensor`] (the whole buffer,
+/// no offset), or `None` for any other layout.
+fn channels_last_values(tensor: &FlexTensor) -> Option<&[f32]> {
+    let layout = tensor.layout();
+    let shape = layout.shape().to_vec();
+    if shape.len() < 3 || layout.start_offset() != 0 {
+        return None;
+    }
+    let channels = shape[1];
+    let mut expected = vec![0isize; shape.len()];
+    expected[1] = 1;
+    let mut stride = channels;
+    for axis in (2..shape.len()).rev() {
+        expected[axis] = stride as isize;
+        stride *= shape[axis];
+    }
+    expected[0] = stride as isize;
+    let storage = tensor.storage::<f32>();
+    (layout.strides() == expected.as_slice() && storage.len() == stride * shape[0])
+        .then_some(storage)
+}
+
 /// The operands of one call, converted for the kernels.
 struct Operands {
     shape: FusedConvShape,
@@ -129,13 +165,27 @@ impl Operands {
             "fused convolution: input {:?} too small",
             x.layout().shape()
         );
-        let input = fused_conv::to_channels_last(
-            values(&contiguous(x)),
-            batch,
-            in_channels,
-            shape.input_positions(),
-            shape.input_tail(),
-        );
+        let input = match channels_last_values(x) {
+            // Already channels-last (the previous block's output): only the zero tail to add.
+            Some(last) => {
+                let volume = shape.input_positions() * in_channels;
+                let mut input = vec![0.0f32; batch * shape.input_stride()];
+                for (dst, src) in input
+                    .chunks_mut(shape.input_stride())
+                    .zip(last.chunks(volume))
+                {
+                    dst[..volume].copy_from_slice(src);
+                }
+                input
+            }
+            None => fused_conv::to_channels_last(
+                values(&contiguous(x)),
+                batch,
+                in_channels,
+                shape.input_positions(),
+                shape.input_tail(),
+            ),
+        };
         Self {
             shape,
             input,
@@ -144,13 +194,11 @@ impl Operands {
         }
     }
 
-    /// The pooled output, channels-last from the kernel, as a channels-first tensor.
-    fn output(&self, pooled: &[f32]) -> FlexTensor {
+    /// The pooled output, channels-last from the kernel, as a channels-last tensor.
+    fn output(&self, pooled: Vec<f32>) -> FlexTensor {
         let s = &self.shape;
         let [px, py, pz] = s.pooled();
-        let data =
-            fused_conv::to_channels_first(pooled, s.batch, s.out_channels, s.pooled_positions());
-        tensor(data, &[s.batch, s.out_channels, px, py, pz])
+        channels_last_tensor(pooled, &[s.batch, s.out_channels, px, py, pz])
     }
 }
 
@@ -163,14 +211,24 @@ impl FusedConvBackend for Flex {
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
         let dims = norm_dims(&x);
         let shape = x.layout().shape().to_vec();
+        let (gamma, beta) = (contiguous(&gamma), contiguous(&beta));
+        if let Some(last) = channels_last_values(&x) {
+            let (output, mean, variance) = norm_kernels::train_forward_channels_last(
+                last,
+                dims.1,
+                values(&gamma),
+                values(&beta),
+                epsilon,
+            );
+            return (
+                channels_last_tensor(output, &shape),
+                tensor(mean, &[dims.1]),
+                tensor(variance, &[dims.1]),
+            );
+        }
         let x = contiguous(&x);
-        let (output, mean, variance) = norm_kernels::train_forward(
-            values(&x),
-            dims,
-            values(&contiguous(&gamma)),
-            values(&contiguous(&beta)),
-            epsilon,
-        );
+        let (output, mean, variance) =
+            norm_kernels::train_forward(values(&x), dims, values(&gamma), values(&beta), epsilon);
         (
             tensor(output, &shape),
             tensor(mean, &[dims.1]),
@@ -188,6 +246,18 @@ impl FusedConvBackend for Flex {
     ) -> FlexTensor {
         let dims = norm_dims(&x);
         let shape = x.layout().shape().to_vec();
+        if let Some(last) = channels_last_values(&x) {
+            let output = norm_kernels::inference_channels_last(
+                last,
+                dims.1,
+                values(&contiguous(&gamma)),
+                values(&contiguous(&beta)),
+                values(&contiguous(&mean)),
+                values(&contiguous(&variance)),
+                epsilon,
+            );
+            return channels_last_tensor(output, &shape);
+        }
         let output = norm_kernels::inference(
             values(&contiguous(&x)),
             dims,
@@ -209,7 +279,7 @@ impl FusedConvBackend for Flex {
             &operands.bias,
             false,
         );
-        operands.output(&pooled)
+        operands.output(pooled)
     }
 }
 
@@ -243,26 +313,34 @@ impl Backward<Flex, 3> for FusedConvBackward {
         let grad = grads.consume::<Flex>(&ops.node);
         let saved = ops.state;
         let s = saved.shape;
-        let grad_pooled = fused_conv::to_channels_last(
-            values(&contiguous(&grad)),
-            s.batch,
-            s.out_channels,
-            s.pooled_positions(),
-            0,
-        );
+        let converted;
+        let grad_pooled = match channels_last_values(&grad) {
+            Some(last) => last,
+            None => {
+                converted = fused_conv::to_channels_last(
+                    values(&contiguous(&grad)),
+                    s.batch,
+                    s.out_channels,
+                    s.pooled_positions(),
+                    0,
+                );
+                &converted
+            }
+        };
         let gradients = fused_conv::backward(
             &s,
             &saved.input,
             &saved.weights,
             &saved.argmax,
-            &grad_pooled,
+            grad_pooled,
             node_x.is_some(),
         );
         if let (Some(node), Some(input)) = (node_x, gradients.input) {
-            let data =
-                fused_conv::to_channels_first(&input, s.batch, s.in_channels, s.input_positions());
             let [sx, sy, sz] = s.input;
-            grads.register::<Flex>(node.id, tensor(data, &[s.batch, s.in_channels, sx, sy, sz]));
+            grads.register::<Flex>(
+                node.id,
+                channels_last_tensor(input, &[s.batch, s.in_channels, sx, sy, sz]),
+            );
         }
         if let Some(node) = node_weight {
             let data = fused_conv::unpack_weight_gradient(
@@ -314,17 +392,55 @@ impl Backward<Flex, 3> for BatchNormBackward {
         let saved = ops.state;
         let dims = norm_dims(&saved.x);
         let shape = saved.x.layout().shape().to_vec();
-        let (dx, dgamma, dbeta) = norm_kernels::train_backward(
-            values(&saved.x),
-            values(&contiguous(&grad)),
-            dims,
-            &saved.gamma,
-            &saved.mean,
-            &saved.variance,
-            saved.epsilon,
-        );
+        let (dx, dgamma, dbeta, last) = match channels_last_values(&saved.x) {
+            Some(x) => {
+                // The gradient in the input's layout (it usually is: the next block's input
+                // gradient; the last block's comes channels-first from the pooling head).
+                let converted;
+                let dy = match channels_last_values(&grad) {
+                    Some(dy) => dy,
+                    None => {
+                        converted = fused_conv::to_channels_last(
+                            values(&contiguous(&grad)),
+                            dims.0,
+                            dims.1,
+                            dims.2,
+                            0,
+                        );
+                        &converted
+                    }
+                };
+                let (dx, dg, db) = norm_kernels::train_backward_channels_last(
+                    x,
+                    dy,
+                    dims.1,
+                    &saved.gamma,
+                    &saved.mean,
+                    &saved.variance,
+                    saved.epsilon,
+                );
+                (dx, dg, db, true)
+            }
+            None => {
+                let (dx, dg, db) = norm_kernels::train_backward(
+                    values(&saved.x),
+                    values(&contiguous(&grad)),
+                    dims,
+                    &saved.gamma,
+                    &saved.mean,
+                    &saved.variance,
+                    saved.epsilon,
+                );
+                (dx, dg, db, false)
+            }
+        };
         if let Some(node) = node_x {
-            grads.register::<Flex>(node.id, tensor(dx, &shape));
+            let dx = if last {
+                channels_last_tensor(dx, &shape)
+            } else {
+                tensor(dx, &shape)
+            };
+            grads.register::<Flex>(node.id, dx);
         }
         if let Some(node) = node_gamma {
             grads.register::<Flex>(node.id, tensor(dgamma, &[dims.1]));
@@ -348,7 +464,11 @@ impl<C: CheckpointStrategy> FusedConvBackend for Autodiff<Flex, C> {
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let input = contiguous(x.primitive());
+                let input = if channels_last_values(x.primitive()).is_some() {
+                    x.primitive().clone()
+                } else {
+                    contiguous(x.primitive())
+                };
                 let gamma_values = values(&contiguous(gamma.primitive())).to_vec();
                 let (output, mean, variance) = Flex::fused_batch_norm_train(
                     input.clone(),
@@ -416,7 +536,7 @@ impl<C: CheckpointStrategy> FusedConvBackend for Autodiff<Flex, C> {
                     &operands.bias,
                     true,
                 );
-                let output = operands.output(&pooled);
+                let output = operands.output(pooled);
                 let saved = Saved {
                     shape: operands.shape,
                     input: Arc::new(operands.input),

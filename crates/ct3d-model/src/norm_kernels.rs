@@ -26,7 +26,10 @@ fn channel_runs<T>(data: &mut [T], channels: usize, positions: usize) -> Vec<Vec
 }
 
 fn check(len: usize, batch: usize, channels: usize, positions: usize) {
-    assert!(channels > 0 && positions > 0 && batch > 0, "empty batch norm input");
+    assert!(
+        channels > 0 && positions > 0 && batch > 0,
+        "empty batch norm input"
+    );
     assert_eq!(len, batch * channels * positions, "batch norm input length");
 }
 
@@ -46,7 +49,8 @@ pub fn train_forward(
     let stats: Vec<(f64, f64)> = (0..channels)
         .into_par_iter()
         .map(|c| {
-            let runs = || (0..batch).map(move |n| &x[(n * channels + c) * positions..][..positions]);
+            let runs =
+                || (0..batch).map(move |n| &x[(n * channels + c) * positions..][..positions]);
             let mean = runs().flatten().map(|&v| v as f64).sum::<f64>() / count;
             let var = runs()
                 .flatten()
@@ -92,7 +96,10 @@ pub fn train_backward(
     check(x.len(), batch, channels, positions);
     assert_eq!(dy.len(), x.len(), "batch norm gradient length");
     let count = (batch * positions) as f64;
-    let inv_std: Vec<f64> = var.iter().map(|&v| 1.0 / (v as f64 + epsilon).sqrt()).collect();
+    let inv_std: Vec<f64> = var
+        .iter()
+        .map(|&v| 1.0 / (v as f64 + epsilon).sqrt())
+        .collect();
     let sums: Vec<(f64, f64)> = (0..channels)
         .into_par_iter()
         .map(|c| {
@@ -160,6 +167,190 @@ pub fn inference(
     output
 }
 
+/// Rows (positions × batch) per partial sum of the channels-last kernels: a fixed split, so
+/// the order of the additions, and hence the result, does not depend on the thread count.
+const ROW_CHUNK: usize = 2048;
+
+/// Per-channel `f64` sums of `f(row)` over all rows of a `[rows, channels]` buffer, chunked
+/// and combined in a fixed order.
+fn channel_sums(
+    rows: usize,
+    channels: usize,
+    terms: usize,
+    f: impl Fn(usize, &mut [f64]) + Sync,
+) -> Vec<f64> {
+    let partials: Vec<Vec<f64>> = (0..rows.div_ceil(ROW_CHUNK))
+        .into_par_iter()
+        .map(|chunk| {
+            let mut sums = vec![0.0f64; terms * channels];
+            for row in chunk * ROW_CHUNK..((chunk + 1) * ROW_CHUNK).min(rows) {
+                f(row, &mut sums);
+            }
+            sums
+        })
+        .collect();
+    let mut total = vec![0.0f64; terms * channels];
+    for partial in partials {
+        total.iter_mut().zip(&partial).for_each(|(t, p)| *t += p);
+    }
+    total
+}
+
+/// [`train_forward`] for channels-last data, `x`: `[rows, channels]` with `rows = batch ·
+/// positions` (the layout of the fused convolution's output, so no transpose is needed).
+pub fn train_forward_channels_last(
+    x: &[f32],
+    channels: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    epsilon: f64,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    assert!(
+        channels > 0 && !x.is_empty() && x.len() % channels == 0,
+        "batch norm input"
+    );
+    let rows = x.len() / channels;
+    let sums = channel_sums(rows, channels, 1, |r, sums| {
+        for (s, &v) in sums.iter_mut().zip(&x[r * channels..(r + 1) * channels]) {
+            *s += v as f64;
+        }
+    });
+    let mean: Vec<f64> = sums.iter().map(|s| s / rows as f64).collect();
+    let squares = channel_sums(rows, channels, 1, |r, sums| {
+        let row = &x[r * channels..(r + 1) * channels];
+        for ((s, &v), &m) in sums.iter_mut().zip(row).zip(&mean) {
+            *s += (v as f64 - m).powi(2);
+        }
+    });
+    let var: Vec<f64> = squares.iter().map(|s| s / rows as f64).collect();
+    let scale: Vec<f32> = (0..channels)
+        .map(|c| (gamma[c] as f64 / (var[c] + epsilon).sqrt()) as f32)
+        .collect();
+    let mean32: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
+    let mut output = vec![0.0f32; x.len()];
+    output
+        .par_chunks_mut(ROW_CHUNK * channels)
+        .zip(x.par_chunks(ROW_CHUNK * channels))
+        .for_each(|(out, src)| {
+            for (o_row, x_row) in out
+                .chunks_exact_mut(channels)
+                .zip(src.chunks_exact(channels))
+            {
+                for c in 0..channels {
+                    o_row[c] = (x_row[c] - mean32[c]) * scale[c] + beta[c];
+                }
+            }
+        });
+    (output, mean32, var.iter().map(|&v| v as f32).collect())
+}
+
+/// [`train_backward`] for channels-last `x` and `dy` (`[rows, channels]`).
+#[allow(clippy::too_many_arguments)]
+pub fn train_backward_channels_last(
+    x: &[f32],
+    dy: &[f32],
+    channels: usize,
+    gamma: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    epsilon: f64,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    assert!(
+        channels > 0 && !x.is_empty() && x.len() % channels == 0,
+        "batch norm input"
+    );
+    assert_eq!(dy.len(), x.len(), "batch norm gradient length");
+    let rows = x.len() / channels;
+    let count = rows as f64;
+    let inv_std: Vec<f64> = var
+        .iter()
+        .map(|&v| 1.0 / (v as f64 + epsilon).sqrt())
+        .collect();
+    // sums[0..C]: Σ dy; sums[C..2C]: Σ dy·(x − μ).
+    let sums = channel_sums(rows, channels, 2, |r, sums| {
+        let (xs, gs) = (
+            &x[r * channels..(r + 1) * channels],
+            &dy[r * channels..(r + 1) * channels],
+        );
+        let (sum_dy, sum_dy_x) = sums.split_at_mut(channels);
+        for c in 0..channels {
+            sum_dy[c] += gs[c] as f64;
+            sum_dy_x[c] += gs[c] as f64 * (xs[c] as f64 - mean[c] as f64);
+        }
+    });
+    let dbeta: Vec<f64> = sums[..channels].to_vec();
+    let dgamma: Vec<f64> = (0..channels)
+        .map(|c| sums[channels + c] * inv_std[c])
+        .collect();
+    let (mut a, mut b, mut d) = (
+        vec![0.0f32; channels],
+        vec![0.0f32; channels],
+        vec![0.0f32; channels],
+    );
+    for c in 0..channels {
+        let k = gamma[c] as f64 * inv_std[c];
+        a[c] = k as f32;
+        b[c] = (k * dgamma[c] * inv_std[c] / count) as f32;
+        d[c] = (-k * dbeta[c] / count) as f32;
+    }
+    let mut dx = vec![0.0f32; x.len()];
+    dx.par_chunks_mut(ROW_CHUNK * channels)
+        .zip(
+            x.par_chunks(ROW_CHUNK * channels)
+                .zip(dy.par_chunks(ROW_CHUNK * channels)),
+        )
+        .for_each(|(out, (xs, gs))| {
+            for ((o, xr), gr) in out
+                .chunks_exact_mut(channels)
+                .zip(xs.chunks_exact(channels))
+                .zip(gs.chunks_exact(channels))
+            {
+                for c in 0..channels {
+                    o[c] = a[c] * gr[c] - b[c] * (xr[c] - mean[c]) + d[c];
+                }
+            }
+        });
+    (
+        dx,
+        dgamma.iter().map(|&v| v as f32).collect(),
+        dbeta.iter().map(|&v| v as f32).collect(),
+    )
+}
+
+/// [`inference`] for channels-last `x` (`[rows, channels]`).
+pub fn inference_channels_last(
+    x: &[f32],
+    channels: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    epsilon: f64,
+) -> Vec<f32> {
+    assert!(
+        channels > 0 && !x.is_empty() && x.len() % channels == 0,
+        "batch norm input"
+    );
+    let scale: Vec<f32> = (0..channels)
+        .map(|c| (gamma[c] as f64 / (var[c] as f64 + epsilon).sqrt()) as f32)
+        .collect();
+    let mut output = vec![0.0f32; x.len()];
+    output
+        .par_chunks_mut(ROW_CHUNK * channels)
+        .zip(x.par_chunks(ROW_CHUNK * channels))
+        .for_each(|(out, src)| {
+            for (o_row, x_row) in out
+                .chunks_exact_mut(channels)
+                .zip(src.chunks_exact(channels))
+            {
+                for c in 0..channels {
+                    o_row[c] = (x_row[c] - mean[c]) * scale[c] + beta[c];
+                }
+            }
+        });
+    output
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,7 +387,11 @@ mod tests {
                 .flat_map(|k| ((k * c_n + c) * p..(k * c_n + c + 1) * p).collect::<Vec<_>>())
                 .collect();
             let mean = idx.iter().map(|&i| x[i] as f64).sum::<f64>() / n;
-            let var = idx.iter().map(|&i| (x[i] as f64 - mean).powi(2)).sum::<f64>() / n;
+            let var = idx
+                .iter()
+                .map(|&i| (x[i] as f64 - mean).powi(2))
+                .sum::<f64>()
+                / n;
             let inv = 1.0 / (var + eps).sqrt();
             for &i in &idx {
                 let xhat = (x[i] as f64 - mean) * inv;
@@ -218,7 +413,10 @@ mod tests {
             .iter()
             .zip(want)
             .fold(0.0f64, |m, (&a, &b)| m.max((a as f64 - b).abs()));
-        assert!(worst <= 1e-5 * scale, "{name}: worst {worst}, scale {scale}");
+        assert!(
+            worst <= 1e-5 * scale,
+            "{name}: worst {worst}, scale {scale}"
+        );
     }
 
     #[test]
@@ -239,6 +437,46 @@ mod tests {
         close("inference", &y_inf, &y_ref);
     }
 
+    /// `[batch, channels, positions]` → `[batch, positions, channels]`.
+    fn to_last(x: &[f32], (b, c_n, p): (usize, usize, usize)) -> Vec<f32> {
+        let mut out = vec![0.0; x.len()];
+        for n in 0..b {
+            for c in 0..c_n {
+                for i in 0..p {
+                    out[(n * p + i) * c_n + c] = x[(n * c_n + c) * p + i];
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn channels_last_kernels_match_channels_first() {
+        // More rows than one chunk, so the partial sums are combined.
+        let dims = (2, 3, 2500);
+        let x = data(2 * 3 * 2500, 5);
+        let dy = data(2 * 3 * 2500, 6);
+        let (gamma, beta) = (vec![0.5, -1.5, 2.0], vec![0.1, 0.0, -0.3]);
+        let (y_ref, dx_ref, dg_ref, db_ref, _) = reference(&x, &dy, dims, &gamma, &beta, 1e-3);
+        let (xl, dyl) = (to_last(&x, dims), to_last(&dy, dims));
+        let (y, mean, var) = train_forward_channels_last(&xl, 3, &gamma, &beta, 1e-3);
+        close("output", &y, &to_last_f64(&y_ref, dims));
+        let (dx, dg, db) = train_backward_channels_last(&xl, &dyl, 3, &gamma, &mean, &var, 1e-3);
+        close("dx", &dx, &to_last_f64(&dx_ref, dims));
+        close("dgamma", &dg, &dg_ref);
+        close("dbeta", &db, &db_ref);
+        let y_inf = inference_channels_last(&xl, 3, &gamma, &beta, &mean, &var, 1e-3);
+        close("inference", &y_inf, &to_last_f64(&y_ref, dims));
+    }
+
+    fn to_last_f64(x: &[f64], dims: (usize, usize, usize)) -> Vec<f64> {
+        let as32: Vec<f32> = (0..x.len()).map(|i| i as f32).collect();
+        to_last(&as32, dims)
+            .iter()
+            .map(|&i| x[i as usize])
+            .collect()
+    }
+
     #[test]
     fn results_do_not_depend_on_thread_count() {
         let dims = (2, 5, 1000);
@@ -253,7 +491,9 @@ mod tests {
                 .install(|| {
                     let (y, m, v) = train_forward(&x, dims, &gamma, &beta, 1e-3);
                     let grads = train_backward(&x, &dy, dims, &gamma, &m, &v, 1e-3);
-                    (y, m, v, grads)
+                    let (yl, ml, vl) = train_forward_channels_last(&x, 5, &gamma, &beta, 1e-3);
+                    let gl = train_backward_channels_last(&x, &dy, 5, &gamma, &ml, &vl, 1e-3);
+                    (y, m, v, grads, yl, ml, vl, gl)
                 })
         };
         assert!(run(1) == run(3));

@@ -36,6 +36,11 @@ fn fused_block_matches_burn_ops_forward_and_gradients() {
         (2, 1, 8, [12, 11, 10]),
         (1, 5, 7, [9, 8, 13]),
         (2, 3, 70, [6, 7, 6]),
+        // Shapes the AVX-512 kernels take where the CPU has them: the one-channel kernel,
+        // then Winograd (odd and even sizes).
+        (2, 1, 16, [12, 11, 10]),
+        (1, 16, 32, [9, 8, 13]),
+        (2, 32, 16, [8, 10, 7]),
     ] {
         let x_shape = [batch, channels, size[0], size[1], size[2]];
         let x_values = pseudo_random(11, x_shape.iter().product());
