@@ -346,7 +346,7 @@ fn input_gradient(shape: &FusedConvShape, weights: &PackedWeights, dz: &ConvGrad
                     let first = (front + p0 - shape.shift(kx, ky) - (KERNEL - 1)) * f_n;
                     let last = first + (rows - 1) * f_n + KERNEL * f_n;
                     assert!(last <= dz.len());
-                    let w = &weights.backward[(kx * KERNEL + ky) * KERNEL * f_n * c_n..];
+                    let w = &weights.backward()[(kx * KERNEL + ky) * KERNEL * f_n * c_n..];
                     // SAFETY: lhs rows stay in dz (checked); w holds 3F × C values; out
                     // holds rows × C.
                     unsafe {

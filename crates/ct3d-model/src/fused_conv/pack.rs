@@ -12,7 +12,10 @@ use super::{KERNEL, TAPS};
 #[derive(Clone, Debug)]
 pub struct PackedWeights {
     pub(super) forward: Vec<f32>,
-    pub(super) backward: Vec<f32>,
+    /// Built on first use: only the general kernels' input gradient reads it.
+    backward: std::sync::OnceLock<Vec<f32>>,
+    in_channels: usize,
+    out_channels: usize,
 }
 
 impl PackedWeights {
@@ -21,19 +24,38 @@ impl PackedWeights {
         let (c_n, f_n) = (in_channels, out_channels);
         assert_eq!(weights.len(), f_n * c_n * TAPS, "weights length");
         let mut forward = vec![0.0; weights.len()];
-        let mut backward = vec![0.0; weights.len()];
         for f in 0..f_n {
             for c in 0..c_n {
                 for tap in 0..TAPS {
-                    let value = weights[(f * c_n + c) * TAPS + tap];
-                    forward[(tap * c_n + c) * f_n + f] = value;
-                    let (kxy, kz) = (tap / KERNEL, tap % KERNEL);
-                    let j = KERNEL - 1 - kz;
-                    backward[((kxy * KERNEL + j) * f_n + f) * c_n + c] = value;
+                    forward[(tap * c_n + c) * f_n + f] = weights[(f * c_n + c) * TAPS + tap];
                 }
             }
         }
-        Self { forward, backward }
+        Self {
+            forward,
+            backward: std::sync::OnceLock::new(),
+            in_channels,
+            out_channels,
+        }
+    }
+
+    /// The backward packing, built from the forward one on first use.
+    pub(super) fn backward(&self) -> &[f32] {
+        self.backward.get_or_init(|| {
+            let (c_n, f_n) = (self.in_channels, self.out_channels);
+            let mut backward = vec![0.0; self.forward.len()];
+            for tap in 0..TAPS {
+                let (kxy, kz) = (tap / KERNEL, tap % KERNEL);
+                let j = KERNEL - 1 - kz;
+                for c in 0..c_n {
+                    for f in 0..f_n {
+                        backward[((kxy * KERNEL + j) * f_n + f) * c_n + c] =
+                            self.forward[(tap * c_n + c) * f_n + f];
+                    }
+                }
+            }
+            backward
+        })
     }
 }
 

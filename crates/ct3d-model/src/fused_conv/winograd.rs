@@ -601,10 +601,18 @@ mod avx512 {
 }
 
 /// Tiles per block so that the transformed inputs and products (`64 × tiles × (a + b)` floats)
-/// fit [`BLOCK_BYTES`]; a multiple of the kernel's six rows.
+/// fit [`BLOCK_BYTES`]; a multiple of the kernel's six rows, and at least 24: every block reads
+/// all of the transformed weights (`64 × a × b` floats, 8 MB for the seed's last block), which
+/// with fewer tiles cost more than the block's arithmetic (measured on the seed's blocks 3–4).
 fn tiles_per_block(a: usize, b: usize) -> usize {
     let tiles = BLOCK_BYTES / (POINTS * (a + b) * 4);
-    (tiles / 6 * 6).clamp(6, 96)
+    (tiles / 6 * 6).clamp(24, 96)
+}
+
+/// Slabs per unit of parallel work so that a unit has at least one block of tiles (small
+/// layers have fewer tiles per slab than a block).
+fn slabs_per_unit(tiles: usize, per_slab: usize, slabs: usize) -> usize {
+    tiles.div_ceil(per_slab.max(1)).clamp(1, slabs.max(1))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -774,7 +782,7 @@ impl Blocks {
     }
 }
 
-/// One pooled `x` slab of the forward pass: every `(py, pz)` of pooled slab `px`.
+/// Pooled `x` slabs `px0..px0 + slabs` of the forward pass: every `(px, py, pz)` of them.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn forward_slab(
@@ -783,7 +791,7 @@ fn forward_slab(
     volume: &[f32],
     u: &[f32],
     bias: &[f32],
-    px: usize,
+    (px0, slabs): (usize, usize),
     tiles: usize,
     s: &mut Blocks,
     out: &mut [f32],
@@ -792,11 +800,13 @@ fn forward_slab(
     let (c_n, f_n) = (shape.in_channels, shape.out_channels);
     let [_, y_n, z_n] = shape.input;
     let [_, py_n, pz_n] = shape.pooled();
-    let slab = py_n * pz_n;
-    for t0 in (0..slab).step_by(tiles) {
-        let tn = (slab - t0).min(tiles);
+    let per_slab = py_n * pz_n;
+    let total = slabs * per_slab;
+    for t0 in (0..total).step_by(tiles) {
+        let tn = (total - t0).min(tiles);
         for t in 0..tn {
-            let (py, pz) = ((t0 + t) / pz_n, (t0 + t) % pz_n);
+            let (px, rest) = (px0 + (t0 + t) / per_slab, (t0 + t) % per_slab);
+            let (py, pz) = (rest / pz_n, rest % pz_n);
             let origin = ((2 * px) * y_n + 2 * py) * z_n + 2 * pz;
             transform_patch(
                 isa,
@@ -867,13 +877,24 @@ fn forward_slab_avx512(
     volume: &[f32],
     u: &[f32],
     bias: &[f32],
-    px: usize,
+    slabs: (usize, usize),
     tiles: usize,
     s: &mut Blocks,
     out: &mut [f32],
     arg: Option<&mut [u8]>,
 ) {
-    forward_slab(Isa::Avx512, shape, volume, u, bias, px, tiles, s, out, arg);
+    forward_slab(
+        Isa::Avx512,
+        shape,
+        volume,
+        u,
+        bias,
+        slabs,
+        tiles,
+        s,
+        out,
+        arg,
+    );
 }
 
 /// Winograd forward pass; same contract as [`super::forward()`].
@@ -893,37 +914,47 @@ pub(super) fn forward(
     let u = forward_weights(&weights.forward, c_n, f_n);
     let mut output = vec![0.0f32; shape.batch * px_n * slab];
     let mut argmax = keep_argmax.then(|| vec![0u8; output.len()]);
-    let args: Vec<Option<&mut [u8]>> = match argmax.as_mut() {
-        Some(a) => a.chunks_mut(slab).map(Some).collect(),
-        None => (0..shape.batch * px_n).map(|_| None).collect(),
-    };
     let tiles = tiles_per_block(c_n, f_n);
-    output
-        .par_chunks_mut(slab)
-        .zip(args)
-        .enumerate()
-        .for_each_init(
-            || Blocks::new(tiles, c_n, f_n),
-            |s, (unit, (out, arg))| {
-                let (n, px) = (unit / px_n, unit % px_n);
-                let volume = &input[n * shape.input_stride()..(n + 1) * shape.input_stride()];
-                match isa {
-                    #[cfg(target_arch = "x86_64")]
-                    // SAFETY: `Isa::Avx512` is only chosen where the CPU has AVX-512F.
-                    Isa::Avx512 => unsafe {
-                        forward_slab_avx512(shape, volume, &u, bias, px, tiles, s, out, arg)
-                    },
-                    _ => forward_slab(isa, shape, volume, &u, bias, px, tiles, s, out, arg),
-                }
-            },
-        );
+    let group = slabs_per_unit(tiles, py_n * pz_n, px_n);
+    // Units: `group` consecutive slabs of one volume, with their output (and arg-max) rows.
+    let outs = output
+        .chunks_mut(px_n * slab)
+        .flat_map(|volume| volume.chunks_mut(group * slab));
+    let args: Vec<Option<&mut [u8]>> = match argmax.as_mut() {
+        Some(a) => a
+            .chunks_mut(px_n * slab)
+            .flat_map(|volume| volume.chunks_mut(group * slab))
+            .map(Some)
+            .collect(),
+        None => (0..shape.batch * px_n.div_ceil(group))
+            .map(|_| None)
+            .collect(),
+    };
+    let units: Vec<_> = outs.zip(args).enumerate().collect();
+    let per_volume = px_n.div_ceil(group);
+    units.into_par_iter().for_each_init(
+        || Blocks::new(tiles, c_n, f_n),
+        |s, (unit, (out, arg))| {
+            let (n, px0) = (unit / per_volume, unit % per_volume * group);
+            let slabs = (px0, out.len() / slab);
+            let volume = &input[n * shape.input_stride()..(n + 1) * shape.input_stride()];
+            match isa {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `Isa::Avx512` is only chosen where the CPU has AVX-512F.
+                Isa::Avx512 => unsafe {
+                    forward_slab_avx512(shape, volume, &u, bias, slabs, tiles, s, out, arg)
+                },
+                _ => forward_slab(isa, shape, volume, &u, bias, slabs, tiles, s, out, arg),
+            }
+        },
+    );
     (output, argmax)
 }
 
 // ---------------------------------------------------------------------------------------------
 // Input gradient.
 
-/// One `dX` slab (input slices `2a`, `2a + 1`) of volume `n`.
+/// `dX` slabs `a0..a0 + slabs` (input slices `2·a0 ..`) of volume `n`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn input_gradient_slab(
@@ -933,7 +964,7 @@ fn input_gradient_slab(
     argmax: &[u8],
     grad: &[f32],
     n: usize,
-    a: usize,
+    (a0, slabs): (usize, usize),
     tiles: usize,
     s: &mut Blocks,
     out: &mut [f32],
@@ -942,13 +973,15 @@ fn input_gradient_slab(
     let [x_n, y_n, z_n] = shape.input;
     let [px_n, py_n, pz_n] = shape.pooled();
     let (by_n, bz_n) = (y_n.div_ceil(2), z_n.div_ceil(2));
-    let slab = by_n * bz_n;
+    let per_slab = by_n * bz_n;
+    let total = slabs * per_slab;
     let mut lanes = Points::zeroed();
     let lanes = &mut lanes.0;
-    for t0 in (0..slab).step_by(tiles) {
-        let tn = (slab - t0).min(tiles);
+    for t0 in (0..total).step_by(tiles) {
+        let tn = (total - t0).min(tiles);
         for t in 0..tn {
-            let (b, c) = ((t0 + t) / bz_n, (t0 + t) % bz_n);
+            let (a, rest) = (a0 + (t0 + t) / per_slab, (t0 + t) % per_slab);
+            let (b, c) = (rest / bz_n, rest % bz_n);
             // The output-gradient patch: pooling windows a − 1 and a (b − 1, b; c − 1, c),
             // one non-zero per window and channel, where the ReLU passed it.
             for f0 in (0..f_n).step_by(LANES) {
@@ -997,7 +1030,8 @@ fn input_gradient_slab(
             );
         }
         for t in 0..tn {
-            let (b, c) = ((t0 + t) / bz_n, (t0 + t) % bz_n);
+            let (a, rest) = (a0 + (t0 + t) / per_slab, (t0 + t) % per_slab);
+            let (b, c) = (rest / bz_n, rest % bz_n);
             transform_products(isa, &s.m, c_n, t * POINTS * c_n, c_n, |j0, values| {
                 for code in 0..8 {
                     let (dx, dy, dz) = (code >> 2, (code >> 1) & 1, code & 1);
@@ -1005,7 +1039,8 @@ fn input_gradient_slab(
                     if x >= x_n || y >= y_n || z >= z_n {
                         continue;
                     }
-                    let at = ((dx * y_n + y) * z_n + z) * c_n + j0;
+                    let local_x = 2 * (a - a0) + dx;
+                    let at = ((local_x * y_n + y) * z_n + z) * c_n + j0;
                     out[at..at + LANES].copy_from_slice(&values[code]);
                 }
             });
@@ -1022,12 +1057,12 @@ fn input_gradient_slab_avx512(
     argmax: &[u8],
     grad: &[f32],
     n: usize,
-    a: usize,
+    slabs: (usize, usize),
     tiles: usize,
     s: &mut Blocks,
     out: &mut [f32],
 ) {
-    input_gradient_slab(Isa::Avx512, shape, u, argmax, grad, n, a, tiles, s, out);
+    input_gradient_slab(Isa::Avx512, shape, u, argmax, grad, n, slabs, tiles, s, out);
 }
 
 fn input_gradient(
@@ -1042,25 +1077,28 @@ fn input_gradient(
     let u = backward_weights(&weights.forward, c_n, f_n);
     let volume = x_n * y_n * z_n * c_n;
     let mut dx = vec![0.0f32; shape.batch * volume];
-    let units: Vec<(usize, usize, &mut [f32])> = dx
+    let tiles = tiles_per_block(f_n, c_n);
+    let group = slabs_per_unit(tiles, y_n.div_ceil(2) * z_n.div_ceil(2), x_n.div_ceil(2));
+    // Units: `group` consecutive slabs (two input `x` slices each) of one volume.
+    let slice = y_n * z_n * c_n;
+    let units: Vec<(usize, (usize, usize), &mut [f32])> = dx
         .chunks_mut(volume)
         .enumerate()
         .flat_map(|(n, v)| {
-            v.chunks_mut(2 * y_n * z_n * c_n)
+            v.chunks_mut(2 * group * slice)
                 .enumerate()
-                .map(move |(a, slab)| (n, a, slab))
+                .map(move |(j, out)| (n, (j * group, (out.len() / slice).div_ceil(2)), out))
         })
         .collect();
-    let tiles = tiles_per_block(f_n, c_n);
     units.into_par_iter().for_each_init(
         || Blocks::new(tiles, f_n, c_n),
-        |s, (n, a, out)| match isa {
+        |s, (n, slabs, out)| match isa {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Isa::Avx512` is only chosen where the CPU has AVX-512F.
             Isa::Avx512 => unsafe {
-                input_gradient_slab_avx512(shape, &u, argmax, grad, n, a, tiles, s, out)
+                input_gradient_slab_avx512(shape, &u, argmax, grad, n, slabs, tiles, s, out)
             },
-            _ => input_gradient_slab(isa, shape, &u, argmax, grad, n, a, tiles, s, out),
+            _ => input_gradient_slab(isa, shape, &u, argmax, grad, n, slabs, tiles, s, out),
         },
     );
     dx
