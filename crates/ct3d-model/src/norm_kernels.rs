@@ -206,7 +206,7 @@ pub fn train_forward_channels_last(
     epsilon: f64,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     assert!(
-        channels > 0 && !x.is_empty() && x.len() % channels == 0,
+        channels > 0 && !x.is_empty() && x.len().is_multiple_of(channels),
         "batch norm input"
     );
     let rows = x.len() / channels;
@@ -256,7 +256,7 @@ pub fn train_backward_channels_last(
     epsilon: f64,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     assert!(
-        channels > 0 && !x.is_empty() && x.len() % channels == 0,
+        channels > 0 && !x.is_empty() && x.len().is_multiple_of(channels),
         "batch norm input"
     );
     assert_eq!(dy.len(), x.len(), "batch norm gradient length");
@@ -328,7 +328,7 @@ pub fn inference_channels_last(
     epsilon: f64,
 ) -> Vec<f32> {
     assert!(
-        channels > 0 && !x.is_empty() && x.len() % channels == 0,
+        channels > 0 && !x.is_empty() && x.len().is_multiple_of(channels),
         "batch norm input"
     );
     let scale: Vec<f32> = (0..channels)

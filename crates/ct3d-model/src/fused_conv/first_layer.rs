@@ -17,6 +17,9 @@
 //! Deterministic: outputs are written by one task each, and the gradient's partial sums are
 //! added in a fixed order independent of the thread count.
 
+// Register blocks are indexed by tap, row and vector, as in the kernel's description.
+#![allow(clippy::needless_range_loop)]
+
 use rayon::prelude::*;
 
 use super::PASSES;
@@ -35,7 +38,7 @@ const TABLE_WINDOWS: usize = 32;
 pub(super) fn applies(shape: &FusedConvShape) -> bool {
     cfg!(target_arch = "x86_64")
         && shape.in_channels == 1
-        && shape.out_channels % LANES == 0
+        && shape.out_channels.is_multiple_of(LANES)
         && super::avx512_kernels_enabled()
 }
 

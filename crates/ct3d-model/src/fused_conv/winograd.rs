@@ -70,8 +70,8 @@ pub(super) fn applies(shape: &FusedConvShape) -> bool {
 
 fn shape_fits(shape: &FusedConvShape) -> bool {
     shape.in_channels >= MIN_CHANNELS
-        && shape.in_channels % LANES == 0
-        && shape.out_channels % LANES == 0
+        && shape.in_channels.is_multiple_of(LANES)
+        && shape.out_channels.is_multiple_of(LANES)
 }
 
 /// The instruction set the GEMMs and transforms are compiled for.
@@ -312,7 +312,7 @@ fn gemm(
     if m == 0 {
         return;
     }
-    assert!(n % LANES == 0 && k > 0);
+    assert!(n.is_multiple_of(LANES) && k > 0);
     assert!(
         a.len() > (m - 1) * a_rs + (k - 1) * a_cs,
         "gemm: a too short"
@@ -708,7 +708,7 @@ fn transform_products(
     n: usize,
     mut emit: impl FnMut(usize, &[Lane; 8]),
 ) {
-    assert!((POINTS - 1) * xi_stride + at + n <= m.len() && n % LANES == 0);
+    assert!((POINTS - 1) * xi_stride + at + n <= m.len() && n.is_multiple_of(LANES));
     for j0 in (0..n).step_by(LANES) {
         let y: [Lane; 8] = match isa {
             #[cfg(target_arch = "x86_64")]
