@@ -1,5 +1,9 @@
 //! Times the fused CPU kernels layer by layer at the seed's sizes (batch 2, 128×128×64 input):
-//! `cargo run --release -p ct3d-model --example fused_conv_layers`.
+//! `cargo run --release -p ct3d-model --example fused_conv_layers [-- --general]` (`--general`:
+//! without the AVX-512 kernels, see `fused_conv::kernel_for`).
+//!
+//! GFLOP are the direct convolution's (2·MACs), also for the Winograd kernels, which do fewer
+//! multiplications: the rate is then an effective one, comparable across kernels.
 //!
 //! Prints wall time and CPU time (summed over all threads, from `/proc/self/task/*/schedstat`
 //! on Linux) for the forward pass, the backward pass, and the backward pass without the input
@@ -9,7 +13,10 @@
 
 use std::time::Instant;
 
-use ct3d_model::fused_conv::{FusedConvShape, PackedWeights, backward, forward, to_channels_last};
+use ct3d_model::fused_conv::{
+    FusedConvShape, PackedWeights, backward, forward, kernel_for, set_avx512_kernels,
+    to_channels_last,
+};
 
 /// CPU seconds used so far by all threads of this process (0 where unavailable).
 fn cpu_seconds() -> f64 {
@@ -39,6 +46,9 @@ fn time<T>(repeats: usize, mut f: impl FnMut() -> T) -> (f64, f64) {
 }
 
 fn main() {
+    if std::env::args().any(|a| a == "--general") {
+        set_avx512_kernels(false);
+    }
     let batch = 2;
     let layers = [
         (1, 64, [128, 128, 64]),
@@ -83,8 +93,9 @@ fn main() {
         });
         let bwd_gflop = if index > 0 { 2.0 * gflop } else { gflop };
         println!(
-            "layer {} {in_channels:>3}→{out_channels:<3} {input:?}\n  forward  {:7.1} ms wall {:7.1} ms cpu ({:5.1} GFLOP/cpu-s)\n  backward {:7.1} ms wall {:7.1} ms cpu ({:5.1} GFLOP/cpu-s)\n  of which weights+bias {:7.1} ms wall {:7.1} ms cpu ({:5.1} GFLOP/cpu-s)",
+            "layer {} {in_channels:>3}→{out_channels:<3} {input:?} ({:?} kernels)\n  forward  {:7.1} ms wall {:7.1} ms cpu ({:5.1} GFLOP/cpu-s)\n  backward {:7.1} ms wall {:7.1} ms cpu ({:5.1} GFLOP/cpu-s)\n  of which weights+bias {:7.1} ms wall {:7.1} ms cpu ({:5.1} GFLOP/cpu-s)",
             index + 1,
+            kernel_for(&shape),
             fwd.0 * 1e3,
             fwd.1 * 1e3,
             gflop / fwd.1,
