@@ -26,10 +26,20 @@ pub fn copy_in_input_order(
         });
     }
     let data = volume.data();
-    for (x, plane) in out.chunks_exact_mut(ny * nz).enumerate() {
-        for (y, row) in plane.chunks_exact_mut(nz).enumerate() {
-            for (z, value) in row.iter_mut().enumerate() {
-                *value = data[x + nx * (y + ny * z)];
+    // A transpose (`x` fastest → `z` fastest) in 16 × 16 tiles of `(x, z)`, so that reads and
+    // writes both stay within 16 cache lines; element by element it strode 64 KB per value and
+    // cost ≈ 2 % of a CPU training epoch (`perf`).
+    const TILE: usize = 16;
+    for y in 0..ny {
+        for x0 in (0..nx).step_by(TILE) {
+            let x1 = (x0 + TILE).min(nx);
+            for z0 in (0..nz).step_by(TILE) {
+                for z in z0..(z0 + TILE).min(nz) {
+                    let src = &data[x0 + nx * (y + ny * z)..x1 + nx * (y + ny * z)];
+                    for (i, &value) in src.iter().enumerate() {
+                        out[((x0 + i) * ny + y) * nz + z] = value;
+                    }
+                }
             }
         }
     }
@@ -75,15 +85,19 @@ mod tests {
 
     #[test]
     fn transposes_x_fastest_to_z_fastest() {
-        let volume = Volume::from_fn([2, 3, 4], |x, y, z| (100 * x + 10 * y + z) as f32);
-        let mut out = vec![0.0; 24];
-        copy_in_input_order(&volume, [2, 3, 4], &mut out).unwrap();
-        let mut i = 0;
-        for x in 0..2 {
-            for y in 0..3 {
-                for z in 0..4 {
-                    assert_eq!(out[i], (100 * x + 10 * y + z) as f32);
-                    i += 1;
+        // Smaller than one tile, and several tiles with partial ones at the ends.
+        for shape in [[2, 3, 4], [37, 5, 20]] {
+            let value = |x: usize, y: usize, z: usize| (10_000 * x + 100 * y + z) as f32;
+            let volume = Volume::from_fn(shape, value);
+            let mut out = vec![0.0; shape.iter().product()];
+            copy_in_input_order(&volume, shape, &mut out).unwrap();
+            let mut i = 0;
+            for x in 0..shape[0] {
+                for y in 0..shape[1] {
+                    for z in 0..shape[2] {
+                        assert_eq!(out[i], value(x, y, z), "{shape:?} at {x},{y},{z}");
+                        i += 1;
+                    }
                 }
             }
         }

@@ -24,10 +24,17 @@ impl PackedWeights {
         let (c_n, f_n) = (in_channels, out_channels);
         assert_eq!(weights.len(), f_n * c_n * TAPS, "weights length");
         let mut forward = vec![0.0; weights.len()];
-        for f in 0..f_n {
+        // Blocks of 16 filters, so that the writes are 16-value runs and the reads 16 rows of
+        // 27 taps (filter by filter, each write strode C·F values: ≈ 1 % of a training step).
+        const BLOCK: usize = 16;
+        for f0 in (0..f_n).step_by(BLOCK) {
+            let f1 = (f0 + BLOCK).min(f_n);
             for c in 0..c_n {
                 for tap in 0..TAPS {
-                    forward[(tap * c_n + c) * f_n + f] = weights[(f * c_n + c) * TAPS + tap];
+                    let row = &mut forward[(tap * c_n + c) * f_n..][f0..f1];
+                    for (f, value) in (f0..f1).zip(row) {
+                        *value = weights[(f * c_n + c) * TAPS + tap];
+                    }
                 }
             }
         }
@@ -63,10 +70,16 @@ impl PackedWeights {
 pub fn unpack_weight_gradient(packed: &[f32], in_channels: usize, out_channels: usize) -> Vec<f32> {
     let (c_n, f_n) = (in_channels, out_channels);
     let mut out = vec![0.0; packed.len()];
-    for tap in 0..TAPS {
+    // Blocks of 16 filters, as in [`PackedWeights::new`].
+    const BLOCK: usize = 16;
+    for f0 in (0..f_n).step_by(BLOCK) {
+        let f1 = (f0 + BLOCK).min(f_n);
         for c in 0..c_n {
-            for f in 0..f_n {
-                out[(f * c_n + c) * TAPS + tap] = packed[(tap * c_n + c) * f_n + f];
+            for tap in 0..TAPS {
+                let row = &packed[(tap * c_n + c) * f_n..][f0..f1];
+                for (f, &value) in (f0..f1).zip(row) {
+                    out[(f * c_n + c) * TAPS + tap] = value;
+                }
             }
         }
     }
