@@ -561,13 +561,13 @@ impl Conv {
 impl Block {
     /// `[batch, in, x, y, z]` → `[batch, out, ⌈x / stride⌉, ⌈y / stride⌉, ⌈z / stride⌉]`.
     fn forward(&self, input: Tensor<5>) -> Tensor<5> {
-        let mut x = relu(self.bn1.forward(self.conv1.forward(input.clone())));
-        x = self.bn2.forward(self.conv2.forward(x));
+        let mut x = relu(ops::batch_norm(&self.bn1, self.conv1.forward(input.clone())));
+        x = ops::batch_norm(&self.bn2, self.conv2.forward(x));
         if let (Some(conv3), Some(bn3)) = (&self.conv3, &self.bn3) {
-            x = bn3.forward(conv3.forward(relu(x)));
+            x = ops::batch_norm(bn3, conv3.forward(relu(x)));
         }
         let shortcut = match &self.downsample {
-            Some(down) => down.norm.forward(down.conv.forward(input)),
+            Some(down) => ops::batch_norm(&down.norm, down.conv.forward(input)),
             None => self.shortcut_a(input),
         };
         relu(x + shortcut)
@@ -710,7 +710,7 @@ impl ResNet {
     fn stage(&self, index: usize, input: Tensor<5>) -> Tensor<5> {
         let layer = match index {
             0 => {
-                let x = relu(self.bn1.forward(self.conv1.forward(input))); // [b, w0, x/2, y/2, z/2]
+                let x = relu(ops::batch_norm(&self.bn1, self.conv1.forward(input))); // [b, w0, x/2, y/2, z/2]
                 return ops::max_pool3d_3_stride_2(x); // [b, w0, x/4, y/4, z/4]
             }
             1 => &self.layer1,
