@@ -10,6 +10,7 @@
 #   PYTHON=/tmp/tfenv/bin/python bench/model.sh     # a Python with tensorflow-cpu and scipy
 #   REPEATS=5 ROUNDS=3 EPOCH=0 bench/model.sh       # step and inference only
 #   BURN_OPS=1 bench/model.sh                       # also burn's generic ops (slow)
+#   BEFORE=/tmp/old/ct3d bench/model.sh             # also an older build, in every round
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
@@ -30,6 +31,10 @@ for round in $(seq "$rounds"); do
   "$bin" bench --repeats "$repeats"
   echo "# round $round: ct3d bench --no-avx512-kernels (the general fused kernels only)"
   "$bin" bench --repeats "$repeats" --no-avx512-kernels
+  if [ -n "${BEFORE:-}" ]; then
+    echo "# round $round: $BEFORE bench (an older build)"
+    "$BEFORE" bench --repeats "$repeats"
+  fi
   echo "# round $round: TensorFlow/Keras"
   "$python" bench/reference_keras.py --repeats "$repeats" 2>/dev/null
 done
