@@ -561,7 +561,10 @@ impl Conv {
 impl Block {
     /// `[batch, in, x, y, z]` → `[batch, out, ⌈x / stride⌉, ⌈y / stride⌉, ⌈z / stride⌉]`.
     fn forward(&self, input: Tensor<5>) -> Tensor<5> {
-        let mut x = relu(ops::batch_norm(&self.bn1, self.conv1.forward(input.clone())));
+        let mut x = relu(ops::batch_norm(
+            &self.bn1,
+            self.conv1.forward(input.clone()),
+        ));
         x = ops::batch_norm(&self.bn2, self.conv2.forward(x));
         if let (Some(conv3), Some(bn3)) = (&self.conv3, &self.bn3) {
             x = ops::batch_norm(bn3, conv3.forward(relu(x)));
