@@ -113,6 +113,24 @@ fn channels_last_tensor(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
     tensor(values, &stored).permute(&axes)
 }
 
+/// A gradient's values channels-last (`[batch, positions, channels]`): borrowed when it is
+/// already in that layout, else transposed.
+fn channels_last_or_transposed(
+    tensor: &FlexTensor,
+    (batch, channels, positions): (usize, usize, usize),
+) -> std::borrow::Cow<'_, [f32]> {
+    match channels_last_values(tensor) {
+        Some(last) => std::borrow::Cow::Borrowed(last),
+        None => std::borrow::Cow::Owned(fused_conv::to_channels_last(
+            values(&contiguous(tensor)),
+            batch,
+            channels,
+            positions,
+            0,
+        )),
+    }
+}
+
 /// The channels-last values of a tensor made by [`channels_last_tensor`] (the whole buffer,
 /// no offset), or `None` for any other layout.
 fn channels_last_values(tensor: &FlexTensor) -> Option<&[f32]> {
@@ -313,26 +331,14 @@ impl Backward<Flex, 3> for FusedConvBackward {
         let grad = grads.consume::<Flex>(&ops.node);
         let saved = ops.state;
         let s = saved.shape;
-        let converted;
-        let grad_pooled = match channels_last_values(&grad) {
-            Some(last) => last,
-            None => {
-                converted = fused_conv::to_channels_last(
-                    values(&contiguous(&grad)),
-                    s.batch,
-                    s.out_channels,
-                    s.pooled_positions(),
-                    0,
-                );
-                &converted
-            }
-        };
+        let grad_pooled =
+            channels_last_or_transposed(&grad, (s.batch, s.out_channels, s.pooled_positions()));
         let gradients = fused_conv::backward(
             &s,
             &saved.input,
             &saved.weights,
             &saved.argmax,
-            grad_pooled,
+            &grad_pooled,
             node_x.is_some(),
         );
         if let (Some(node), Some(input)) = (node_x, gradients.input) {
@@ -396,23 +402,10 @@ impl Backward<Flex, 3> for BatchNormBackward {
             Some(x) => {
                 // The gradient in the input's layout (it usually is: the next block's input
                 // gradient; the last block's comes channels-first from the pooling head).
-                let converted;
-                let dy = match channels_last_values(&grad) {
-                    Some(dy) => dy,
-                    None => {
-                        converted = fused_conv::to_channels_last(
-                            values(&contiguous(&grad)),
-                            dims.0,
-                            dims.1,
-                            dims.2,
-                            0,
-                        );
-                        &converted
-                    }
-                };
+                let dy = channels_last_or_transposed(&grad, dims);
                 let (dx, dg, db) = norm_kernels::train_backward_channels_last(
                     x,
-                    dy,
+                    &dy,
                     dims.1,
                     &saved.gamma,
                     &saved.mean,

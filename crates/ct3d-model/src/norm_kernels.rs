@@ -227,6 +227,14 @@ pub fn train_forward_channels_last(
         .map(|c| (gamma[c] as f64 / (var[c] + epsilon).sqrt()) as f32)
         .collect();
     let mean32: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
+    let output = normalize_channels_last(x, &mean32, &scale, beta);
+    (output, mean32, var.iter().map(|&v| v as f32).collect())
+}
+
+/// `(x − mean)·scale + beta` per channel of channels-last rows, centred first (see
+/// [`train_forward`]).
+fn normalize_channels_last(x: &[f32], mean: &[f32], scale: &[f32], beta: &[f32]) -> Vec<f32> {
+    let channels = mean.len();
     let mut output = vec![0.0f32; x.len()];
     output
         .par_chunks_mut(ROW_CHUNK * channels)
@@ -237,11 +245,11 @@ pub fn train_forward_channels_last(
                 .zip(src.chunks_exact(channels))
             {
                 for c in 0..channels {
-                    o_row[c] = (x_row[c] - mean32[c]) * scale[c] + beta[c];
+                    o_row[c] = (x_row[c] - mean[c]) * scale[c] + beta[c];
                 }
             }
         });
-    (output, mean32, var.iter().map(|&v| v as f32).collect())
+    output
 }
 
 /// [`train_backward`] for channels-last `x` and `dy` (`[rows, channels]`).
@@ -334,21 +342,7 @@ pub fn inference_channels_last(
     let scale: Vec<f32> = (0..channels)
         .map(|c| (gamma[c] as f64 / (var[c] as f64 + epsilon).sqrt()) as f32)
         .collect();
-    let mut output = vec![0.0f32; x.len()];
-    output
-        .par_chunks_mut(ROW_CHUNK * channels)
-        .zip(x.par_chunks(ROW_CHUNK * channels))
-        .for_each(|(out, src)| {
-            for (o_row, x_row) in out
-                .chunks_exact_mut(channels)
-                .zip(src.chunks_exact(channels))
-            {
-                for c in 0..channels {
-                    o_row[c] = (x_row[c] - mean[c]) * scale[c] + beta[c];
-                }
-            }
-        });
-    output
+    normalize_channels_last(x, &mean[..channels], &scale, beta)
 }
 
 #[cfg(test)]

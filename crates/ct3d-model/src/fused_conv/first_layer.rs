@@ -23,7 +23,7 @@
 use rayon::prelude::*;
 
 use super::PASSES;
-use super::geometry::FusedConvShape;
+use super::geometry::{FusedConvShape, output_units};
 use super::pack::PackedWeights;
 
 /// Filters per register.
@@ -57,13 +57,8 @@ pub(super) fn forward(
     let slab = py_n * pz_n * f_n;
     let mut output = vec![0.0f32; shape.batch * px_n * slab];
     let mut argmax = keep_argmax.then(|| vec![0u8; output.len()]);
-    let args: Vec<Option<&mut [u8]>> = match argmax.as_mut() {
-        Some(a) => a.chunks_mut(slab).map(Some).collect(),
-        None => (0..shape.batch * px_n).map(|_| None).collect(),
-    };
-    output
-        .par_chunks_mut(slab)
-        .zip(args)
+    output_units(&mut output, argmax.as_deref_mut(), px_n * slab, slab)
+        .into_par_iter()
         .enumerate()
         .for_each(|(unit, (out, arg))| {
             let (n, px) = (unit / px_n, unit % px_n);

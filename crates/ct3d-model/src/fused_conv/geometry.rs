@@ -199,3 +199,28 @@ pub(super) fn split_lengths<T>(
     }
     pieces
 }
+
+/// The pooled output (and its arg-max bytes, when kept) cut into units of parallel work of
+/// `unit` values each: every volume (`per_volume` values) separately, its last unit possibly
+/// shorter, so that no unit spans two volumes.
+pub(super) fn output_units<'a>(
+    output: &'a mut [f32],
+    argmax: Option<&'a mut [u8]>,
+    per_volume: usize,
+    unit: usize,
+) -> Vec<(&'a mut [f32], Option<&'a mut [u8]>)> {
+    let outs = output
+        .chunks_mut(per_volume)
+        .flat_map(|volume| volume.chunks_mut(unit));
+    match argmax {
+        Some(argmax) => outs
+            .zip(
+                argmax
+                    .chunks_mut(per_volume)
+                    .flat_map(|volume| volume.chunks_mut(unit))
+                    .map(Some),
+            )
+            .collect(),
+        None => outs.map(|out| (out, None)).collect(),
+    }
+}

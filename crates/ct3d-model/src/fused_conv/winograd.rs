@@ -40,7 +40,7 @@
 use rayon::prelude::*;
 
 use super::backward::FusedConvGradients;
-use super::geometry::FusedConvShape;
+use super::geometry::{FusedConvShape, output_units};
 use super::pack::PackedWeights;
 use super::{PASSES, TAPS};
 
@@ -917,22 +917,14 @@ pub(super) fn forward(
     let tiles = tiles_per_block(c_n, f_n);
     let group = slabs_per_unit(tiles, py_n * pz_n, px_n);
     // Units: `group` consecutive slabs of one volume, with their output (and arg-max) rows.
-    let outs = output
-        .chunks_mut(px_n * slab)
-        .flat_map(|volume| volume.chunks_mut(group * slab));
-    let args: Vec<Option<&mut [u8]>> = match argmax.as_mut() {
-        Some(a) => a
-            .chunks_mut(px_n * slab)
-            .flat_map(|volume| volume.chunks_mut(group * slab))
-            .map(Some)
-            .collect(),
-        None => (0..shape.batch * px_n.div_ceil(group))
-            .map(|_| None)
-            .collect(),
-    };
-    let units: Vec<_> = outs.zip(args).enumerate().collect();
+    let units = output_units(
+        &mut output,
+        argmax.as_deref_mut(),
+        px_n * slab,
+        group * slab,
+    );
     let per_volume = px_n.div_ceil(group);
-    units.into_par_iter().for_each_init(
+    units.into_par_iter().enumerate().for_each_init(
         || Blocks::new(tiles, c_n, f_n),
         |s, (unit, (out, arg))| {
             let (n, px0) = (unit / per_volume, unit % per_volume * group);
