@@ -33,6 +33,36 @@ fn check(len: usize, batch: usize, channels: usize, positions: usize) {
     assert_eq!(len, batch * channels * positions, "batch norm input length");
 }
 
+/// The normalization's per-channel scale `γ / √(σ² + ε)`.
+fn scale(gamma: f32, var: f64, epsilon: f64) -> f32 {
+    (gamma as f64 / (var + epsilon).sqrt()) as f32
+}
+
+/// `1 / √(σ² + ε)` per channel.
+fn inverse_std(var: &[f32], epsilon: f64) -> Vec<f64> {
+    var.iter()
+        .map(|&v| 1.0 / (v as f64 + epsilon).sqrt())
+        .collect()
+}
+
+/// The input gradient's coefficients `[a, b, d]` of one channel, `dx = a·dy − b·(x − μ) + d`:
+/// `dx = k·dy − k·dβ/N − k·x̂·dγ/N` with `k = γ/√(σ² + ε)` and `x̂ = (x − μ)/√(σ² + ε)`, kept
+/// centred (see [`normalize_channels_first`]).
+fn backward_coefficients(
+    gamma: f32,
+    inv_std: f64,
+    dbeta: f64,
+    dgamma: f64,
+    count: f64,
+) -> [f32; 3] {
+    let k = gamma as f64 * inv_std;
+    [
+        k as f32,
+        (k * dgamma * inv_std / count) as f32,
+        (-k * dbeta / count) as f32,
+    ]
+}
+
 /// Training-mode forward pass: returns `(output, mean, biased variance)`; `mean` and variance
 /// are `[channels]`.
 ///
@@ -60,25 +90,13 @@ pub fn train_forward(
             (mean, var)
         })
         .collect();
-    let mut output = vec![0.0f32; x.len()];
-    channel_runs(&mut output, channels, positions)
-        .into_par_iter()
-        .enumerate()
-        .for_each(|(c, runs)| {
-            let (mean, var) = stats[c];
-            let scale = (gamma[c] as f64 / (var + epsilon).sqrt()) as f32;
-            let (mean, shift) = (mean as f32, beta[c]);
-            for (n, run) in runs.into_iter().enumerate() {
-                let src = &x[(n * channels + c) * positions..][..positions];
-                // Centred first: `v·scale + (β − μ·scale)` would cancel digits when |μ| ≫ σ.
-                for (o, &v) in run.iter_mut().zip(src) {
-                    *o = (v - mean) * scale + shift;
-                }
-            }
-        });
-    let mean = stats.iter().map(|s| s.0 as f32).collect();
+    let scales: Vec<f32> = (0..channels)
+        .map(|c| scale(gamma[c], stats[c].1, epsilon))
+        .collect();
+    let means: Vec<f32> = stats.iter().map(|s| s.0 as f32).collect();
+    let output = normalize_channels_first(x, (channels, positions), &means, &scales, beta);
     let var = stats.iter().map(|s| s.1 as f32).collect();
-    (output, mean, var)
+    (output, means, var)
 }
 
 /// Gradients of [`train_forward`]: `(dx, dgamma, dbeta)` from the output gradient `dy` and the
@@ -96,10 +114,7 @@ pub fn train_backward(
     check(x.len(), batch, channels, positions);
     assert_eq!(dy.len(), x.len(), "batch norm gradient length");
     let count = (batch * positions) as f64;
-    let inv_std: Vec<f64> = var
-        .iter()
-        .map(|&v| 1.0 / (v as f64 + epsilon).sqrt())
-        .collect();
+    let inv_std = inverse_std(var, epsilon);
     let sums: Vec<(f64, f64)> = (0..channels)
         .into_par_iter()
         .map(|c| {
@@ -121,11 +136,7 @@ pub fn train_backward(
         .enumerate()
         .for_each(|(c, runs)| {
             let (sum_dy, sum_dy_xhat) = sums[c];
-            let k = gamma[c] as f64 * inv_std[c];
-            // dx = k·dy − k·dβ/N − k·x̂·dγ/N with x̂ = (x − μ)·inv_std, centred first.
-            let a = k as f32;
-            let b = (k * sum_dy_xhat * inv_std[c] / count) as f32;
-            let d = (-k * sum_dy / count) as f32;
+            let [a, b, d] = backward_coefficients(gamma[c], inv_std[c], sum_dy, sum_dy_xhat, count);
             let m = mean[c];
             for (n, run) in runs.into_iter().enumerate() {
                 let at = (n * channels + c) * positions;
@@ -151,6 +162,21 @@ pub fn inference(
     epsilon: f64,
 ) -> Vec<f32> {
     check(x.len(), batch, channels, positions);
+    let scales: Vec<f32> = (0..channels)
+        .map(|c| scale(gamma[c], var[c] as f64, epsilon))
+        .collect();
+    normalize_channels_first(x, (channels, positions), &mean[..channels], &scales, beta)
+}
+
+/// `(x − mean)·scale + beta` per channel of channels-first data, centred first:
+/// `x·scale + (β − μ·scale)` would cancel digits when |μ| ≫ σ.
+fn normalize_channels_first(
+    x: &[f32],
+    (channels, positions): (usize, usize),
+    mean: &[f32],
+    scale: &[f32],
+    beta: &[f32],
+) -> Vec<f32> {
     let mut output = vec![0.0f32; x.len()];
     output
         .par_chunks_mut(positions)
@@ -158,8 +184,7 @@ pub fn inference(
         .enumerate()
         .for_each(|(i, (out, src))| {
             let c = i % channels;
-            let scale = (gamma[c] as f64 / (var[c] as f64 + epsilon).sqrt()) as f32;
-            let (m, shift) = (mean[c], beta[c]);
+            let (m, scale, shift) = (mean[c], scale[c], beta[c]);
             for (o, &v) in out.iter_mut().zip(src) {
                 *o = (v - m) * scale + shift;
             }
@@ -223,16 +248,16 @@ pub fn train_forward_channels_last(
         }
     });
     let var: Vec<f64> = squares.iter().map(|s| s / rows as f64).collect();
-    let scale: Vec<f32> = (0..channels)
-        .map(|c| (gamma[c] as f64 / (var[c] + epsilon).sqrt()) as f32)
+    let scales: Vec<f32> = (0..channels)
+        .map(|c| scale(gamma[c], var[c], epsilon))
         .collect();
     let mean32: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
-    let output = normalize_channels_last(x, &mean32, &scale, beta);
+    let output = normalize_channels_last(x, &mean32, &scales, beta);
     (output, mean32, var.iter().map(|&v| v as f32).collect())
 }
 
 /// `(x − mean)·scale + beta` per channel of channels-last rows, centred first (see
-/// [`train_forward`]).
+/// [`normalize_channels_first`]).
 fn normalize_channels_last(x: &[f32], mean: &[f32], scale: &[f32], beta: &[f32]) -> Vec<f32> {
     let channels = mean.len();
     let mut output = vec![0.0f32; x.len()];
@@ -270,10 +295,7 @@ pub fn train_backward_channels_last(
     assert_eq!(dy.len(), x.len(), "batch norm gradient length");
     let rows = x.len() / channels;
     let count = rows as f64;
-    let inv_std: Vec<f64> = var
-        .iter()
-        .map(|&v| 1.0 / (v as f64 + epsilon).sqrt())
-        .collect();
+    let inv_std = inverse_std(var, epsilon);
     // sums[0..C]: Σ dy; sums[C..2C]: Σ dy·(x − μ).
     let sums = channel_sums(rows, channels, 2, |r, sums| {
         let (xs, gs) = (
@@ -290,17 +312,9 @@ pub fn train_backward_channels_last(
     let dgamma: Vec<f64> = (0..channels)
         .map(|c| sums[channels + c] * inv_std[c])
         .collect();
-    let (mut a, mut b, mut d) = (
-        vec![0.0f32; channels],
-        vec![0.0f32; channels],
-        vec![0.0f32; channels],
-    );
-    for c in 0..channels {
-        let k = gamma[c] as f64 * inv_std[c];
-        a[c] = k as f32;
-        b[c] = (k * dgamma[c] * inv_std[c] / count) as f32;
-        d[c] = (-k * dbeta[c] / count) as f32;
-    }
+    let coefficients: Vec<[f32; 3]> = (0..channels)
+        .map(|c| backward_coefficients(gamma[c], inv_std[c], dbeta[c], dgamma[c], count))
+        .collect();
     let mut dx = vec![0.0f32; x.len()];
     dx.par_chunks_mut(ROW_CHUNK * channels)
         .zip(
@@ -314,7 +328,8 @@ pub fn train_backward_channels_last(
                 .zip(gs.chunks_exact(channels))
             {
                 for c in 0..channels {
-                    o[c] = a[c] * gr[c] - b[c] * (xr[c] - mean[c]) + d[c];
+                    let [a, b, d] = coefficients[c];
+                    o[c] = a * gr[c] - b * (xr[c] - mean[c]) + d;
                 }
             }
         });
@@ -339,10 +354,10 @@ pub fn inference_channels_last(
         channels > 0 && !x.is_empty() && x.len().is_multiple_of(channels),
         "batch norm input"
     );
-    let scale: Vec<f32> = (0..channels)
-        .map(|c| (gamma[c] as f64 / (var[c] as f64 + epsilon).sqrt()) as f32)
+    let scales: Vec<f32> = (0..channels)
+        .map(|c| scale(gamma[c], var[c] as f64, epsilon))
         .collect();
-    normalize_channels_last(x, &mean[..channels], &scale, beta)
+    normalize_channels_last(x, &mean[..channels], &scales, beta)
 }
 
 #[cfg(test)]
