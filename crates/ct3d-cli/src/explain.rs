@@ -12,7 +12,7 @@ use ct3d::explain::{
     ExplainSettings, Explainer, Method, default_occlusion, output_stems, write_explanation,
 };
 use ct3d_model::Classifier;
-use ct3d_model::explain::{Occlusion, Target};
+use ct3d_model::explain::{Occlusion, OcclusionFill, Target};
 
 use crate::args::{DeviceArgs, WeightsArg, parse_size};
 
@@ -49,6 +49,11 @@ pub struct ExplainArgs {
     /// half of it gives a smoother map at 8× the cost).
     #[arg(long, value_name = "X,Y,Z", value_parser = parse_size)]
     stride: Option<[usize; 3]>,
+    /// What hides an occlusion patch: `gaussian` (MONAI's default) fades it to the bottom of the
+    /// intensity window (air) under a Gaussian and blends overlapping patches with Gaussian
+    /// weights; `mean` replaces it by the scan's mean, every patch counting the same.
+    #[arg(long, value_enum, default_value_t = FillArg::Gaussian)]
+    fill: FillArg,
     /// Occluded volumes per forward pass.
     #[arg(long, value_name = "N", default_value_t = 8)]
     batch: usize,
@@ -77,6 +82,15 @@ enum MethodArg {
     Occlusion,
 }
 
+/// `--fill`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum FillArg {
+    /// Fade to air under a Gaussian; Gaussian-weighted blend (MONAI's `gaussian`).
+    Gaussian,
+    /// The scan's mean; equal weights (MONAI's `mean_img`).
+    Mean,
+}
+
 /// `--target`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum TargetArg {
@@ -100,11 +114,17 @@ impl ExplainArgs {
                     patch,
                     stride: self.stride.unwrap_or(patch),
                     batch: self.batch,
+                    fill: match self.fill {
+                        FillArg::Gaussian => OcclusionFill::Gaussian,
+                        FillArg::Mean => OcclusionFill::MeanImage,
+                    },
                 })
             }
         };
-        if self.method != MethodArg::Occlusion && (self.patch.is_some() || self.stride.is_some()) {
-            bail!("--patch and --stride set up occlusion; add --method occlusion");
+        if self.method != MethodArg::Occlusion
+            && (self.patch.is_some() || self.stride.is_some() || self.fill != FillArg::Gaussian)
+        {
+            bail!("--patch, --stride and --fill set up occlusion; add --method occlusion");
         }
         let settings = ExplainSettings {
             method,

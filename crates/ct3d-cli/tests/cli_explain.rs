@@ -94,8 +94,16 @@ fn explain_writes_maps_on_each_scans_grid_and_reports_bad_input() {
         assert_eq!(&png[1..4], b"PNG");
     }
 
-    // Occlusion and another block, into the same folder.
-    let out = explain_abnormal(&["--method", "occlusion", "--patch", "24,24,24"]);
+    // Occlusion (the mean fill; the Gaussian default is checked against MONAI in ct3d-model)
+    // and another block, into the same folder.
+    let out = explain_abnormal(&[
+        "--method",
+        "occlusion",
+        "--patch",
+        "24,24,24",
+        "--fill",
+        "mean",
+    ]);
     assert_success(&out);
     assert!(
         stderr(&out).contains("occlusion (9 forward passes per scan)"),
@@ -120,6 +128,8 @@ fn explain_writes_maps_on_each_scans_grid_and_reports_bad_input() {
         &["unknown layer \"conv9\"", "block1, block2, block3, block4"],
     );
     let out = explain_abnormal(&["--patch", "8,8,8"]);
+    assert_clean_failure(&out, &["--method occlusion"]);
+    let out = explain_abnormal(&["--fill", "mean"]);
     assert_clean_failure(&out, &["--method occlusion"]);
     let out = explain_abnormal(&["--method", "occlusion", "--patch", "64,8,8"]);
     assert_clean_failure(&out, &["occlusion patch"]);

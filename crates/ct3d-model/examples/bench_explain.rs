@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use burn::tensor::Device;
-use ct3d_model::explain::{GradExplainer, GradMethod, Occlusion, Target, occlusion};
+use ct3d_model::explain::{GradExplainer, GradMethod, Occlusion, OcclusionFill, Target, occlusion};
 use ct3d_model::input::batch_from_volumes;
 use ct3d_model::{Architecture, ModelParams, predict_proba};
 use ct3d_volume::Volume;
@@ -81,6 +81,7 @@ fn main() {
         patch: [32, 32, 16],
         stride: [32, 32, 16],
         batch: 8,
+        fill: OcclusionFill::Gaussian,
     };
     let ms = time(runs.min(2), || {
         occlusion(&network, &volume, &settings, &mut |_, _| {}).unwrap();

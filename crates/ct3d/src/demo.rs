@@ -95,6 +95,29 @@ impl DemoSettings {
             batch_norm_momentum: 0.99,
         }
     }
+
+    /// The training parameters the demo trains with (before their check): the example's, with
+    /// these sizes and the demo's seed. A variant (more epochs, another augmentation) starts here.
+    pub fn train_params(&self) -> Result<TrainParams, ConfigError> {
+        Ok(TrainParams {
+            epochs: self.epochs,
+            patience: self.patience,
+            batch_size: self.batch_size,
+            seed: DEMO_SEED,
+            schedule: ExponentialDecay {
+                initial: self.learning_rate,
+                ..Default::default()
+            },
+            preprocess: PreprocessConfig::sized(self.input)?,
+            model: ModelParams {
+                filters: self.filters.clone(),
+                dense: self.dense,
+                batch_norm_momentum: self.batch_norm_momentum,
+                ..ModelParams::default()
+            },
+            ..TrainParams::default()
+        })
+    }
 }
 
 /// What [`run_demo`] runs, and where.
@@ -331,25 +354,7 @@ pub fn run_demo(
 
 /// The training configuration of `settings`: the example's, with the demo's sizes and seed.
 fn train_config(settings: &DemoSettings) -> Result<TrainConfig, ConfigError> {
-    TrainParams {
-        epochs: settings.epochs,
-        patience: settings.patience,
-        batch_size: settings.batch_size,
-        seed: DEMO_SEED,
-        schedule: ExponentialDecay {
-            initial: settings.learning_rate,
-            ..Default::default()
-        },
-        preprocess: PreprocessConfig::sized(settings.input)?,
-        model: ModelParams {
-            filters: settings.filters.clone(),
-            dense: settings.dense,
-            batch_norm_momentum: settings.batch_norm_momentum,
-            ..ModelParams::default()
-        },
-        ..TrainParams::default()
-    }
-    .check()
+    settings.train_params()?.check()
 }
 
 /// Refuses a non-empty `out` that the demo did not make: it would train on whatever scans are in

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ct3d_model::Classifier;
-use ct3d_model::explain::{GradExplainer, GradMethod, Occlusion, Target, occlusion};
+use ct3d_model::explain::{GradExplainer, GradMethod, Occlusion, OcclusionFill, Target, occlusion};
 use ct3d_volume::Volume;
 use ct3d_volume::nifti::{OutputDtype, write_volume_described};
 use ct3d_volume::preprocess::{PreprocessError, process_volume, read_raw_scan, to_scan_grid};
@@ -44,14 +44,15 @@ impl Method {
 }
 
 /// Occlusion's default for an input of `size` voxels: patches of a quarter of each axis (at
-/// least 1), stride equal to the patch (no overlap), 8 occluded volumes per forward pass. For
-/// the seed's 128×128×64 that is 64 forward passes.
+/// least 1), stride equal to the patch (no overlap), 8 occluded volumes per forward pass, MONAI's
+/// Gaussian fill. For the seed's 128×128×64 that is 64 forward passes.
 pub fn default_occlusion(size: [usize; 3]) -> Occlusion {
     let patch = size.map(|n| (n / 4).max(1));
     Occlusion {
         patch,
         stride: patch,
         batch: 8,
+        fill: OcclusionFill::Gaussian,
     }
 }
 
@@ -277,18 +278,40 @@ fn sigmoid(z: f32) -> f32 {
     (1.0 / (1.0 + (-f64::from(z)).exp())) as f32
 }
 
-/// The voxel holding the largest finite value (the first one on ties, `x` fastest).
+/// The voxel holding the largest finite value. Where several hold it (a flat-topped map:
+/// occlusion with equal weights credits one drop to a whole patch), the one nearest their
+/// centroid, so that the peak is the middle of the plateau rather than its first corner (the
+/// first in `x`-fastest order among equally near ones).
 fn argmax(volume: &Volume) -> [usize; 3] {
     let [nx, ny, _] = volume.shape();
-    let (index, _) = volume
+    let position = |i: usize| [i % nx, (i / nx) % ny, i / (nx * ny)];
+    let max = volume
+        .data()
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .fold(f32::NEG_INFINITY, f32::max);
+    let tops: Vec<[usize; 3]> = volume
         .data()
         .iter()
         .enumerate()
-        .filter(|(_, v)| v.is_finite())
-        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
-            if v > bv { (i, v) } else { (bi, bv) }
-        });
-    [index % nx, (index / nx) % ny, index / (nx * ny)]
+        .filter(|&(_, &v)| v == max)
+        .map(|(i, _)| position(i))
+        .collect();
+    if tops.len() <= 1 {
+        return tops.first().copied().unwrap_or([0, 0, 0]);
+    }
+    let centroid: [f64; 3] =
+        std::array::from_fn(|a| tops.iter().map(|t| t[a] as f64).sum::<f64>() / tops.len() as f64);
+    let distance =
+        |t: &[usize; 3]| -> f64 { (0..3).map(|a| (t[a] as f64 - centroid[a]).powi(2)).sum() };
+    tops.iter()
+        .copied()
+        .fold((tops[0], f64::INFINITY), |(best, bd), t| {
+            let d = distance(&t);
+            if d < bd { (t, d) } else { (best, bd) }
+        })
+        .0
 }
 
 /// Scanner coordinates (mm) of voxel `v` under `affine`.
@@ -459,6 +482,29 @@ pub fn overlay_layout(depth: usize) -> ct3d_plot::slices::MontageLayout {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_peak_of_a_plateau_is_its_middle() {
+        // A single largest voxel wins wherever it is.
+        let mut single = Volume::filled([6, 5, 4], 1.0);
+        let i = single.index(4, 1, 2);
+        single.data_mut()[i] = 2.0;
+        assert_eq!(argmax(&single), [4, 1, 2]);
+        // A flat 3×3×3 top at x 1‥3, y 2‥4, z 0‥2: its middle, not its first corner.
+        let plateau = Volume::from_fn([6, 5, 4], |x, y, z| {
+            if (1..=3).contains(&x) && (2..=4).contains(&y) && z <= 2 {
+                5.0
+            } else {
+                (x + y + z) as f32 * 0.1
+            }
+        });
+        assert_eq!(argmax(&plateau), [2, 3, 1]);
+        // NaN is skipped; an all-NaN map gives the origin.
+        let mut nan = single.clone();
+        nan.data_mut()[0] = f32::NAN;
+        assert_eq!(argmax(&nan), [4, 1, 2]);
+        assert_eq!(argmax(&Volume::filled([2, 2, 2], f32::NAN)), [0, 0, 0]);
+    }
 
     #[test]
     fn stems_drop_nifti_extensions_only() {

@@ -1,16 +1,19 @@
-//! Do the explanations mean something? On a model trained exactly as `ct3d demo` trains it
-//! (easy phantoms, 48×48×48, 8 epochs), for the correctly classified abnormal validation
-//! phantoms: Grad-CAM's peak falls inside the ground-truth lesion mask (the pointing game), most
-//! of the map's energy lies inside the lungs, and re-initialising the weights changes the map
-//! (Adebayo et al. 2018's model-randomisation sanity check). The ground truth is regenerated
-//! from the demo's seed (`scan_seed`), tissue label by tissue label.
+//! Do the explanations mean something? On a demo-size model (the demo's easy phantoms and 48³
+//! input, trained longer with flips and affine transforms), for the correctly classified abnormal
+//! validation phantoms: occlusion's peak falls inside the ground-truth lesion mask (the pointing
+//! game), most of the map's mass lies inside the lungs, and re-initialising the weights changes
+//! the map (Adebayo et al. 2018's model-randomisation sanity check). The ground truth is
+//! regenerated from the demo's seed (`scan_seed`), tissue label by tissue label.
 
+use ct3d::config::TrainParams;
 use ct3d::demo::{DEMO_SEED, DemoObserver, DemoOptions, DemoSettings, run_demo};
 use ct3d::evaluate::{EvalSplit, WeightsChoice, evaluate_recorded, load_run};
 use ct3d::explain::{ExplainSettings, Explainer, Method};
 use ct3d::observe::{Silent, TrainObserver};
-use ct3d_model::explain::{GradExplainer, GradMethod, Target};
-use ct3d_model::{Classifier, DeviceChoice};
+use ct3d::train::{TrainRequest, default_cache, train};
+use ct3d_model::DeviceChoice;
+use ct3d_model::explain::{Occlusion, OcclusionFill, Target, occlusion};
+use ct3d_volume::augment::recipe::from_names;
 use ct3d_volume::synth::{PhantomConfig, ScanClass, Tissue, generate_labeled_phantom, scan_seed};
 
 struct Quiet;
@@ -52,19 +55,47 @@ fn spearman(a: &[f32], b: &[f32]) -> f64 {
     cov / (va * vb).sqrt()
 }
 
-// The issue's bar (pointing game ≥ 0.8, energy inside the lungs ≥ 0.8) is not met yet. Measured
-// on 2026-11-30 (the demo's run, 17 correctly classified abnormal validation phantoms; the lungs
-// are 16 % of a scan, so a uniform map scores 0.16 energy), pointing game and lung energy:
-// Grad-CAM block1 0/17 and 0.13, block2 11/17 and 0.26, block3 4/17 and 0.24, block4 0 and
-// 0.10; Grad-CAM++ block2 0/17 and 0.10, block3 1/17 and 0.08; LayerCAM (tried, not kept)
-// block1 8/17 and 0.39, block2 2/17 and 0.11; occlusion 12³ patches 4/17 and 0.35 (positive
-// part). Every method, occlusion included, puts most of the evidence on the body outside the
-// lungs, so the model itself leans on more than the lesions: the next step is the model (longer
-// training, augmentation against shortcuts), not the map. Kept as the target, not weakened;
-// run with `--ignored`.
-#[test]
-#[ignore = "issue 14 item 2 not met yet: pointing game 0.24, lung energy 0.24 (see comment)"]
-fn grad_cam_of_a_demo_model_points_at_the_lesions_inside_the_lungs() {
+/// The demo-size model the localisation check explains: the demo's phantoms, input, network,
+/// batch and learning rate, trained for 30 epochs with flips, small affine transforms, intensity
+/// shifts and noise besides the example's rotation (`ct3d train --epochs 30 --augment
+/// rotate,flip,affine,intensity,noise`). The demo's own 8-epoch, rotation-only model separates
+/// the classes as well (val_acc 0.97) but scores 0.59 on the pointing game with the same map:
+/// README has the measured values of both.
+fn localisation_params(settings: &DemoSettings) -> TrainParams {
+    TrainParams {
+        epochs: 30,
+        patience: 30,
+        augment: from_names("rotate,flip,affine,intensity,noise").unwrap(),
+        ..settings.train_params().unwrap()
+    }
+}
+
+/// Occlusion as the check runs it on the 48³ input: 6³ patches (about 45 mm across), no overlap,
+/// MONAI's Gaussian fill. (Grad-CAM's coarse block maps spread over the chest wall: on this model
+/// block2's map peaks in no lesion and puts 0.16 of its mass inside the lungs, a uniform map's
+/// share.)
+const OCCLUSION: Occlusion = Occlusion {
+    patch: [6, 6, 6],
+    stride: [6, 6, 6],
+    batch: 8,
+    fill: OcclusionFill::Gaussian,
+};
+
+/// What the localisation check measures on the model of [`localisation_params`].
+struct Localisation {
+    /// Correctly classified abnormal validation phantoms.
+    correct: usize,
+    /// Those whose map peaks inside their lesion mask.
+    hits: usize,
+    /// Mean share of the map's positive mass inside the lungs.
+    energy: f64,
+    /// Spearman's ρ between the first scan's map and the same map from re-initialised weights.
+    rho: f64,
+}
+
+/// Trains the model of [`localisation_params`] on the demo's phantoms and scores its occlusion
+/// maps against the ground truth.
+fn measure_localisation() -> Localisation {
     let dir = tempfile::tempdir().unwrap();
     let settings = DemoSettings::quick();
     let options = DemoOptions {
@@ -73,16 +104,25 @@ fn grad_cam_of_a_demo_model_points_at_the_lesions_inside_the_lungs() {
         device: DeviceChoice::Cpu,
     };
     run_demo(&options, &Quiet).unwrap();
-    let run = load_run(
-        &options.out.join("run"),
-        WeightsChoice::Best,
-        DeviceChoice::Cpu,
-    )
-    .unwrap();
+    let data = options.out.join("data");
+    let request = TrainRequest {
+        cache: default_cache(&data),
+        data,
+        manifest: None,
+        out: dir.path().join("run"),
+        config: localisation_params(&settings).check().unwrap(),
+        device: DeviceChoice::Cpu,
+        resume: false,
+        force: true,
+        skip_bad: false,
+        given: Vec::new(),
+    };
+    train(&request, &Silent).unwrap();
+    let run = load_run(&request.out, WeightsChoice::Best, DeviceChoice::Cpu).unwrap();
     let evaluation = evaluate_recorded(&run, EvalSplit::Val, false).unwrap();
     let explain_settings = ExplainSettings {
-        method: Method::GradCam,
-        layer: Some("block3".to_owned()),
+        method: Method::Occlusion(OCCLUSION),
+        layer: None,
         target: Target::Positive,
     };
     let explainer = Explainer::new(&run, explain_settings).unwrap();
@@ -112,61 +152,90 @@ fn grad_cam_of_a_demo_model_points_at_the_lesions_inside_the_lungs() {
         if truth.lesion_mask().get(i, j, k) == 1.0 {
             hits += 1;
         }
+        // Occlusion's map is signed (hiding a voxel may raise the probability): its mass is the
+        // positive part, the evidence for the abnormal class.
         let lungs = |t: &Tissue| matches!(t, Tissue::Lung | Tissue::Vessel | Tissue::GroundGlass);
-        let total: f64 = map.data().iter().map(|&v| f64::from(v)).sum();
+        let positive = |v: f32| f64::from(v.max(0.0));
+        let total: f64 = map.data().iter().map(|&v| positive(v)).sum();
         let inside: f64 = map
             .data()
             .iter()
             .zip(&truth.tissue)
             .filter(|(_, t)| lungs(t))
-            .map(|(&v, _)| f64::from(v))
+            .map(|(&v, _)| positive(v))
             .sum();
         energies.push(inside / total.max(f64::MIN_POSITIVE));
         if sanity.is_none() {
-            sanity = Some(explanation.preprocessed.clone());
+            sanity = Some((
+                explanation.preprocessed.clone(),
+                explanation.model_map.clone(),
+            ));
         }
     }
     assert!(
         correct >= 5,
         "only {correct} abnormal validation scans classified correctly"
     );
-    let pointing = f64::from(hits) / f64::from(correct);
-    let energy = energies.iter().sum::<f64>() / energies.len() as f64;
-    let least = energies.iter().copied().fold(f64::INFINITY, f64::min);
-    println!(
-        "pointing game {hits}/{correct} = {pointing:.3}; map energy inside the lungs: mean {energy:.3}, least {least:.3}"
-    );
-    assert!(pointing >= 0.8, "pointing game {hits}/{correct}");
-    assert!(energy >= 0.8, "energy inside the lungs {energy:.3}");
-
     // Sanity check: the same scan's map from re-initialised weights ranks voxels differently.
-    let volume = sanity.unwrap();
-    let trained = GradExplainer::new(&run.model);
+    let (volume, trained) = sanity.unwrap();
     let random_network = run
         .config
         .train
         .architecture
         .init(&run.config.train.model_config(), &run.device, 12_345)
         .unwrap();
-    let random = GradExplainer::new(&random_network);
-    let layer = run
-        .model
-        .layer_names()
-        .iter()
-        .position(|n| n == "block3")
-        .unwrap();
-    let a = trained
-        .input_map(&volume, layer, GradMethod::GradCam, Target::Positive)
-        .unwrap()
-        .0;
-    let b = random
-        .input_map(&volume, layer, GradMethod::GradCam, Target::Positive)
-        .unwrap()
-        .0;
-    let rho = spearman(a.data(), b.data());
-    println!("Spearman rank correlation, trained vs re-initialised weights: {rho:.3}");
+    let random = occlusion(&random_network, &volume, &OCCLUSION, &mut |_, _| {}).unwrap();
+    let rho = spearman(trained.data(), random.map.data());
+    let energy = energies.iter().sum::<f64>() / energies.len() as f64;
+    let least = energies.iter().copied().fold(f64::INFINITY, f64::min);
+    println!(
+        "pointing game {hits}/{correct}; map mass inside the lungs: mean {energy:.3}, least {least:.3}; \
+         Spearman's rho, trained vs re-initialised weights: {rho:.3}"
+    );
+    Localisation {
+        correct,
+        hits,
+        energy,
+        rho,
+    }
+}
+
+// Measured on 2026-12-01 (18 correctly classified abnormal validation phantoms; the lungs are
+// 16 % of a scan, so a uniform map scores 0.16): 0.88 of the map's mass inside the lungs (least
+// 0.83), Spearman's ρ with re-initialised weights −0.04, pointing game 14/18 = 0.78. The parts of
+// the issue's bar that are met are asserted here; the pointing game (issue: ≥ 0.8) is the ignored
+// test below.
+#[test]
+fn occlusion_of_a_demo_size_model_stays_inside_the_lungs_and_depends_on_the_weights() {
+    let measured = measure_localisation();
     assert!(
-        rho < 0.5,
-        "re-initialising the weights left the map alike (ρ = {rho:.3})"
+        measured.energy >= 0.8,
+        "map mass inside the lungs {:.3}",
+        measured.energy
+    );
+    assert!(
+        measured.rho < 0.5,
+        "re-initialising the weights left the map alike (rho = {:.3})",
+        measured.rho
+    );
+}
+
+// The issue's pointing-game bar (≥ 0.8) is not met: 14/18 = 0.78 on 2026-12-01. The misses land
+// in the lungs, most within 3–15 mm of a lesion. An ideal model that scores only the share of the
+// lesion left visible reaches 13/18 with these 6³ patches (their ≈ 45 mm is coarser than the gaps
+// between a cluster's ellipsoids) and 17/18 with 4³ patches or a stride of 4, but this model
+// does worse with those (12/18 with 4³, 8/18 with 5³, 10/18 with 8³ every 4): its evidence is in
+// the lungs but not on the lesions alone. README ("What the maps show, measured") has the table;
+// `examples/localisation.rs` measures it. Kept as the target, not weakened; run with `--ignored`.
+#[test]
+#[ignore = "issue 14 item 2: pointing game 0.78 of 0.8 (see comment)"]
+fn occlusion_of_a_demo_size_model_points_at_the_lesions() {
+    let measured = measure_localisation();
+    let pointing = measured.hits as f64 / measured.correct as f64;
+    assert!(
+        pointing >= 0.8,
+        "pointing game {}/{}",
+        measured.hits,
+        measured.correct
     );
 }
