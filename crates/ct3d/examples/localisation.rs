@@ -139,13 +139,13 @@ fn oracle_map(
     map.affine = scan.affine;
     let scan_map = to_scan_grid(&map, &raw);
     let [nx, ny, _] = scan_map.shape();
-    let (best, _) = scan_map
-        .data()
-        .iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
-            if v > bv { (i, v) } else { (bi, bv) }
-        });
+    let data = scan_map.data();
+    let mut best = 0;
+    for (i, &v) in data.iter().enumerate() {
+        if v > data[best] {
+            best = i;
+        }
+    }
     Ok((scan_map, [best % nx, (best / nx) % ny, best / (nx * ny)]))
 }
 
