@@ -51,9 +51,10 @@ pub struct ExplainArgs {
     stride: Option<[usize; 3]>,
     /// What hides an occlusion patch: `gaussian` (MONAI's default) fades it to the bottom of the
     /// intensity window (air) under a Gaussian and blends overlapping patches with Gaussian
-    /// weights; `mean` replaces it by the scan's mean, every patch counting the same.
-    #[arg(long, value_enum, default_value_t = FillArg::Gaussian)]
-    fill: FillArg,
+    /// weights; `mean` replaces it by the scan's mean, every patch counting the same
+    /// [default: gaussian].
+    #[arg(long, value_enum)]
+    fill: Option<FillArg>,
     /// Occluded volumes per forward pass.
     #[arg(long, value_name = "N", default_value_t = 8)]
     batch: usize,
@@ -115,14 +116,14 @@ impl ExplainArgs {
                     stride: self.stride.unwrap_or(patch),
                     batch: self.batch,
                     fill: match self.fill {
-                        FillArg::Gaussian => OcclusionFill::Gaussian,
-                        FillArg::Mean => OcclusionFill::MeanImage,
+                        None | Some(FillArg::Gaussian) => OcclusionFill::Gaussian,
+                        Some(FillArg::Mean) => OcclusionFill::MeanImage,
                     },
                 })
             }
         };
         if self.method != MethodArg::Occlusion
-            && (self.patch.is_some() || self.stride.is_some() || self.fill != FillArg::Gaussian)
+            && (self.patch.is_some() || self.stride.is_some() || self.fill.is_some())
         {
             bail!("--patch, --stride and --fill set up occlusion; add --method occlusion");
         }
