@@ -358,11 +358,40 @@ pub fn occlusion(
     settings.check(size)?;
     let network = network.valid();
     let device = network_device(&network);
-    let mut probabilities = |data: Vec<f32>, batch: usize| -> Result<Vec<f32>, ModelError> {
+    let mut logits = |data: Vec<f32>, batch: usize| -> Result<Vec<f64>, ModelError> {
         let logits = network.forward(batch_tensor(data, batch, size, &device)?);
-        Ok(host(logits).into_iter().map(sigmoid).collect())
+        Ok(host(logits).into_iter().map(f64::from).collect())
     };
-    occlusion_with(volume, size, settings, &mut probabilities, progress)
+    // The drop is taken from the logits: probabilities rounded to f32 are exactly 1 for every
+    // logit above about 17, so a confident model's drops would all be 0 and its map flat.
+    let (map, z0) = occlusion_scored(
+        volume,
+        size,
+        settings,
+        &mut logits,
+        &sigmoid_difference,
+        progress,
+    )?;
+    Ok(OcclusionMap {
+        map,
+        probability: sigmoid(z0 as f32),
+    })
+}
+
+/// `σ(a) − σ(b)` without cancellation, for any logits: `sinh((a − b)/2) / (2 cosh(a/2)
+/// cosh(b/2))`, evaluated through logarithms so that neither term overflows. Subtracting the
+/// two probabilities instead loses every digit once both round to 1 (in f32, logits above
+/// about 17; in f64, above about 37).
+fn sigmoid_difference(a: f64, b: f64) -> f64 {
+    let d = a - b;
+    if d == 0.0 {
+        return 0.0;
+    }
+    // ln cosh(x) = |x| + ln(1 + e^{−2|x|}) − ln 2; ln sinh(|d|/2) = |d|/2 + ln(1 − e^{−|d|}) − ln 2.
+    let ln_cosh = |x: f64| x.abs() + (-2.0 * x.abs()).exp().ln_1p() - std::f64::consts::LN_2;
+    let ln_sinh = 0.5 * d.abs() + (-(-d.abs()).exp_m1()).ln() - std::f64::consts::LN_2;
+    let magnitude = (ln_sinh - std::f64::consts::LN_2 - ln_cosh(0.5 * a) - ln_cosh(0.5 * b)).exp();
+    magnitude.copysign(d)
 }
 
 /// [`occlusion`] with any model: `probabilities(data, n)` gets `n` volumes of `size` voxels,
@@ -376,11 +405,39 @@ pub fn occlusion_with(
     probabilities: &mut dyn FnMut(Vec<f32>, usize) -> Result<Vec<f32>, ModelError>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<OcclusionMap, ModelError> {
+    let mut scores = |data: Vec<f32>, n: usize| -> Result<Vec<f64>, ModelError> {
+        Ok(probabilities(data, n)?.into_iter().map(f64::from).collect())
+    };
+    let (map, p0) = occlusion_scored(
+        volume,
+        size,
+        settings,
+        &mut scores,
+        &|p0, p| p0 - p,
+        progress,
+    )?;
+    Ok(OcclusionMap {
+        map,
+        probability: p0 as f32,
+    })
+}
+
+/// The occlusion loop: `scores(data, n)` scores `n` volumes (as in [`occlusion_with`]) and
+/// `drop(s0, s)` turns the unoccluded and an occluded score into the probability drop. Returns
+/// the map and the unoccluded score.
+fn occlusion_scored(
+    volume: &Volume,
+    size: [usize; 3],
+    settings: &Occlusion,
+    scores: &mut dyn FnMut(Vec<f32>, usize) -> Result<Vec<f64>, ModelError>,
+    drop: &dyn Fn(f64, f64) -> f64,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(Volume, f64), ModelError> {
     settings.check(size)?;
     let voxels: usize = size.iter().product();
     let mut original = vec![0.0; voxels];
     copy_in_input_order(volume, size, &mut original)?;
-    let p0 = probabilities(original.clone(), 1)?[0];
+    let s0 = scores(original.clone(), 1)?[0];
     let [xs, ys, zs] = settings.starts(size);
     let mut corners = Vec::with_capacity(xs.len() * ys.len() * zs.len());
     for &x in &xs {
@@ -427,9 +484,9 @@ pub fn occlusion_with(
                 }
             }
         }
-        let occluded = probabilities(data, chunk.len())?;
-        for (&[x0, y0, z0], p) in chunk.iter().zip(occluded) {
-            let drop = f64::from(p0 - p);
+        let occluded = scores(data, chunk.len())?;
+        for (&[x0, y0, z0], s) in chunk.iter().zip(occluded) {
+            let drop = drop(s0, s);
             for x in 0..px {
                 for y in 0..py {
                     let row = ((x0 + x) * ny + y0 + y) * nz + z0;
@@ -452,10 +509,7 @@ pub fn occlusion_with(
             0.0
         }
     });
-    Ok(OcclusionMap {
-        map,
-        probability: p0,
-    })
+    Ok((map, s0))
 }
 
 /// MONAI's erf-discretised Gaussian (`gaussian_1d(..., approx="erf")`): the mass of a unit
@@ -540,6 +594,29 @@ mod tests {
             ..o
         };
         assert!(zero.check([10, 8, 4]).is_err());
+    }
+
+    #[test]
+    fn probability_drops_keep_their_digits_when_both_probabilities_round_to_one() {
+        let naive = |a: f64, b: f64| sigmoid(a as f32) - sigmoid(b as f32);
+        // Moderate logits: the same as subtracting the probabilities.
+        for (a, b) in [(0.3f64, -1.2f64), (2.0, 2.5), (-4.0, -7.0), (1.0, 1.0)] {
+            let exact = 1.0 / (1.0 + (-a).exp()) - 1.0 / (1.0 + (-b).exp());
+            assert!((sigmoid_difference(a, b) - exact).abs() < 1e-15, "{a} {b}");
+        }
+        // Logits 20 and 25: both probabilities are 1.0 in f32, but σ(20) − σ(25) is
+        // e^−25 − e^−20 to first order.
+        assert_eq!(naive(20.0, 25.0), 0.0);
+        let expected = (-25f64).exp() - (-20f64).exp();
+        let got = sigmoid_difference(20.0, 25.0);
+        assert!((got / expected - 1.0).abs() < 1e-6, "{got} vs {expected}");
+        // Far past f64's range of 1 − p: still finite, signed and ordered.
+        let (small, large) = (
+            sigmoid_difference(400.0, 300.0),
+            sigmoid_difference(400.0, 200.0),
+        );
+        assert!(small > 0.0 && large > small && large.is_finite());
+        assert!((sigmoid_difference(-300.0, 400.0) + 1.0).abs() < 1e-12);
     }
 
     #[test]
