@@ -133,7 +133,8 @@ pub struct PreprocessFlags {
 #[derive(Debug, Args)]
 pub struct AugmentFlags {
     /// Augmentations, in order, with default settings: names from rotate (the example's random
-    /// rotation), flip, affine, intensity, gamma, noise, blur, e.g. rotate,flip,affine,noise.
+    /// rotation), flip, affine, intensity, gamma, noise, blur, cutout (boxes set to air),
+    /// e.g. rotate,flip,affine,noise.
     #[arg(long, value_name = "LIST")]
     pub augment: Option<String>,
     /// Augmentation recipe, .json or .toml: a list of transforms with their settings

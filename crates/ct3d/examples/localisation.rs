@@ -12,8 +12,10 @@
 //! ```
 //!
 //! Methods: `gradcam:BLOCK`, `gradcam++:BLOCK`, `occlusion:PATCH:STRIDE[:mean]` (cubic patches,
-//! Gaussian fill unless `:mean`). `VERBOSE=1` prints each scan's peak, its tissue and its
-//! distance to the nearest lesion voxel.
+//! Gaussian fill unless `:mean`), `oracle:PATCH:STRIDE` (the occlusion map of an ideal model that
+//! scores the share of the lesion left visible). `LAST=1` explains the last epoch's weights
+//! instead of the best. `VERBOSE=1` prints each scan's peak, its tissue and its distance to the
+//! nearest lesion voxel.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -159,11 +161,12 @@ fn run() -> Result<()> {
         .map(|s| method(s))
         .collect::<Result<Vec<_>>>()?;
     let verbose = std::env::var_os("VERBOSE").is_some();
-    let run = load_run(
-        &PathBuf::from(run_dir),
-        WeightsChoice::Best,
-        DeviceChoice::Cpu,
-    )?;
+    let weights = if std::env::var_os("LAST").is_some() {
+        WeightsChoice::Last
+    } else {
+        WeightsChoice::Best
+    };
+    let run = load_run(&PathBuf::from(run_dir), weights, DeviceChoice::Cpu)?;
     let evaluation = evaluate_recorded(&run, EvalSplit::Val, false)?;
     println!("{run_dir}: val accuracy {:.3}", evaluation.metrics.accuracy);
     let demo = DemoSettings::quick();

@@ -20,6 +20,7 @@
 //! | `gamma` | `random_gamma` | contrast curve `((v − min)/(max − min))^γ` on the volume's range |
 //! | `noise` | `gaussian_noise` | additive Gaussian noise |
 //! | `blur` | `gaussian_blur` | Gaussian smoothing (scipy's `gaussian_filter`) |
+//! | `cutout` | `random_cutout` | boxes filled with one value, air by default (MONAI's `RandCoarseDropout`) |
 //!
 //! Every transform is a random draw of parameters followed by a deterministic function of them
 //! (`flip_axes`, `affine_resample`, `gaussian_blur`, …), which `tests/augment_parity.rs` compares
@@ -131,6 +132,8 @@ augmentations! {
     noise::GaussianNoise = "noise",
     /// Smooth with a Gaussian kernel.
     blur::GaussianBlur = "blur",
+    /// Fill random boxes with one value (air by default).
+    cutout::RandomCutout = "cutout",
 }
 
 pub mod recipe;

@@ -232,7 +232,7 @@ mod tests {
         assert_eq!(
             err,
             "no augmentation is called \"blurr\" (known: rotate, flip, affine, intensity, gamma, \
-             noise, blur)"
+             noise, blur, cutout)"
         );
         assert!(matches!(
             from_names("flip,,noise"),
