@@ -227,7 +227,8 @@ fn occlusion_of_a_demo_size_model_stays_inside_the_lungs_and_depends_on_the_weig
 // does worse with those (12/18 with 4³, 8/18 with 5³, 10/18 with 8³ every 4): its evidence is in
 // the lungs but not on the lesions alone. Other seeds and recipes spread widely (2026-12-02:
 // 0.67 and 0.72 for seeds 1 and 2; with `cutout` added, 0.83, 0.56 and 0.89 for seeds 0–2; 100
-// epochs 0.89 but only 0.66 of the mass in the lungs), so no recipe clears the bar for every seed
+// epochs 0.89 but only 0.66 of the mass in the lungs; a learning rate decayed ×0.9 every epoch
+// 0.50, and 0.61 with 6³ patches every 3 voxels), so no recipe clears the bar for every seed
 // and picking a lucky one would prove nothing. Integrated gradients (x · ∂S/∂x from an air
 // baseline) scored 0/17 on the demo's model: they peak on vessels, the brightest voxels in the
 // lungs. README ("What the maps show, measured") has the table; `examples/localisation.rs`
