@@ -82,6 +82,7 @@ fn main() {
         stride: [32, 32, 16],
         batch: 8,
         fill: OcclusionFill::Gaussian,
+        refine: 0,
     };
     let ms = time(runs.min(2), || {
         occlusion(&network, &volume, &settings, &mut |_, _| {}).unwrap();

@@ -208,6 +208,7 @@ fn occlusion_credits_each_patch_its_probability_drop() {
         stride: [30, 30, 30],
         batch: 4,
         fill: OcclusionFill::MeanImage,
+        refine: 0,
     };
     let mut calls = Vec::new();
     let result = occlusion(&network, &volume, &whole, &mut |d, t| calls.push((d, t))).unwrap();
@@ -222,6 +223,7 @@ fn occlusion_credits_each_patch_its_probability_drop() {
         stride: [10, 30, 30],
         batch: 1,
         fill: OcclusionFill::MeanImage,
+        refine: 0,
     };
     let result = occlusion(&network, &volume, &two, &mut |_, _| {}).unwrap();
     let hidden = |x0: usize| {
@@ -246,6 +248,7 @@ fn occlusion_credits_each_patch_its_probability_drop() {
         stride: [1, 1, 1],
         batch: 1,
         fill: OcclusionFill::MeanImage,
+        refine: 0,
     };
     assert!(occlusion(&network, &volume, &too_big, &mut |_, _| {}).is_err());
 }
@@ -305,6 +308,7 @@ fn occlusion_equals_monai_on_a_linear_scorer() {
             stride: triple(&case["stride"]),
             batch: 3,
             fill,
+            refine: 0,
         };
         let starts: Vec<Vec<usize>> = case["starts"]
             .as_array()

@@ -11,9 +11,10 @@
 //! cargo run --release -p ct3d --example localisation -- run30 occlusion:6:6 gradcam:block2
 //! ```
 //!
-//! Methods: `gradcam:BLOCK`, `gradcam++:BLOCK`, `occlusion:PATCH:STRIDE[:mean]` (cubic patches,
-//! Gaussian fill unless `:mean`), `oracle:PATCH:STRIDE` (the occlusion map of an ideal model that
-//! scores the share of the lesion left visible). `LAST=1` explains the last epoch's weights
+//! Methods: `gradcam:BLOCK`, `gradcam++:BLOCK`, `occlusion:PATCH:STRIDE[:mean][:rTOP]` (cubic
+//! patches, Gaussian fill unless `:mean`, coarse-to-fine refinement of the `TOP` largest drops
+//! with `:rTOP`), `oracle:PATCH:STRIDE[:rTOP]` (the occlusion map of an ideal model that scores
+//! the share of the lesion left visible). `LAST=1` explains the last epoch's weights
 //! instead of the best. `VERBOSE=1` prints each scan's peak, its tissue and its distance to the
 //! nearest lesion voxel.
 
@@ -43,18 +44,24 @@ fn main() -> ExitCode {
 fn method(spec: &str) -> Result<(Method, Option<String>)> {
     let parts: Vec<&str> = spec.split(':').collect();
     Ok(match parts.as_slice() {
-        ["oracle", patch, stride] => {
-            let (m, _) = method(&format!("occlusion:{patch}:{stride}"))?;
+        ["oracle", patch, stride, rest @ ..] => {
+            let extra: String = rest.iter().map(|r| format!(":{r}")).collect();
+            let (m, _) = method(&format!("occlusion:{patch}:{stride}{extra}"))?;
             (m, Some("oracle".to_owned()))
         }
         ["gradcam", block] => (Method::GradCam, Some((*block).to_owned())),
         ["gradcam++", block] => (Method::GradCamPlusPlus, Some((*block).to_owned())),
         ["occlusion", patch, stride, rest @ ..] => {
-            let fill = match rest {
-                [] => OcclusionFill::Gaussian,
-                ["mean"] => OcclusionFill::MeanImage,
-                _ => bail!("{spec}: the fill after the stride can only be `mean`"),
-            };
+            let (mut fill, mut refine) = (OcclusionFill::Gaussian, 0);
+            for option in rest {
+                match option.strip_prefix('r') {
+                    Some(top) => {
+                        refine = top.parse().with_context(|| format!("{spec}: refine"))?;
+                    }
+                    None if *option == "mean" => fill = OcclusionFill::MeanImage,
+                    None => bail!("{spec}: after the stride come `mean` and `rTOP` (refine)"),
+                }
+            }
             let patch: usize = patch.parse().with_context(|| format!("{spec}: patch"))?;
             let stride: usize = stride.parse().with_context(|| format!("{spec}: stride"))?;
             let occlusion = Occlusion {
@@ -62,6 +69,7 @@ fn method(spec: &str) -> Result<(Method, Option<String>)> {
                 stride: [stride; 3],
                 batch: 8,
                 fill,
+                refine,
             };
             (Method::Occlusion(occlusion), None)
         }

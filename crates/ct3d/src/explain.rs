@@ -45,7 +45,8 @@ impl Method {
 
 /// Occlusion's default for an input of `size` voxels: patches of a quarter of each axis (at
 /// least 1), stride equal to the patch (no overlap), 8 occluded volumes per forward pass, MONAI's
-/// Gaussian fill. For the seed's 128×128×64 that is 64 forward passes.
+/// Gaussian fill, no coarse-to-fine refinement. For the seed's 128×128×64 that is 64 forward
+/// passes.
 pub fn default_occlusion(size: [usize; 3]) -> Occlusion {
     let patch = size.map(|n| (n / 4).max(1));
     Occlusion {
@@ -53,6 +54,7 @@ pub fn default_occlusion(size: [usize; 3]) -> Occlusion {
         stride: patch,
         batch: 8,
         fill: OcclusionFill::Gaussian,
+        refine: 0,
     }
 }
 
