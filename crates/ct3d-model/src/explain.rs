@@ -500,37 +500,30 @@ fn occlusion_scored(
     loop {
         for chunk in pending.chunks(settings.batch) {
             let mut data = Vec::with_capacity(voxels * chunk.len());
-            for &[x0, y0, z0] in chunk {
+            for &corner in chunk {
                 let start = data.len();
                 data.extend_from_slice(&original);
                 let occluded = &mut data[start..];
-                for x in 0..px {
-                    for y in 0..py {
-                        let row = ((x0 + x) * ny + y0 + y) * nz + z0;
-                        let factors = &scale[(x * py + y) * pz..][..pz];
-                        for (v, &f) in occluded[row..row + pz].iter_mut().zip(factors) {
-                            *v = *v * f + add;
-                        }
+                for (row, offset) in patch_rows(corner, settings.patch, size) {
+                    let factors = &scale[offset..][..pz];
+                    for (v, &f) in occluded[row..row + pz].iter_mut().zip(factors) {
+                        *v = *v * f + add;
                     }
                 }
             }
             let occluded = scores(data, chunk.len())?;
-            for (&[x0, y0, z0], s) in chunk.iter().zip(occluded) {
+            for (&corner, s) in chunk.iter().zip(occluded) {
                 let drop = drop(s0, s);
-                evaluated.push(([x0, y0, z0], drop));
-                for x in 0..px {
-                    for y in 0..py {
-                        let row = ((x0 + x) * ny + y0 + y) * nz + z0;
-                        let patch_weights = &weight[(x * py + y) * pz..][..pz];
-                        for (i, &w) in (row..row + pz).zip(patch_weights) {
-                            sum[i] += drop * w;
-                            weights[i] += w;
-                        }
+                evaluated.push((corner, drop));
+                for (row, offset) in patch_rows(corner, settings.patch, size) {
+                    for (i, &w) in (row..row + pz).zip(&weight[offset..][..pz]) {
+                        sum[i] += drop * w;
+                        weights[i] += w;
                     }
                 }
             }
             done += chunk.len();
-            progress(done, total.max(done));
+            progress(done, total);
         }
         let Some(step) = levels.next() else { break };
         pending = refinement(&evaluated, settings.refine, step, size, settings.patch);
@@ -549,6 +542,19 @@ fn occlusion_scored(
     Ok((map, s0))
 }
 
+/// The `x`-`y` rows of the patch of `patch` voxels starting at `corner` in an input of `size`:
+/// each row's first index in the input (row-major `[x][y][z]`) and in the patch; a row is
+/// `patch[2]` voxels long.
+fn patch_rows(
+    [x0, y0, z0]: [usize; 3],
+    [px, py, pz]: [usize; 3],
+    [_, ny, nz]: [usize; 3],
+) -> impl Iterator<Item = (usize, usize)> {
+    (0..px).flat_map(move |x| {
+        (0..py).map(move |y| (((x0 + x) * ny + y0 + y) * nz + z0, (x * py + y) * pz))
+    })
+}
+
 /// The patch starts refinement evaluates next: the neighbours `±step` (and 0) on each axis of
 /// the `top` patches with the largest drops in `evaluated`, clamped to the input, without the
 /// ones already evaluated, in a fixed order (so a map is reproducible).
@@ -562,7 +568,7 @@ fn refinement(
     let mut ranked: Vec<&([usize; 3], f64)> = evaluated.iter().collect();
     // Largest drop first; ties keep the earlier patch (stable sort).
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
-    let seen: std::collections::HashSet<[usize; 3]> = evaluated.iter().map(|e| e.0).collect();
+    let mut seen: std::collections::HashSet<[usize; 3]> = evaluated.iter().map(|e| e.0).collect();
     let mut next: Vec<[usize; 3]> = Vec::new();
     for &&(corner, _) in ranked.iter().take(top) {
         let along = |k: usize| -> Vec<usize> {
@@ -576,9 +582,8 @@ fn refinement(
         for &x in &xs {
             for &y in &ys {
                 for &z in &zs {
-                    let c = [x, y, z];
-                    if !seen.contains(&c) && !next.contains(&c) {
-                        next.push(c);
+                    if seen.insert([x, y, z]) {
+                        next.push([x, y, z]);
                     }
                 }
             }
@@ -678,7 +683,7 @@ mod tests {
         // the patch that hides it most is the one centred on it (start = voxel − patch / 2).
         let size = [24, 24, 24];
         let target = [13, 9, 17];
-        let volume = Volume::from_fn(size, |_, _, _| 1.0);
+        let volume = Volume::filled(size, 1.0);
         let index = (target[0] * size[1] + target[1]) * size[2] + target[2];
         let settings = Occlusion {
             patch: [6, 6, 6],
