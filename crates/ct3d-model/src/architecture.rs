@@ -18,6 +18,7 @@
 //! above this module changes.
 
 use burn::module::Module;
+use burn::nn::BatchNorm;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -199,9 +200,23 @@ pub trait Classifier: Module + Sized {
     /// Whether the parameters live on an autodiff device (required to train).
     fn is_trainable(&self) -> bool;
 
-    /// Folds moving statistics that burn keeps per thread into the shared value (see
-    /// [`Model`]'s BatchNorm notes); called after every training step.
-    fn sync_moving_stats(&self);
+    /// Every batch-norm layer, input side first (what [`Self::sync_moving_stats`] and
+    /// [`crate::batch_stats`] walk).
+    fn batch_norms(&self) -> Vec<&BatchNorm>;
+
+    /// Folds moving statistics that burn keeps per thread into the shared value; called after
+    /// every training step.
+    ///
+    /// burn's `RunningState` stores each forward's update under the calling thread and merges
+    /// (averaging across threads) at the next read from that thread. Syncing after every step
+    /// keeps the moving statistics exactly Keras's even if later steps or a checkpoint run on
+    /// another thread.
+    fn sync_moving_stats(&self) {
+        for norm in self.batch_norms() {
+            norm.running_mean.value_sync();
+            norm.running_var.value_sync();
+        }
+    }
 
     /// The name and role in a weights file of the parameter at burn module path `module_path`
     /// (`blocks.0.conv.weight`), or `None` for a path the network does not have.
@@ -334,10 +349,10 @@ impl Classifier for Network {
         }
     }
 
-    fn sync_moving_stats(&self) {
+    fn batch_norms(&self) -> Vec<&BatchNorm> {
         match self {
-            Network::SeedCnn(model) => Classifier::sync_moving_stats(model),
-            Network::ResNet(model) => Classifier::sync_moving_stats(model),
+            Network::SeedCnn(model) => Classifier::batch_norms(model),
+            Network::ResNet(model) => Classifier::batch_norms(model),
         }
     }
 

@@ -13,6 +13,7 @@
 //! - [`ops`]: the only calls to convolution and pooling (3D max pooling built from 2D);
 //! - [`mod@train_step`]: stable binary cross-entropy on logits, Keras's Adam, the exponential-decay
 //!   schedule, binary accuracy, one training step, inference;
+//! - [`batch_stats`]: batch-norm moving statistics recomputed from clean batches ("precise BN");
 //! - [`weights`]: safetensors files with each architecture's names, Keras's kernel layout;
 //! - [`summary`]: Keras's `model.summary()` table layout;
 //! - [`input`]: volumes (`x` fastest) to the `[batch, 1, x, y, z]` input tensor;
@@ -26,6 +27,7 @@
 //! `device.autodiff()` trains.
 
 pub mod architecture;
+pub mod batch_stats;
 pub mod bench;
 pub mod cpu_backend;
 pub mod device;
@@ -47,6 +49,7 @@ pub mod weights;
 pub use seed_cnn as model;
 
 pub use architecture::{Architecture, Classifier, Network};
+pub use batch_stats::BatchNormStats;
 pub use device::{DeviceChoice, DeviceSelectionError};
 pub use resnet::{ResNetParams, Shortcut};
 pub use seed_cnn::{Model, ModelConfig, ModelError, ModelParams, ParamCounts};

@@ -793,11 +793,8 @@ impl Classifier for ResNet {
         self.fc.weight.val().is_autodiff()
     }
 
-    fn sync_moving_stats(&self) {
-        for norm in self.batch_norms() {
-            norm.running_mean.value_sync();
-            norm.running_var.value_sync();
-        }
+    fn batch_norms(&self) -> Vec<&BatchNorm> {
+        ResNet::batch_norms(self)
     }
 
     fn param_name(module_path: &str) -> Option<ParamName> {

@@ -545,19 +545,6 @@ impl Model {
     pub fn check_input(&self, input: &Tensor<5>) -> Result<usize, ModelError> {
         Classifier::check_input(self, input)
     }
-
-    /// Folds BatchNorm statistics that burn keeps per thread into the shared value.
-    ///
-    /// burn's `RunningState` stores each forward's update under the calling thread and merges
-    /// (averaging across threads) at the next read from that thread. Syncing after every step
-    /// keeps the moving statistics exactly Keras's even if later steps or a checkpoint run on
-    /// another thread.
-    pub(crate) fn sync_moving_stats(&self) {
-        for block in &self.blocks {
-            block.norm.running_mean.value_sync();
-            block.norm.running_var.value_sync();
-        }
-    }
 }
 
 impl Classifier for Model {
@@ -617,8 +604,8 @@ impl Classifier for Model {
         Model::is_trainable(self)
     }
 
-    fn sync_moving_stats(&self) {
-        Model::sync_moving_stats(self)
+    fn batch_norms(&self) -> Vec<&BatchNorm> {
+        self.blocks.iter().map(|block| &block.norm).collect()
     }
 
     fn param_name(module_path: &str) -> Option<ParamName> {

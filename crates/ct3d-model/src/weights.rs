@@ -698,7 +698,9 @@ mod unnamed_tests {
         fn is_trainable(&self) -> bool {
             self.inner.is_trainable()
         }
-        fn sync_moving_stats(&self) {}
+        fn batch_norms(&self) -> Vec<&burn::nn::BatchNorm> {
+            Classifier::batch_norms(&self.inner)
+        }
         fn layer_names(&self) -> Vec<String> {
             self.inner.layer_names()
         }

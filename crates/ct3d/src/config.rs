@@ -96,6 +96,14 @@ pub struct TrainParams {
     /// 0 (the default, and older runs) trains everything from the first epoch.
     #[serde(default)]
     pub freeze_encoder_epochs: usize,
+    /// After every epoch, replace the batch-norm moving statistics by the mean of the batch
+    /// statistics of the clean (un-augmented) training scans under the epoch's final weights
+    /// ([`ct3d_model::BatchNormStats`], "precise BN"), before validating and saving. Training
+    /// itself is unchanged; validation, the best epoch and every prediction use the recomputed
+    /// values. Costs one forward pass over the training split per epoch. Off (the default, and
+    /// older runs) keeps the moving averages, as Keras does.
+    #[serde(default)]
+    pub recompute_batch_norm: bool,
 }
 
 /// How the loss weighs the two classes' scans.
@@ -167,6 +175,7 @@ impl Default for TrainParams {
             sampler: Sampler::Shuffle,
             init: None,
             freeze_encoder_epochs: 0,
+            recompute_batch_norm: false,
         }
     }
 }
@@ -194,8 +203,9 @@ impl Serialize for TrainParams {
             sampler,
             init,
             freeze_encoder_epochs,
+            recompute_batch_norm,
         } = self;
-        let mut out = serializer.serialize_struct("TrainParams", 17)?;
+        let mut out = serializer.serialize_struct("TrainParams", 18)?;
         out.serialize_field("epochs", epochs)?;
         out.serialize_field("batch_size", batch_size)?;
         out.serialize_field("schedule", schedule)?;
@@ -222,6 +232,10 @@ impl Serialize for TrainParams {
         match freeze_encoder_epochs {
             0 => out.skip_field("freeze_encoder_epochs")?,
             epochs => out.serialize_field("freeze_encoder_epochs", epochs)?,
+        }
+        match recompute_batch_norm {
+            false => out.skip_field("recompute_batch_norm")?,
+            true => out.serialize_field("recompute_batch_norm", &true)?,
         }
         out.end()
     }
@@ -594,6 +608,7 @@ mod tests {
             "/train/folds",
             "/schedule_changes",
             "/files/0/patient",
+            "/train/recompute_batch_norm",
         ] {
             assert!(json.pointer(absent).is_none(), "{absent} in {json}");
         }
@@ -669,6 +684,7 @@ mod tests {
             sampler: Sampler::Balanced,
             init: Some("pretrained.pth".into()),
             freeze_encoder_epochs: 2,
+            recompute_batch_norm: true,
         };
         let mut json = serde_json::to_value(&params).unwrap();
         assert_eq!(json["class_weight"], "balanced");

@@ -16,7 +16,7 @@ use ct3d_model::input::batch_tensor;
 use ct3d_model::pytorch::{InitReport, load_state_dict};
 use ct3d_model::train_step::train_step_weighted;
 use ct3d_model::weights::{load_optimizer, load_weights, save_optimizer, save_weights};
-use ct3d_model::{Adam, Architecture, Network, freeze_encoder};
+use ct3d_model::{Adam, Architecture, BatchNormStats, Network, freeze_encoder};
 use ct3d_volume::cache::PreparedItem;
 use ct3d_volume::rng::derive_seed;
 
@@ -213,6 +213,15 @@ pub fn train(
             model = trained;
             data_wait += waited;
             epochs_run += 1;
+            if train_config.recompute_batch_norm {
+                recompute_batch_norm(
+                    &model,
+                    &autodiff,
+                    &prepared.items,
+                    &split.train,
+                    &train_config,
+                )?;
+            }
             let (val_loss, val_acc) = evaluate_items(
                 &model,
                 &prepared.items,
@@ -453,6 +462,35 @@ fn train_epoch(
     model = slot.expect("the model is put back after every step");
     let seen = seen.max(1) as f64;
     Ok((model, loss_sum / seen, correct as f64 / seen, waited))
+}
+
+/// [`TrainParams::recompute_batch_norm`]: the training split, un-augmented and in its recorded
+/// order (so the result does not depend on the epoch), through the network in training mode; the
+/// moving statistics become the mean of the batches' statistics.
+fn recompute_batch_norm(
+    model: &Network,
+    device: &burn::tensor::Device,
+    items: &[PreparedItem],
+    train: &[usize],
+    config: &TrainConfig,
+) -> Result<(), TrainError> {
+    let size = config.preprocess.size;
+    let mut stats = BatchNormStats::default();
+    loader::for_each_batch(
+        items,
+        train,
+        config.batch_size,
+        size,
+        None,
+        PREFETCH,
+        |batch| -> Result<(), TrainError> {
+            let n = batch.labels.len();
+            stats.observe(model, batch_tensor(batch.input, n, size, device)?)?;
+            Ok(())
+        },
+    )?;
+    stats.apply(model);
+    Ok(())
 }
 
 /// `model` with the weights of `file`: a ct3d weights file (`.safetensors`, every tensor loaded)

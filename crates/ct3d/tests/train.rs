@@ -162,6 +162,51 @@ fn the_same_seed_gives_the_same_run_and_another_seed_does_not() {
     );
 }
 
+/// `recompute_batch_norm` ("precise BN") only replaces the moving statistics between epochs:
+/// training mode never reads them and the recompute takes no gradient step, so every training
+/// step — the loss and accuracy columns, and the optimizer's moments — is that of the run
+/// without it, while the saved inference weights differ. It is recorded and reproducible.
+#[test]
+fn recomputing_batch_norm_changes_only_the_moving_statistics() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = phantoms(dir.path(), 4, 4, 5);
+    let [plain, precise, again] = ["plain", "precise", "again"].map(|name| dir.path().join(name));
+    let precise_config = || {
+        TrainParams {
+            recompute_batch_norm: true,
+            ..small_params(4, 2)
+        }
+        .check()
+        .unwrap()
+    };
+    let a = train(&request(&data, &plain, small_config(4, 2)), &Silent).unwrap();
+    let b = train(&request(&data, &precise, precise_config()), &Silent).unwrap();
+    assert_eq!(a.history.len(), 2);
+    for (x, y) in a.history.iter().zip(&b.history) {
+        assert_eq!(
+            (x.loss, x.acc),
+            (y.loss, y.acc),
+            "epoch {}: training columns",
+            x.epoch
+        );
+    }
+    assert!(
+        bytes(&plain.join("optimizer.safetensors"))
+            == bytes(&precise.join("optimizer.safetensors")),
+        "the training steps must not change"
+    );
+    assert!(
+        bytes(&plain.join("last.safetensors")) != bytes(&precise.join("last.safetensors")),
+        "the moving statistics must be replaced"
+    );
+    let config: serde_json::Value =
+        serde_json::from_slice(&bytes(&precise.join("config.json"))).unwrap();
+    assert_eq!(config["train"]["recompute_batch_norm"], true, "{config}");
+
+    train(&request(&data, &again, precise_config()), &Silent).unwrap();
+    assert_same_run(&precise, &again);
+}
+
 #[test]
 fn a_committed_state_reads_back_exactly() {
     let dir = tempfile::tempdir().unwrap();
