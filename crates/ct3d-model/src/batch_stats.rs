@@ -65,7 +65,11 @@ impl BatchNormStats {
             norm.running_var
                 .update(norm.running_var.value_sync().zeros_like());
         }
-        drop(model.forward(input));
+        // A copy whose parameters need no gradient: batch norm still takes its training path
+        // (that is the `training` flag, which `no_grad` keeps), but autodiff records no graph
+        // for a forward nobody differentiates. The copy shares the layers' running state.
+        let probe = model.clone().no_grad();
+        drop(probe.forward(input));
         let weight = batch as f64;
         for ((norm, sums), _) in norms
             .iter()

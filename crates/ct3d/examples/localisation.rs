@@ -13,7 +13,8 @@
 //!
 //! Methods: `gradcam:BLOCK`, `gradcam++:BLOCK`, `occlusion:PATCH:STRIDE[:mean][:rTOP]` (cubic
 //! patches, Gaussian fill unless `:mean`, coarse-to-fine refinement of the `TOP` largest drops
-//! with `:rTOP`), `oracle:PATCH:STRIDE[:rTOP]` (the occlusion map of an ideal model that scores
+//! with `:rTOP`; `:fAXES`, e.g. `:fx`, averages the map with the maps of the scan mirrored about
+//! every combination of `AXES` of the model's input, each mirrored back), `oracle:PATCH:STRIDE[:rTOP]` (the occlusion map of an ideal model that scores
 //! the share of the lesion left visible). `LAST=1` explains the last epoch's weights
 //! instead of the best. `VERBOSE=1` prints each scan's peak, its tissue and its distance to the
 //! nearest lesion voxel.
@@ -54,12 +55,18 @@ fn method(spec: &str) -> Result<(Method, Option<String>)> {
         ["occlusion", patch, stride, rest @ ..] => {
             let (mut fill, mut refine) = (OcclusionFill::Gaussian, 0);
             for option in rest {
+                // Flips are read from the spec in `run`.
+                if option.starts_with('f') {
+                    continue;
+                }
                 match option.strip_prefix('r') {
                     Some(top) => {
                         refine = top.parse().with_context(|| format!("{spec}: refine"))?;
                     }
                     None if *option == "mean" => fill = OcclusionFill::MeanImage,
-                    None => bail!("{spec}: after the stride come `mean` and `rTOP` (refine)"),
+                    None => bail!(
+                        "{spec}: after the stride come `mean`, `rTOP` (refine) and `fAXES` (flips)"
+                    ),
                 }
             }
             let patch: usize = patch.parse().with_context(|| format!("{spec}: patch"))?;
@@ -159,6 +166,45 @@ fn oracle_map(
     Ok((scan_map, [best % nx, (best / nx) % ny, best / (nx * ny)]))
 }
 
+/// Every combination of flips about `axes`, each map computed on the flipped input, flipped
+/// back and averaged with the plain one.
+fn flip_average(
+    run: &ct3d::evaluate::LoadedRun,
+    path: &std::path::Path,
+    e: &ct3d::explain::Explanation,
+    settings: &Occlusion,
+    axes: &[usize],
+) -> Result<(ct3d_volume::Volume, [usize; 3])> {
+    use ct3d_volume::augment::flip::flip_axes;
+    use ct3d_volume::preprocess::{read_raw_scan, to_scan_grid};
+    let raw = read_raw_scan(path, None)?;
+    let input = &e.preprocessed;
+    let bits: usize = axes.iter().map(|&a| 1 << a).sum();
+    let mut sum = e.model_map.clone();
+    let mut count = 1.0;
+    for mask in 1..8 {
+        if mask & !bits != 0 {
+            continue;
+        }
+        let axes = std::array::from_fn(|a| mask & (1 << a) != 0);
+        let flipped = flip_axes(input, axes);
+        let m = ct3d_model::explain::occlusion(&run.model, &flipped, settings, &mut |_, _| {})?;
+        let back = flip_axes(&m.map, axes);
+        for (s, b) in sum.data_mut().iter_mut().zip(back.data()) {
+            *s += b;
+        }
+        count += 1.0;
+    }
+    for s in sum.data_mut() {
+        *s /= count;
+    }
+    sum.spacing = input.spacing;
+    sum.affine = input.affine;
+    let scan_map = to_scan_grid(&sum, &raw);
+    let peak = ct3d::explain::argmax(&scan_map);
+    Ok((scan_map, peak))
+}
+
 fn run() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some((run_dir, specs)) = args.split_first() else {
@@ -218,6 +264,22 @@ fn run() -> Result<()> {
         } else {
             settings
         };
+        let flips = spec
+            .split(':')
+            .skip(3)
+            .find_map(|o| o.strip_prefix('f'))
+            .map(|axes| {
+                axes.chars()
+                    .map(|c| match c {
+                        'x' => Ok(0),
+                        'y' => Ok(1),
+                        'z' => Ok(2),
+                        _ => bail!("{spec}: flip axes are x, y and z"),
+                    })
+                    .collect::<Result<Vec<usize>>>()
+            })
+            .transpose()?
+            .unwrap_or_default();
         let explainer = Explainer::new(&run, settings)?;
         let started = std::time::Instant::now();
         let (mut hits, mut mass) = (0, 0.0);
@@ -226,6 +288,9 @@ fn run() -> Result<()> {
             if oracle {
                 let o = occlusion_settings.context("oracle needs occlusion settings")?;
                 (e.scan_map, e.peak_voxel) = oracle_map(&run, path, truth, &o)?;
+            } else if !flips.is_empty() {
+                let o = occlusion_settings.context("flips need occlusion")?;
+                (e.scan_map, e.peak_voxel) = flip_average(&run, path, &e, &o, &flips)?;
             }
             let [i, j, k] = e.peak_voxel;
             let hit = truth.lesion_mask().get(i, j, k) == 1.0;

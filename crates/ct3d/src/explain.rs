@@ -284,7 +284,7 @@ fn sigmoid(z: f32) -> f32 {
 /// occlusion with equal weights credits one drop to a whole patch), the one nearest their
 /// centroid, so that the peak is the middle of the plateau rather than its first corner (the
 /// first in `x`-fastest order among equally near ones).
-fn argmax(volume: &Volume) -> [usize; 3] {
+pub fn argmax(volume: &Volume) -> [usize; 3] {
     let [nx, ny, _] = volume.shape();
     let position = |i: usize| [i % nx, (i / nx) % ny, i / (nx * ny)];
     let max = volume

@@ -232,7 +232,8 @@ fn occlusion_of_a_demo_size_model_stays_inside_the_lungs_and_depends_on_the_weig
 // 0.50, and 0.61 with 6³ patches every 3 voxels; batch-norm momentum 0.99 0.67 / 0.72 / 0.89;
 // a ResNet-10 0.83 but 0.50 of the mass in the lungs; 2026-12-03, batch-norm statistics
 // recomputed from clean scans every epoch, `recompute_batch_norm`: steady validation, but 0.67 /
-// 0.83 / 0.72, and 0.78 / 0.83 / 0.89 with `refine: 3`), so no recipe clears the bar for every
+// 0.83 / 0.72, and 0.78 / 0.83 / 0.89 with `refine: 3`; the same maps averaged with those of the
+// left-right mirrored scan 0.67 / 0.72 / 0.67, and 0.83 / 0.78 / 0.89 with `refine: 3`), so no recipe clears the bar for every
 // seed and picking a lucky one would prove nothing. Coarse-to-fine occlusion (`refine: 3`)
 // lifts the ideal model from 0.71 to 0.94 and seeds 1 and 2 to 0.83 and 0.94, but drops this
 // model (seed 0) from 0.78 to 0.61: its peaks move onto vessels and the central lung. Integrated gradients (x · ∂S/∂x from an air
