@@ -14,8 +14,9 @@
 //! Methods: `gradcam:BLOCK`, `gradcam++:BLOCK`, `occlusion:PATCH:STRIDE[:mean][:rTOP]` (cubic
 //! patches, Gaussian fill unless `:mean`, coarse-to-fine refinement of the `TOP` largest drops
 //! with `:rTOP`; `:fAXES`, e.g. `:fx`, averages the map with the maps of the scan mirrored about
-//! every combination of `AXES` of the model's input, each mirrored back), `oracle:PATCH:STRIDE[:rTOP]` (the occlusion map of an ideal model that scores
-//! the share of the lesion left visible). `LAST=1` explains the last epoch's weights
+//! every combination of `AXES` of the model's input, each mirrored back),
+//! `oracle:PATCH:STRIDE[:rTOP]` (the occlusion map of an ideal model that scores the share of
+//! the lesion left visible). `LAST=1` explains the last epoch's weights
 //! instead of the best. `VERBOSE=1` prints each scan's peak, its tissue and its distance to the
 //! nearest lesion voxel.
 
@@ -42,21 +43,37 @@ fn main() -> ExitCode {
     }
 }
 
-fn method(spec: &str) -> Result<(Method, Option<String>)> {
+/// A method spec's map method, its layer (or `oracle`) and the axes whose mirrored maps are
+/// averaged in (`:fAXES`).
+type Spec = (Method, Option<String>, Vec<usize>);
+
+fn method(spec: &str) -> Result<Spec> {
     let parts: Vec<&str> = spec.split(':').collect();
     Ok(match parts.as_slice() {
         ["oracle", patch, stride, rest @ ..] => {
             let extra: String = rest.iter().map(|r| format!(":{r}")).collect();
-            let (m, _) = method(&format!("occlusion:{patch}:{stride}{extra}"))?;
-            (m, Some("oracle".to_owned()))
+            let (m, _, flips) = method(&format!("occlusion:{patch}:{stride}{extra}"))?;
+            (m, Some("oracle".to_owned()), flips)
         }
-        ["gradcam", block] => (Method::GradCam, Some((*block).to_owned())),
-        ["gradcam++", block] => (Method::GradCamPlusPlus, Some((*block).to_owned())),
+        ["gradcam", block] => (Method::GradCam, Some((*block).to_owned()), Vec::new()),
+        ["gradcam++", block] => (
+            Method::GradCamPlusPlus,
+            Some((*block).to_owned()),
+            Vec::new(),
+        ),
         ["occlusion", patch, stride, rest @ ..] => {
-            let (mut fill, mut refine) = (OcclusionFill::Gaussian, 0);
+            let (mut fill, mut refine, mut flips) = (OcclusionFill::Gaussian, 0, Vec::new());
             for option in rest {
-                // Flips are read from the spec in `run`.
-                if option.starts_with('f') {
+                if let Some(axes) = option.strip_prefix('f') {
+                    flips = axes
+                        .chars()
+                        .map(|c| match c {
+                            'x' => Ok(0),
+                            'y' => Ok(1),
+                            'z' => Ok(2),
+                            _ => bail!("{spec}: flip axes are x, y and z"),
+                        })
+                        .collect::<Result<_>>()?;
                     continue;
                 }
                 match option.strip_prefix('r') {
@@ -78,7 +95,7 @@ fn method(spec: &str) -> Result<(Method, Option<String>)> {
                 fill,
                 refine,
             };
-            (Method::Occlusion(occlusion), None)
+            (Method::Occlusion(occlusion), None, flips)
         }
         _ => bail!("{spec}: expected gradcam:BLOCK, gradcam++:BLOCK or occlusion:PATCH:STRIDE"),
     })
@@ -243,7 +260,7 @@ fn run() -> Result<()> {
     if scans.is_empty() {
         bail!("no abnormal validation scan is classified correctly");
     }
-    for ((method, layer), spec) in methods.into_iter().zip(specs) {
+    for ((method, layer, flips), spec) in methods.into_iter().zip(specs) {
         let settings = ExplainSettings {
             method,
             layer,
@@ -264,22 +281,6 @@ fn run() -> Result<()> {
         } else {
             settings
         };
-        let flips = spec
-            .split(':')
-            .skip(3)
-            .find_map(|o| o.strip_prefix('f'))
-            .map(|axes| {
-                axes.chars()
-                    .map(|c| match c {
-                        'x' => Ok(0),
-                        'y' => Ok(1),
-                        'z' => Ok(2),
-                        _ => bail!("{spec}: flip axes are x, y and z"),
-                    })
-                    .collect::<Result<Vec<usize>>>()
-            })
-            .transpose()?
-            .unwrap_or_default();
         let explainer = Explainer::new(&run, settings)?;
         let started = std::time::Instant::now();
         let (mut hits, mut mass) = (0, 0.0);

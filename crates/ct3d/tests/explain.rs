@@ -233,12 +233,12 @@ fn occlusion_of_a_demo_size_model_stays_inside_the_lungs_and_depends_on_the_weig
 // a ResNet-10 0.83 but 0.50 of the mass in the lungs; 2026-12-03, batch-norm statistics
 // recomputed from clean scans every epoch, `recompute_batch_norm`: steady validation, but 0.67 /
 // 0.83 / 0.72, and 0.78 / 0.83 / 0.89 with `refine: 3`; the same maps averaged with those of the
-// left-right mirrored scan 0.67 / 0.72 / 0.67, and 0.83 / 0.78 / 0.89 with `refine: 3`), so no recipe clears the bar for every
-// seed and picking a lucky one would prove nothing. Coarse-to-fine occlusion (`refine: 3`)
-// lifts the ideal model from 0.71 to 0.94 and seeds 1 and 2 to 0.83 and 0.94, but drops this
-// model (seed 0) from 0.78 to 0.61: its peaks move onto vessels and the central lung. Integrated gradients (x · ∂S/∂x from an air
-// baseline) scored 0/17 on the demo's model: they peak on vessels, the brightest voxels in the
-// lungs. README ("What the maps show, measured") has the table; `examples/localisation.rs`
+// left-right mirrored scan 0.67 / 0.72 / 0.67, and 0.83 / 0.78 / 0.89 with `refine: 3`), so no
+// recipe clears the bar for every seed and picking a lucky one would prove nothing.
+// Coarse-to-fine occlusion (`refine: 3`) lifts the ideal model from 0.71 to 0.94 and seeds 1
+// and 2 to 0.83 and 0.94, but drops this model (seed 0) from 0.78 to 0.61: its peaks move onto
+// vessels and the central lung. Integrated gradients (x · ∂S/∂x from an air baseline) scored
+// 0/17 on the demo's model: they peak on vessels, the brightest voxels in the lungs. README ("What the maps show, measured") has the table; `examples/localisation.rs`
 // measures it. Kept as the target, not weakened; run with `--ignored`.
 #[test]
 #[ignore = "issue 14 item 2: pointing game 0.78 of 0.8 (see comment)"]
